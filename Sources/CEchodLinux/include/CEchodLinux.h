@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <unistd.h>
 #include <errno.h>
+#include <pthread.h>
 
 // epoll_event is packed on x86_64; building it in C avoids any doubt about its layout from Swift.
 static inline struct epoll_event echod_epoll_event(uint32_t events, uint64_t data) {
@@ -38,7 +39,11 @@ static inline int echod_errno(void) { return errno; }
 static inline int echod_fcntl_getfl(int fd) { return fcntl(fd, F_GETFL); }
 static inline int echod_fcntl_setfl(int fd, int flags) { return fcntl(fd, F_SETFL, flags); }
 
-// The running thread's kernel id, for log lines and per-loop metrics.
-static inline int echod_gettid(void) { return gettid(); }
+// accept4's address parameter is a transparent union under _GNU_SOURCE, which Swift cannot pass.
+// Defined in shim.c, which is compiled with _GNU_SOURCE (the module's header is imported without it).
+int echod_accept4(int fd, struct sockaddr_storage *peer, socklen_t *length, int flags);
+
+// Names the thread (visible in top -H, /proc/PID/task/TID/comm and perf); Glibc's module lacks it.
+int echod_set_thread_name(pthread_t thread, const char *name);
 
 #endif

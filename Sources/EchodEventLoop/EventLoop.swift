@@ -1,0 +1,200 @@
+import CEchodLinux
+import Glibc
+import Synchronization
+
+/// An epoll reactor for one thread, in the spirit of Redis's `ae`: a flat table of registrations indexed by fd,
+/// one `epoll_wait` per turn into an events array reused forever, and everything else — timers, signals,
+/// cross-thread wakeups — as descriptors on the same epoll.
+///
+/// Thread confinement: `register`, `modify`, `deregister` and handler callbacks happen on the loop's own thread.
+/// Other threads talk to the loop only through `execute(_:)` (a queue plus an eventfd wakeup) and `stop()`.
+public final class EventLoop: @unchecked Sendable {
+    /// One registration. `generation` tells a live registration from a stale event for a closed and reused fd.
+    struct Slot {
+        unowned(unsafe) var handler: EventHandler?
+        var generation: UInt32
+    }
+
+    /// This loop's number (0-based), for logs and metrics.
+    public let index: Int
+    /// Counters and the heartbeat, readable from any thread.
+    public let stats = LoopStats()
+
+    private let epollFD: Int32
+    private var slots: UnsafeMutablePointer<Slot>
+    private var slotCapacity: Int
+    private var nextGeneration: UInt32 = 1
+    private let events: UnsafeMutablePointer<epoll_event>
+    private let eventCapacity: Int32 = 512
+
+    private let wakeFD: Int32
+    private let queue = Mutex<[@Sendable () -> Void]>([])
+    private let wakeHandler = WakeHandler()
+    private var running = false
+    private var ownerThread: pthread_t?
+
+    /// The longest an idle loop sleeps: it turns at least this often, so its heartbeat stays fresh while idle.
+    public static let maximumSleepMilliseconds: Int32 = 250
+
+    public init(index: Int = 0) throws(IOError) {
+        self.index = index
+        epollFD = try Syscall.epollCreate()
+        do {
+            wakeFD = try Syscall.eventFD()
+        } catch {
+            Syscall.close(epollFD)
+            throw error
+        }
+        slotCapacity = 1024
+        slots = .allocate(capacity: slotCapacity)
+        slots.initialize(repeating: Slot(handler: nil, generation: 0), count: slotCapacity)
+        events = .allocate(capacity: Int(eventCapacity))
+        wakeHandler.loop = self
+        try register(fd: wakeFD, interest: .read, handler: wakeHandler)
+    }
+
+    deinit {
+        Syscall.close(wakeFD)
+        Syscall.close(epollFD)
+        slots.deallocate()
+        events.deallocate()
+    }
+
+    // MARK: Registrations (loop thread only)
+
+    /// Starts watching `fd` for `interest`, dispatching to `handler`.
+    public func register(fd: Int32, interest: Interest, handler: EventHandler) throws(IOError) {
+        precondition(fd >= 0)
+        ensureCapacity(Int(fd))
+        let generation = nextGeneration
+        nextGeneration = nextGeneration == UInt32.max ? 1 : nextGeneration + 1
+        try Syscall.epollControl(epollFD, EPOLL_CTL_ADD, fd, events: interest.rawValue, data: Self.userData(fd, generation))
+        slots[Int(fd)] = Slot(handler: handler, generation: generation)
+    }
+
+    /// Changes what an already registered `fd` is watched for.
+    @inline(__always)
+    public func modify(fd: Int32, interest: Interest) throws(IOError) {
+        let slot = slots[Int(fd)]
+        precondition(slot.handler != nil, "modify of unregistered fd \(fd)")
+        try Syscall.epollControl(epollFD, EPOLL_CTL_MOD, fd, events: interest.rawValue, data: Self.userData(fd, slot.generation))
+    }
+
+    /// Stops watching `fd`. Events for it still in this turn's batch are discarded.
+    ///
+    /// - Parameter willClose: the caller closes `fd` right after; `close(2)` removes it from the epoll set by
+    ///   itself, which saves the `EPOLL_CTL_DEL` system call per connection. Pass false for descriptors that stay
+    ///   open (a shared listener taken out of this loop only).
+    @inline(__always)
+    public func deregister(fd: Int32, willClose: Bool) {
+        if !willClose {
+            _ = try? Syscall.epollControl(epollFD, EPOLL_CTL_DEL, fd, events: 0, data: 0)
+        }
+        slots[Int(fd)] = Slot(handler: nil, generation: 0)
+    }
+
+    /// Whether `fd` is registered on this loop.
+    public func isRegistered(fd: Int32) -> Bool {
+        Int(fd) < slotCapacity && slots[Int(fd)].handler != nil
+    }
+
+    private func ensureCapacity(_ fd: Int) {
+        guard fd >= slotCapacity else { return }
+        var newCapacity = slotCapacity
+        while newCapacity <= fd { newCapacity *= 2 }
+        let grown = UnsafeMutablePointer<Slot>.allocate(capacity: newCapacity)
+        grown.moveInitialize(from: slots, count: slotCapacity)
+        (grown + slotCapacity).initialize(repeating: Slot(handler: nil, generation: 0), count: newCapacity - slotCapacity)
+        slots.deallocate()
+        slots = grown
+        slotCapacity = newCapacity
+    }
+
+    @inline(__always)
+    private static func userData(_ fd: Int32, _ generation: UInt32) -> UInt64 {
+        UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd))
+    }
+
+    // MARK: Running
+
+    /// Runs the loop on the calling thread until `stop()` is called.
+    public func run() throws(IOError) {
+        ownerThread = pthread_self()
+        running = true
+        var turnStart = Syscall.monotonicNow().nanoseconds
+        while running {
+            stats.heartbeat.store(turnStart, ordering: .relaxed)
+            let count = try Syscall.epollWait(epollFD, events, eventCapacity, Self.maximumSleepMilliseconds)
+            let woke = Syscall.monotonicNow().nanoseconds
+            dispatch(count)
+            turnStart = Syscall.monotonicNow().nanoseconds
+            stats.recordTurn(busy: turnStart - woke)
+        }
+        runPendingTasks()
+    }
+
+    @inline(__always)
+    private func dispatch(_ count: Int) {
+        var i = 0
+        while i < count {
+            let event = events + i
+            i += 1
+            let data = echod_epoll_event_data(event)
+            let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
+            let generation = UInt32(truncatingIfNeeded: data >> 32)
+            let slot = slots[Int(fd)]
+            // A handler earlier in this batch may have closed fd (and even reused its number): skip stale events.
+            guard slot.generation == generation, let handler = slot.handler else { continue }
+            handler.handleEvent(fd: fd, events: echod_epoll_event_events(event))
+        }
+        stats.events.add(UInt64(count))
+    }
+
+    /// Whether the caller runs on this loop's thread.
+    public var inLoopThread: Bool {
+        guard let owner = ownerThread else { return false }
+        return pthread_equal(owner, pthread_self()) != 0
+    }
+
+    // MARK: Cross-thread
+
+    /// Runs `task` on the loop thread during its next turn. Safe from any thread; never blocks on the loop.
+    public func execute(_ task: @escaping @Sendable () -> Void) {
+        let wasEmpty = queue.withLock { tasks in
+            tasks.append(task)
+            return tasks.count == 1
+        }
+        // Only the first task of a batch needs to wake the loop; the rest ride along.
+        if wasEmpty { Syscall.signalEventFD(wakeFD) }
+    }
+
+    /// Makes `run()` return after the current turn. Safe from any thread.
+    public func stop() {
+        execute { [unowned self] in self.running = false }
+    }
+
+    fileprivate func runPendingTasks() {
+        Syscall.drainCounter(wakeFD)
+        let tasks = queue.withLock { tasks in
+            let taken = tasks
+            tasks.removeAll(keepingCapacity: true)
+            return taken
+        }
+        for task in tasks { task() }
+    }
+}
+
+private final class WakeHandler: EventHandler {
+    unowned(unsafe) var loop: EventLoop?
+    override func handleEvent(fd: Int32, events: UInt32) {
+        loop?.runPendingTasks()
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds.
+    public var nanoseconds: Int64 {
+        let (s, a) = components
+        return s * 1_000_000_000 + a / 1_000_000_000
+    }
+}

@@ -1,0 +1,67 @@
+import CEchodLinux
+
+/// A timer on an event loop, backed by its own timerfd: expiry is an ordinary readiness event, so timers need no
+/// side channel and no per-turn bookkeeping in the loop.
+public final class LoopTimer: EventHandler {
+    private let fd: Int32
+    private unowned let loop: EventLoop
+    private let action: () -> Void
+
+    /// Creates a disarmed timer on `loop` that calls `action` on the loop thread at each expiry.
+    public init(loop: EventLoop, action: @escaping () -> Void) throws(IOError) {
+        self.fd = try Syscall.timerFD()
+        self.loop = loop
+        self.action = action
+        super.init()
+        do {
+            try loop.register(fd: fd, interest: .read, handler: self)
+        } catch {
+            Syscall.close(fd)
+            throw error
+        }
+    }
+
+    /// Arms the timer: first expiry after `after`, then every `period` (nil: once).
+    public func schedule(after: Duration, every period: Duration? = nil) {
+        try? Syscall.timerSet(fd, after: after, every: period)
+    }
+
+    /// Disarms the timer.
+    public func cancel() {
+        try? Syscall.timerDisarm(fd)
+    }
+
+    /// Removes the timer from its loop and closes its descriptor.
+    public func close() {
+        loop.deregister(fd: fd, willClose: true)
+        Syscall.close(fd)
+    }
+
+    override public func handleEvent(fd: Int32, events: UInt32) {
+        if Syscall.drainCounter(fd) > 0 { action() }
+    }
+}
+
+/// Delivers blocked signals through a signalfd on an event loop.
+public final class SignalSource: EventHandler {
+    private let fd: Int32
+    private let action: (Int32) -> Void
+
+    /// Blocks `signals` in the calling thread (call before other threads are started, so they inherit the mask)
+    /// and delivers them to `action` on `loop`'s thread.
+    public init(loop: EventLoop, signals: [Int32], action: @escaping (Int32) -> Void) throws(IOError) {
+        Syscall.blockSignals(signals)
+        fd = try Syscall.signalFD(signals)
+        self.action = action
+        super.init()
+        try loop.register(fd: fd, interest: .read, handler: self)
+    }
+
+    override public func handleEvent(fd: Int32, events: UInt32) {
+        var info = signalfd_siginfo()
+        let size = MemoryLayout<signalfd_siginfo>.size
+        while case .processed(let n)? = try? Syscall.read(fd, &info, size), n == size {
+            action(Int32(bitPattern: info.ssi_signo))
+        }
+    }
+}

@@ -1,0 +1,149 @@
+import CEchodLinux
+import Glibc
+
+/// Thin wrappers around the Linux calls the loop uses, in the style of swift-system: typed errors, EINTR retried,
+/// EAGAIN turned into `IOResult.wouldBlock` where it is an expected outcome. Nothing else in echod calls these C
+/// functions directly.
+public enum Syscall {
+    /// `read(2)` on a non-blocking descriptor. The corresponding C function is `read`.
+    @inline(__always)
+    public static func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) throws(IOError) -> IOResult {
+        while true {
+            let n = Glibc.read(fd, buffer, count)
+            if n >= 0 { return .processed(n) }
+            let code = echod_errno()
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            throw IOError("read", errno: code)
+        }
+    }
+
+    /// `write(2)` on a non-blocking descriptor. The corresponding C function is `write`.
+    @inline(__always)
+    public static func write(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) throws(IOError) -> IOResult {
+        while true {
+            let n = Glibc.write(fd, buffer, count)
+            if n >= 0 { return .processed(n) }
+            let code = echod_errno()
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            throw IOError("write", errno: code)
+        }
+    }
+
+    /// `close(2)`. EINTR is not retried: on Linux the descriptor is released even then, and a retry could close
+    /// a descriptor another thread has just been given.
+    public static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+
+    /// `shutdown(2)`. Errors (ENOTCONN after a reset) are of no use to the caller and are ignored.
+    public static func shutdown(_ fd: Int32, _ how: Int32) {
+        _ = Glibc.shutdown(fd, how)
+    }
+
+    /// `epoll_create1(EPOLL_CLOEXEC)`.
+    public static func epollCreate() throws(IOError) -> Int32 {
+        try retryingInterrupts("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+    }
+
+    /// `epoll_ctl(2)`.
+    public static func epollControl(_ epfd: Int32, _ op: Int32, _ fd: Int32, events: UInt32, data: UInt64) throws(IOError) {
+        var event = echod_epoll_event(events, data)
+        _ = try retryingInterrupts("epoll_ctl") { epoll_ctl(epfd, op, fd, &event) }
+    }
+
+    /// `epoll_wait(2)`; returns 0 when interrupted by a signal so the caller simply turns again.
+    @inline(__always)
+    public static func epollWait(_ epfd: Int32, _ events: UnsafeMutablePointer<epoll_event>, _ max: Int32, _ timeout: Int32) throws(IOError) -> Int {
+        let n = epoll_wait(epfd, events, max, timeout)
+        if n >= 0 { return Int(n) }
+        let code = echod_errno()
+        if code == EINTR { return 0 }
+        throw IOError("epoll_wait", errno: code)
+    }
+
+    /// `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`.
+    public static func eventFD() throws(IOError) -> Int32 {
+        try retryingInterrupts("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
+    }
+
+    /// `timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)`.
+    public static func timerFD() throws(IOError) -> Int32 {
+        try retryingInterrupts("timerfd_create") { timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC)) }
+    }
+
+    /// `timerfd_settime(2)` with a relative first expiry and an optional period (nil = one-shot).
+    public static func timerSet(_ fd: Int32, after: Duration, every period: Duration?) throws(IOError) {
+        var spec = itimerspec(it_interval: timespec(period ?? .zero), it_value: timespec(after))
+        if spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0 { spec.it_value.tv_nsec = 1 }  // 0 would disarm
+        _ = try retryingInterrupts("timerfd_settime") { timerfd_settime(fd, 0, &spec, nil) }
+    }
+
+    /// Disarms a timerfd.
+    public static func timerDisarm(_ fd: Int32) throws(IOError) {
+        var spec = itimerspec()
+        _ = try retryingInterrupts("timerfd_settime") { timerfd_settime(fd, 0, &spec, nil) }
+    }
+
+    /// `signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC)` for the given signals. The caller must block them first.
+    public static func signalFD(_ signals: [Int32]) throws(IOError) -> Int32 {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in signals { sigaddset(&set, s) }
+        return try retryingInterrupts("signalfd") { signalfd(-1, &set, Int32(SFD_NONBLOCK | SFD_CLOEXEC)) }
+    }
+
+    /// Blocks the given signals in the calling thread (and so in every thread it creates afterwards), so that they
+    /// are delivered only through a signalfd. The corresponding C function is `pthread_sigmask`.
+    public static func blockSignals(_ signals: [Int32]) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in signals { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// Reads and discards the 8-byte counter of an eventfd or timerfd; returns it (0 when nothing was pending).
+    @discardableResult
+    public static func drainCounter(_ fd: Int32) -> UInt64 {
+        var value: UInt64 = 0
+        let n = withUnsafeMutableBytes(of: &value) { Glibc.read(fd, $0.baseAddress, 8) }
+        return n == 8 ? value : 0
+    }
+
+    /// Adds 1 to an eventfd's counter, waking whoever waits on it. EAGAIN (counter saturated) still means "woken".
+    public static func signalEventFD(_ fd: Int32) {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { Glibc.write(fd, $0.baseAddress, 8) }
+    }
+
+    /// Raises the soft RLIMIT_NOFILE to the hard limit (what Go and systemd do for servers); returns the new soft limit.
+    @discardableResult
+    public static func raiseFileLimit() -> UInt64 {
+        var limit = rlimit()
+        guard getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 else { return 0 }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(RLIMIT_NOFILE_VALUE, &limit)
+            _ = getrlimit(RLIMIT_NOFILE_VALUE, &limit)
+        }
+        return UInt64(limit.rlim_cur)
+    }
+
+    /// The current monotonic time.
+    @inline(__always)
+    public static func monotonicNow() -> Duration {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return .seconds(ts.tv_sec) + .nanoseconds(ts.tv_nsec)
+    }
+}
+
+private let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+
+extension timespec {
+    init(_ d: Duration) {
+        let (seconds, attoseconds) = d.components
+        self.init(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+    }
+}
