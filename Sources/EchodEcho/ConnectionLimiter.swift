@@ -1,0 +1,60 @@
+import EchodEventLoop
+import Synchronization
+
+/// The global and per-IP connection limits, shared by every loop.
+///
+/// Touched once at accept and once at close, never per read, so a mutex is fine here; the global count is an
+/// atomic so the common case (per-IP limit off) takes no lock... except that per-IP counts are always kept, so
+/// that a reload can switch the per-IP limit on with correct counts for connections already open.
+public final class ConnectionLimiter: Sendable {
+    public enum Verdict: Equatable { case admitted, overTotal, overPerIP }
+
+    private let total = Atomic<Int>(0)
+    private let maxTotal: Atomic<Int>
+    private let maxPerIP: Atomic<Int>
+    private let perIP = Mutex<[HostKey: Int32]>([:])
+
+    public init(maxConnections: Int, maxPerIP: Int) {
+        maxTotal = Atomic(maxConnections)
+        self.maxPerIP = Atomic(maxPerIP)
+    }
+
+    /// Applies new limits (reload). Connections over a lowered limit stay; new ones are refused until below it.
+    public func setLimits(maxConnections: Int, maxPerIP: Int) {
+        maxTotal.store(maxConnections, ordering: .relaxed)
+        self.maxPerIP.store(maxPerIP, ordering: .relaxed)
+    }
+
+    /// Open connections, all loops together.
+    public var openConnections: Int { total.load(ordering: .relaxed) }
+
+    /// Counts a new connection from `host` if the limits allow it.
+    public func admit(_ host: HostKey) -> Verdict {
+        let now = total.wrappingAdd(1, ordering: .relaxed).newValue
+        if now > maxTotal.load(ordering: .relaxed) {
+            total.wrappingSubtract(1, ordering: .relaxed)
+            return .overTotal
+        }
+        let limit = maxPerIP.load(ordering: .relaxed)
+        let admitted = perIP.withLock { counts -> Bool in
+            let current = counts[host, default: 0]
+            if limit > 0 && Int(current) >= limit { return false }
+            counts[host] = current + 1
+            return true
+        }
+        if !admitted {
+            total.wrappingSubtract(1, ordering: .relaxed)
+            return .overPerIP
+        }
+        return .admitted
+    }
+
+    /// Forgets a connection that `admit` admitted.
+    public func release(_ host: HostKey) {
+        total.wrappingSubtract(1, ordering: .relaxed)
+        perIP.withLock { counts in
+            guard let current = counts[host] else { return }
+            if current <= 1 { counts[host] = nil } else { counts[host] = current - 1 }
+        }
+    }
+}

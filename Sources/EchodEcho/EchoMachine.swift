@@ -1,0 +1,176 @@
+import EchodEventLoop
+
+/// RFC 862 on one connection: every byte received goes back, in order, nothing lost — with bounded memory.
+///
+/// The fast path costs two system calls and no allocation: read into the loop's shared buffer, write it straight
+/// back. Only when the write is partial does the rest go into the connection's `PendingBuffer`; from then on
+/// the connection reads into that buffer (at most `maxPending` bytes held) and waits for `EPOLLOUT` to flush it.
+/// At the bound, reading stops, the kernel's receive window fills and TCP pushes back on the sender: a slow
+/// reader gets backpressure, never a growing heap, and is never closed for being slow.
+public struct EchoMachine {
+    public enum Outcome: Equatable {
+        case keep
+        case close(CloseReason)
+    }
+
+    private let readBuffer: UnsafeMutableRawPointer
+    public let readBufferSize: Int
+    public private(set) var pool: BufferPool
+    /// Bytes of the most recent successful read, for the optional per-read log (valid until the next call).
+    public private(set) var lastRead: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
+
+    /// - Parameters:
+    ///   - readBufferSize: the loop's shared read buffer (one per loop, not per connection).
+    ///   - maxPending: the per-connection bound on echo data not yet written back.
+    public init(readBufferSize: Int = 64 * 1024, maxPending: Int) {
+        self.readBufferSize = readBufferSize
+        self.readBuffer = .allocate(byteCount: readBufferSize, alignment: 64)
+        self.pool = BufferPool(bufferSize: maxPending)
+    }
+
+    /// Frees the read buffer and the pool. Call once, when the loop is done.
+    public mutating func destroy() {
+        readBuffer.deallocate()
+        pool.drain()
+    }
+
+    public var maxPending: Int { pool.bufferSize }
+
+    /// Applies a new `max_pending_bytes` (reload). Connections holding a buffer keep theirs until it drains.
+    public mutating func setMaxPending(_ bytes: Int) { pool.resize(bytes) }
+
+    /// The connection is readable (or in error: the read reports it).
+    @inline(__always)
+    public mutating func readable<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO, tick: UInt32) -> Outcome {
+        if c.pending.isEmpty && !c.pending.hasStorage {
+            return readAndEcho(&c, fd: fd, io: &io, tick: tick)
+        }
+        return readIntoPending(&c, fd: fd, io: &io, tick: tick)
+    }
+
+    /// Fast path: nothing is pending, so what is read can be written straight back.
+    @inline(__always)
+    private mutating func readAndEcho<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO, tick: UInt32) -> Outcome {
+        // Never read more than could be held if none of it could be written back.
+        let limit = min(readBufferSize, maxPending)
+        let n: Int
+        switch io.read(fd, into: readBuffer, count: limit) {
+        case .bytes(let count): n = count
+        case .wouldBlock: return .keep
+        case .endOfFile: return peerFinished(&c, fd: fd, io: &io)
+        case .failed: return .close(.reset)
+        }
+        c.bytesIn &+= UInt64(n)
+        c.lastActiveTick = tick
+        lastRead = UnsafeRawBufferPointer(start: readBuffer, count: n)
+        let written: Int
+        switch io.write(fd, from: readBuffer, count: n) {
+        case .bytes(let count): written = count
+        case .wouldBlock, .endOfFile: written = 0
+        case .failed: return .close(.reset)
+        }
+        c.bytesOut &+= UInt64(written)
+        if written < n {
+            pool.attach(&c.pending)
+            let (space, _) = c.pending.writableSpace()
+            space.copyMemory(from: readBuffer + written, byteCount: n - written)
+            c.pending.appended(n - written)
+            updateInterest(&c, fd: fd, io: &io)
+        }
+        return .keep
+    }
+
+    /// Data is already waiting: append to it (up to the bound) and let `writable` send it in order.
+    private mutating func readIntoPending<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO, tick: UInt32) -> Outcome {
+        if !c.pending.hasStorage { pool.attach(&c.pending) }
+        let room = maxPending - c.pending.count
+        guard room > 0 else {
+            updateInterest(&c, fd: fd, io: &io)
+            return .keep
+        }
+        let (space, available) = c.pending.writableSpace()
+        switch io.read(fd, into: space, count: min(room, available)) {
+        case .bytes(let n):
+            c.bytesIn &+= UInt64(n)
+            c.lastActiveTick = tick
+            lastRead = UnsafeRawBufferPointer(start: space, count: n)
+            c.pending.appended(n)
+            updateInterest(&c, fd: fd, io: &io)
+            return .keep
+        case .wouldBlock:
+            return .keep
+        case .endOfFile:
+            return peerFinished(&c, fd: fd, io: &io)
+        case .failed:
+            return .close(.reset)
+        }
+    }
+
+    /// The connection is writable: flush what is pending.
+    public mutating func writable<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO, tick: UInt32) -> Outcome {
+        guard !c.pending.isEmpty else {
+            releaseIfEmpty(&c)
+            updateInterest(&c, fd: fd, io: &io)
+            return c.flags.contains(.readClosed) ? finish(&c, fd: fd, io: &io) : .keep
+        }
+        switch io.write(fd, from: c.pending.readable, count: c.pending.count) {
+        case .bytes(let n):
+            c.bytesOut &+= UInt64(n)
+            c.lastActiveTick = tick
+            c.pending.consumed(n)
+        case .wouldBlock, .endOfFile:
+            return .keep
+        case .failed:
+            return .close(.reset)
+        }
+        if c.pending.isEmpty {
+            releaseIfEmpty(&c)
+            if c.flags.contains(.readClosed) { return finish(&c, fd: fd, io: &io) }
+        }
+        updateInterest(&c, fd: fd, io: &io)
+        return .keep
+    }
+
+    /// Releases the connection's buffer (closing it, or abandoning pending data on a reset or timeout).
+    public mutating func release(_ c: inout Connection) {
+        pool.detach(&c.pending)
+    }
+
+    /// EOF from the peer (half-close): echo what is still pending, then shut down our side too.
+    private mutating func peerFinished<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO) -> Outcome {
+        c.flags.insert(.readClosed)
+        if c.pending.isEmpty { return finish(&c, fd: fd, io: &io) }
+        updateInterest(&c, fd: fd, io: &io)
+        return .keep
+    }
+
+    private mutating func finish<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO) -> Outcome {
+        io.shutdownWrite(fd)
+        return .close(.peerClosed)
+    }
+
+    private mutating func releaseIfEmpty(_ c: inout Connection) {
+        if c.pending.isEmpty && c.pending.hasStorage { pool.detach(&c.pending) }
+    }
+
+    /// Brings the epoll interest in line with the state, with one `epoll_ctl` only when it changes.
+    ///
+    /// Reading pauses when `maxPending` bytes are held and resumes once they are below half of it; the gap keeps
+    /// a connection streaming at the bound from flipping its interest on every write.
+    private mutating func updateInterest<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO) {
+        let held = c.pending.count
+        if c.flags.contains(.readPaused) {
+            if held <= maxPending / 2 { c.flags.remove(.readPaused) }
+        } else if held >= maxPending {
+            c.flags.insert(.readPaused)
+        }
+        let wantRead = !c.flags.contains(.readClosed) && !c.flags.contains(.readPaused)
+        let wantWrite = held > 0
+        let current = (c.flags.contains(.watchingRead), c.flags.contains(.watchingWrite))
+        guard current != (wantRead, wantWrite) else { return }
+        var interest: Interest = []
+        if wantRead { interest.insert(.read); c.flags.insert(.watchingRead) } else { c.flags.remove(.watchingRead) }
+        if wantWrite { interest.insert(.write); c.flags.insert(.watchingWrite) } else { c.flags.remove(.watchingWrite) }
+        io.setInterest(fd, interest)
+    }
+}

@@ -1,0 +1,255 @@
+import EchodEventLoop
+import Glibc
+import Logging
+
+/// The echo service of one event loop: owns that loop's connections outright, in a flat table indexed by fd.
+///
+/// Created, used and destroyed on its loop's thread; other threads reach it only through `loop.execute`.
+public final class EchoService: EventHandler, @unchecked Sendable {
+    /// What can change at run time (reload).
+    public struct Settings: Sendable, Equatable {
+        public var maxPendingBytes: Int
+        /// `.zero` turns the idle timeout off.
+        public var idleTimeout: Duration
+        public var logReads: Bool
+
+        public init(maxPendingBytes: Int, idleTimeout: Duration, logReads: Bool) {
+            self.maxPendingBytes = maxPendingBytes
+            self.idleTimeout = idleTimeout
+            self.logReads = logReads
+        }
+    }
+
+    public unowned let loop: EventLoop
+    public let stats = EchoStats()
+    private let limiter: ConnectionLimiter
+    private var logger: Logger
+    private var machine: EchoMachine
+    private var io: SocketIO
+    private var table: UnsafeMutablePointer<Connection>
+    private var capacity: Int
+    private var highestFD: Int32 = -1
+    /// Connections open on this loop.
+    public private(set) var openCount = 0
+    private var settings: Settings
+    private var tick: UInt32 = 0
+    private var idleTicks: UInt32 = 0
+    private var sweepTimer: LoopTimer?
+    private var onDrained: (() -> Void)?
+    private var limitWarning = RateLimitedWarning()
+    private var acceptWarning = RateLimitedWarning()
+
+    /// How often the idle sweep runs; also the resolution of `idle_timeout`.
+    public static let tickInterval: Duration = .seconds(1)
+
+    public init(loop: EventLoop, limiter: ConnectionLimiter, settings: Settings, logger: Logger) throws(IOError) {
+        self.loop = loop
+        self.limiter = limiter
+        self.settings = settings
+        self.logger = logger
+        self.logger[metadataKey: "loop"] = .stringConvertible(loop.index)
+        machine = EchoMachine(maxPending: settings.maxPendingBytes)
+        io = SocketIO(loop: loop)
+        capacity = 1024
+        table = .allocate(capacity: capacity)
+        table.initialize(repeating: .free, count: capacity)
+        super.init()
+        idleTicks = Self.ticks(settings.idleTimeout)
+        sweepTimer = try LoopTimer(loop: loop) { [unowned self] in self.sweep() }
+        sweepTimer?.schedule(after: Self.tickInterval, every: Self.tickInterval)
+    }
+
+    deinit {
+        table.deallocate()
+    }
+
+    // MARK: Accepting
+
+    /// Takes ownership of a freshly accepted connection (called by an `Acceptor` on this loop).
+    public func adopt(fd: Int32, peer: SocketAddress) {
+        switch limiter.admit(peer.hostKey) {
+        case .admitted:
+            break
+        case .overTotal:
+            Syscall.close(fd)
+            stats.rejectedTotal.add(1)
+            warnLimit("connection refused: limits.max_connections reached", peer: peer)
+            return
+        case .overPerIP:
+            Syscall.close(fd)
+            stats.rejectedPerIP.add(1)
+            warnLimit("connection refused: limits.max_connections_per_ip reached", peer: peer)
+            return
+        }
+        Socket.setNoDelay(fd)
+        ensureCapacity(Int(fd))
+        do throws(IOError) {
+            try loop.register(fd: fd, interest: .read, handler: self)
+        } catch {
+            Syscall.close(fd)
+            limiter.release(peer.hostKey)
+            logger.error("cannot watch accepted connection", metadata: ["peer": .stringConvertible(peer), "error": .stringConvertible(error)])
+            return
+        }
+        table[Int(fd)] = Connection(peer: peer, openedAt: Syscall.monotonicNow().nanoseconds, tick: tick)
+        if fd > highestFD { highestFD = fd }
+        openCount += 1
+        stats.accepted.add(1)
+        logger.trace("connection accepted", metadata: ["peer": .stringConvertible(peer)])
+    }
+
+    /// Logs and counts what an `Acceptor` reports.
+    public func acceptorReported(_ event: Acceptor.Event) {
+        switch event {
+        case .paused(let error, let retry):
+            stats.acceptPauses.add(1)
+            if let suppressed = acceptWarning.admit(now: Syscall.monotonicNow().nanoseconds) {
+                logger.warning("accepting paused: out of descriptors or memory; serving existing connections, retrying", metadata: [
+                    "error": .stringConvertible(error), "retry_ms": .stringConvertible(retry.nanoseconds / 1_000_000),
+                    "suppressed": .stringConvertible(suppressed),
+                ])
+            }
+        case .resumed:
+            logger.notice("accepting resumed")
+        case .transientFailure(let error):
+            logger.debug("accept failed for one connection", metadata: ["error": .stringConvertible(error)])
+        }
+    }
+
+    private func warnLimit(_ message: Logger.Message, peer: SocketAddress) {
+        if let suppressed = limitWarning.admit(now: Syscall.monotonicNow().nanoseconds) {
+            logger.warning(message, metadata: ["peer": .stringConvertible(peer), "suppressed": .stringConvertible(suppressed)])
+        }
+    }
+
+    // MARK: The hot path
+
+    override public func handleEvent(fd: Int32, events: UInt32) {
+        let c = table + Int(fd)
+        let inBefore = c.pointee.bytesIn
+        let outBefore = c.pointee.bytesOut
+        var outcome = EchoMachine.Outcome.keep
+        if events & EventBits.writable != 0 {
+            outcome = machine.writable(&c.pointee, fd: fd, io: &io, tick: tick)
+        }
+        if outcome == .keep && events & EventBits.readable != 0 {
+            outcome = machine.readable(&c.pointee, fd: fd, io: &io, tick: tick)
+        } else if outcome == .keep && events & (EventBits.error | EventBits.hangup) != 0 {
+            // Error or hang-up without readable data (reading may be paused): nothing more can be delivered.
+            outcome = .close(.reset)
+        }
+        let received = c.pointee.bytesIn &- inBefore
+        if received > 0 {
+            stats.reads.add(1)
+            stats.bytesIn.add(received)
+            if !c.pointee.flags.contains(.announced) { announce(c) }
+            if settings.logReads { logRead(c, count: received) }
+        }
+        stats.bytesOut.add(c.pointee.bytesOut &- outBefore)
+        if case .close(let reason) = outcome { close(fd: fd, reason: reason) }
+    }
+
+    /// The `connection opened` line, logged at the first byte rather than at accept: health probes that connect
+    /// and close without sending anything (load balancers, Kubernetes tcpSocket) are counted but do not flood
+    /// the log.
+    private func announce(_ c: UnsafeMutablePointer<Connection>) {
+        c.pointee.flags.insert(.announced)
+        logger.info("connection opened", metadata: ["peer": .stringConvertible(c.pointee.peer)])
+    }
+
+    private func logRead(_ c: UnsafeMutablePointer<Connection>, count: UInt64) {
+        logger.info("read", metadata: [
+            "peer": .stringConvertible(c.pointee.peer),
+            "bytes": .stringConvertible(count),
+            "data": .stringConvertible(ReadPreview(machine.lastRead)),
+        ])
+    }
+
+    // MARK: Closing
+
+    /// Closes one connection, discarding anything still pending.
+    public func close(fd: Int32, reason: CloseReason) {
+        let c = table + Int(fd)
+        guard c.pointee.isOpen else { return }
+        machine.release(&c.pointee)
+        loop.deregister(fd: fd, willClose: true)
+        Syscall.close(fd)
+        let record = c.pointee
+        c.pointee.flags = []
+        openCount -= 1
+        stats.closed[reason.rawValue].add(1)
+        limiter.release(record.peer.hostKey)
+        logClose(record, reason: reason)
+        if openCount == 0, let done = onDrained {
+            onDrained = nil
+            done()
+        }
+    }
+
+    private func logClose(_ c: Connection, reason: CloseReason) {
+        let level: Logger.Level = c.bytesIn == 0 ? .debug : .info
+        logger.log(level: level, c.bytesIn == 0 ? "probe connection closed" : "connection closed", metadata: [
+            "peer": .stringConvertible(c.peer),
+            "bytes_in": .stringConvertible(c.bytesIn),
+            "bytes_out": .stringConvertible(c.bytesOut),
+            "duration_ms": .stringConvertible((Syscall.monotonicNow().nanoseconds - c.openedAt) / 1_000_000),
+            "reason": .stringConvertible(reason),
+        ])
+    }
+
+    // MARK: Timers, reload, drain
+
+    private func sweep() {
+        tick &+= 1
+        guard idleTicks > 0, highestFD >= 0 else { return }
+        for fd in 0...highestFD where table[Int(fd)].isOpen && tick &- table[Int(fd)].lastActiveTick >= idleTicks {
+            close(fd: fd, reason: .idleTimeout)
+        }
+    }
+
+    /// Applies new run-time settings (reload). Open connections keep going under the new limits.
+    public func apply(_ new: Settings) {
+        settings = new
+        machine.setMaxPending(new.maxPendingBytes)
+        idleTicks = Self.ticks(new.idleTimeout)
+    }
+
+    /// Calls `done` (on this loop) once no connection is left open; at once when there are none.
+    public func whenDrained(_ done: @escaping () -> Void) {
+        if openCount == 0 { done() } else { onDrained = done }
+    }
+
+    /// Closes every open connection (the drain timeout ran out, or shutdown).
+    public func closeAll(reason: CloseReason) {
+        guard highestFD >= 0 else { return }
+        for fd in 0...highestFD where table[Int(fd)].isOpen {
+            close(fd: fd, reason: reason)
+        }
+    }
+
+    /// Releases the loop-level resources. Call last, on the loop thread, after `closeAll`.
+    public func shutdown() {
+        closeAll(reason: .drainTimeout)
+        sweepTimer?.close()
+        sweepTimer = nil
+        machine.destroy()
+    }
+
+    private func ensureCapacity(_ fd: Int) {
+        guard fd >= capacity else { return }
+        var newCapacity = capacity
+        while newCapacity <= fd { newCapacity *= 2 }
+        let grown = UnsafeMutablePointer<Connection>.allocate(capacity: newCapacity)
+        grown.moveInitialize(from: table, count: capacity)
+        (grown + capacity).initialize(repeating: .free, count: newCapacity - capacity)
+        table.deallocate()
+        table = grown
+        capacity = newCapacity
+    }
+
+    private static func ticks(_ d: Duration) -> UInt32 {
+        guard d > .zero else { return 0 }
+        let seconds = d.components.seconds + (d.components.attoseconds > 0 ? 1 : 0)
+        return UInt32(clamping: max(seconds, 1))
+    }
+}
