@@ -1,0 +1,50 @@
+# echod — two commands do all set-up on a fresh Debian machine:
+#   make run    build (release) and run echod in the foreground on its embedded default config
+#   make test   install what is missing, build, and run every test
+SHELL := /bin/bash
+SWIFT ?= swift
+PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages the build and the tests need: libsystemd (linked), the tools the end-to-end tests drive.
+APT_PACKAGES := pkg-config libsystemd-dev netcat-openbsd telnet socat curl systemd systemd-container iproute2 procps
+PIP_PACKAGES := pytest pexpect
+
+DEBUG_BIN := .build/debug/echod
+RELEASE_BIN := .build/release/echod
+
+.PHONY: all build release run test deps unit e2e bench clean
+all: build
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@for p in $(PIP_PACKAGES); do $(PYTHON) -c "import $$p" 2>/dev/null || $(PYTHON) -m pip install -q $$p; done
+
+build:
+	$(SWIFT) build
+
+release:
+	$(SWIFT) build -c release
+
+run: deps release
+	$(RELEASE_BIN)
+
+unit: deps build
+	$(SWIFT) test
+
+e2e: deps build
+	ECHOD_BIN=$(abspath $(DEBUG_BIN)) $(PYTHON) -m pytest -q Tests/e2e
+
+test: deps build
+	$(SWIFT) test
+	ECHOD_BIN=$(abspath $(DEBUG_BIN)) $(PYTHON) -m pytest -q -rs Tests/e2e
+
+bench: deps release
+	ECHOD_BIN=$(abspath $(RELEASE_BIN)) $(PYTHON) bench/run.py
+
+clean:
+	rm -rf .build .build-*

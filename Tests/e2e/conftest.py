@@ -1,0 +1,134 @@
+"""End-to-end fixtures: start the real echod binary on free loopback ports and talk to it as users do."""
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def echod_binary() -> str:
+    path = os.environ.get("ECHOD_BIN") or str(REPO / ".build" / "debug" / "echod")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"echod binary not found at {path}: build it first (make test does) or set ECHOD_BIN")
+    return path
+
+
+def free_port(family=socket.AF_INET) -> int:
+    """A port that was free a moment ago on loopback (bound and released by the kernel's choice)."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0, proc=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"echod exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise AssertionError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def vm_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Echod:
+    """One echod process. Its stderr goes to a file (or a pipe the caller controls)."""
+
+    def __init__(self, args=(), config: str | None = None, env=None, stderr=None, preexec_fn=None, wait_port=None):
+        self.tmp = tempfile.TemporaryDirectory(prefix="echod-e2e-")
+        self.dir = Path(self.tmp.name)
+        self.log_path = self.dir / "stderr.log"
+        cmd = [echod_binary()]
+        if config is not None:
+            cfg = self.dir / "echod.yaml"
+            cfg.write_text(config)
+            self.config_path = cfg
+            cmd += ["--config", str(cfg)]
+        cmd += list(args)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_", "JOURNAL_STREAM"))}
+        full_env.update(env or {})
+        self._log_file = None
+        if stderr is None:
+            self._log_file = open(self.log_path, "wb")
+            stderr = self._log_file
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                                     env=full_env, preexec_fn=preexec_fn)
+        self.pid = self.proc.pid
+        if wait_port is not None:
+            wait_for_port(wait_port, proc=self.proc)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, sig) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"echod did not stop within {timeout}s after SIGTERM\n{self.log()}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self._log_file:
+            self._log_file.close()
+        self.tmp.cleanup()
+
+
+@pytest.fixture
+def start_echod():
+    started = []
+
+    def start(*args, **kwargs) -> Echod:
+        e = Echod(*args, **kwargs)
+        started.append(e)
+        return e
+
+    yield start
+    for e in started:
+        e.close()
+
+
+@pytest.fixture
+def port():
+    return free_port()
+
+
+def recv_exactly(sock: socket.socket, n: int, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    chunks = []
+    got = 0
+    while got < n:
+        chunk = sock.recv(min(1 << 20, n - got))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
