@@ -7,7 +7,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the build and the tests need: libsystemd (linked), the tools the end-to-end tests drive.
-APT_PACKAGES := pkg-config libsystemd-dev netcat-openbsd telnet socat curl systemd systemd-container iproute2 procps
+APT_PACKAGES := pkg-config libsystemd-dev libhttp-parser-dev prometheus netcat-openbsd telnet socat curl systemd systemd-container iproute2 procps
 PIP_PACKAGES := pytest pexpect
 
 DEBUG_BIN := .build/debug/echod

@@ -11,7 +11,9 @@
 //          ├─ EchodConfig     (swift-configuration: YAML file + env + CLI, validation)
 //          ├─ EchodLog        (swift-log backend: bounded queue, writer thread, sinks)
 //          │    └─ CSystemd   (libsystemd, journal sink only)
-//          └─ EchodSystemd    (sd_notify, sd_listen_fds, watchdog; the only other libsystemd user)
+//          ├─ EchodSystemd    (sd_notify, sd_listen_fds, watchdog; the only other libsystemd user)
+//          └─ EchodAdmin      (HTTP /livez /readyz /metrics on an event loop; http-parser, swift-prometheus)
+//   echod also uses EchodProbe (health-check client) and EchodBench (load generator), both on EchodEventLoop.
 import PackageDescription
 
 let package = Package(
@@ -26,6 +28,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML"]),
         .package(url: "https://github.com/jpsim/Yams", "5.4.0"..<"7.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // C shim: epoll, eventfd, signalfd, timerfd, accept4 need _GNU_SOURCE headers Glibc's module lacks.
@@ -71,6 +76,35 @@ let package = Package(
             name: "EchodSystemd",
             dependencies: ["CSystemd"]
         ),
+        // nodejs/http-parser (Debian libhttp-parser-dev: allocation-free, fuzzed for a decade); no pkg-config file.
+        .systemLibrary(
+            name: "CHTTPParser",
+            providers: [.apt(["libhttp-parser-dev"])]
+        ),
+        // The admin HTTP endpoint (/livez, /readyz, /metrics) served on an event loop.
+        .target(
+            name: "EchodAdmin",
+            dependencies: [
+                "EchodEventLoop",
+                "CHTTPParser",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // `echod probe`: a health-check client for scripts and orchestrators.
+        .target(
+            name: "EchodProbe",
+            dependencies: ["EchodEventLoop"]
+        ),
+        // `echod bench`: the load generator, on echod's own event loop.
+        .target(
+            name: "EchodBench",
+            dependencies: [
+                "EchodEventLoop",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         .target(
             name: "EchodDaemon",
             dependencies: [
@@ -79,6 +113,7 @@ let package = Package(
                 "EchodConfig",
                 "EchodLog",
                 "EchodSystemd",
+                "EchodAdmin",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -86,6 +121,8 @@ let package = Package(
             name: "echod",
             dependencies: [
                 "EchodDaemon",
+                "EchodProbe",
+                "EchodBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -94,5 +131,8 @@ let package = Package(
         .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig"]),
         .testTarget(name: "EchodLogTests", dependencies: ["EchodLog"]),
         .testTarget(name: "EchodSystemdTests", dependencies: ["EchodSystemd"]),
+        .testTarget(name: "EchodAdminTests", dependencies: ["EchodAdmin", "EchodEventLoop"]),
+        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodEventLoop"]),
+        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop"]),
     ]
 )
