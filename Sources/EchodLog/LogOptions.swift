@@ -1,0 +1,71 @@
+import Glibc
+import Logging
+
+/// How the writer thread renders records.
+public enum LogSinkFormat: Sendable {
+    /// One human-readable line per record: `ts level label: message key=value ...`.
+    case text
+    /// One JSON object per line (`ts`, `level`, `label`, `msg`, then the metadata keys).
+    case json
+    /// Native journald fields through `sd_journal_sendv`; `filePath` and `stderrFD` are not used.
+    case journal
+}
+
+/// Settings of an ``AsyncLogBackend``; given at start-up and again on every reload (``AsyncLogBackend/apply(_:)``).
+public struct LogOptions: Sendable, Equatable {
+    /// Minimum level; read by every handler through one atomic, so a change reaches all existing loggers.
+    public var level: Logger.Level
+    /// Output format.
+    public var format: LogSinkFormat
+    /// Log to this file (appending) instead of the stderr descriptor. Ignored by the `journal` format.
+    public var filePath: String?
+    /// Records that may wait for the writer thread; past it, records are dropped and counted.
+    public var queueCapacity: Int
+    /// The descriptor used as "stderr": the sink when `filePath` is nil, and where sink errors are reported.
+    /// Not owned (never closed) by the backend. Tests pass a pipe here.
+    public var stderrFD: Int32 = 2
+
+    /// Creates options; the defaults are what the daemon runs with when nothing is configured.
+    public init(
+        level: Logger.Level = .info,
+        format: LogSinkFormat = .text,
+        filePath: String? = nil,
+        queueCapacity: Int = 16384,
+        stderrFD: Int32 = 2
+    ) {
+        self.level = level
+        self.format = format
+        self.filePath = filePath
+        self.queueCapacity = queueCapacity
+        self.stderrFD = stderrFD
+    }
+
+    /// The `auto` format rule: `journal` when stderr is connected to journald, else `text`.
+    ///
+    /// systemd sets `JOURNAL_STREAM=<device>:<inode>` for a service whose stderr goes to the journal. The variable is
+    /// inherited by children whose stderr may have been redirected elsewhere, so it only counts when it names the
+    /// file that fd 2 actually is (the check systemd documents in systemd.exec(5)).
+    public static func resolveAutoFormat(environment: [String: String]) -> LogSinkFormat {
+        resolveAutoFormat(environment: environment, fileDescriptor: 2)
+    }
+
+    /// ``resolveAutoFormat(environment:)`` against any descriptor; tests use a pipe.
+    static func resolveAutoFormat(environment: [String: String], fileDescriptor: Int32) -> LogSinkFormat {
+        guard let value = environment["JOURNAL_STREAM"] else { return .text }
+        let parts = value.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return .text }
+        var st = stat()
+        guard fstat(fileDescriptor, &st) == 0 else { return .text }
+        return UInt64(st.st_dev) == device && UInt64(st.st_ino) == inode ? .journal : .text
+    }
+}
+
+/// Why the backend could not be created or reconfigured.
+public struct LogBackendError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// Human-readable reason, naming the path and errno text where there is one.
+    public var description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}

@@ -1,0 +1,291 @@
+import Glibc
+import Logging
+import Synchronization
+
+/// What the writer thread switches to on `apply`.
+struct WriterSettings: Sendable {
+    enum SinkChange: Sendable {
+        /// Keep the current sink (same file path, or still stderr on the same descriptor).
+        case unchanged
+        /// Write to the given stderr descriptor.
+        case stderr
+        /// Write to this newly opened file; the writer takes ownership of the descriptor.
+        case file(fd: Int32, path: String)
+    }
+
+    var format: LogSinkFormat
+    var stderrFD: Int32
+    var sink: SinkChange
+}
+
+/// The writer thread: drains the queue in batches, formats, writes, reports drops.
+///
+/// All its mutable state is confined to that thread (it is handed over once at start, hence `@unchecked Sendable`).
+final class LogWriter: @unchecked Sendable {
+    private let core: LogCore
+    private var format: LogSinkFormat
+    private var stderrFD: Int32
+    private var sink: LogSink
+    /// Formatted text/json bytes not yet written; written in chunks of about `chunkSize` (one `write` for many
+    /// records is the point of batching).
+    private var out: [UInt8] = []
+    /// How many caller records (not internal reports) are in `out`, for the counters.
+    private var recordsInOut = 0
+    private let chunkSize = 64 * 1024
+    /// Drop total at the last report.
+    private var reportedDrops: UInt64 = 0
+    private var lastReport: ContinuousClock.Instant
+    private let reportInterval: Duration
+    private let initialCapacity: Int
+    /// Sink write errors are reported on stderr at most this often (a full disk would otherwise fail every batch).
+    private var sinkErrorLimiter: LogRateLimiter
+
+    init(
+        core: LogCore, format: LogSinkFormat, stderrFD: Int32, sink: LogSink, reportInterval: Duration,
+        initialCapacity: Int
+    ) {
+        self.core = core
+        self.initialCapacity = initialCapacity
+        self.format = format
+        self.stderrFD = stderrFD
+        self.sink = sink
+        self.reportInterval = reportInterval
+        self.lastReport = .now
+        self.sinkErrorLimiter = LogRateLimiter(interval: reportInterval)
+        out.reserveCapacity(chunkSize + 4096)
+    }
+
+    // MARK: thread
+
+    /// Starts the writer thread. All signals are blocked in it (the mask is inherited at creation): the daemon takes
+    /// its signals through a signalfd with the signals blocked, and an unblocked thread would get them delivered
+    /// instead, with the default action (terminate) for SIGHUP/SIGUSR1.
+    static func start(_ writer: LogWriter) throws(LogBackendError) -> pthread_t {
+        var all = sigset_t()
+        var previous = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_SETMASK, &all, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+
+        let context = Unmanaged.passRetained(writer).toOpaque()
+        var thread = pthread_t()
+        let result = pthread_create(
+            &thread, nil,
+            { raw in
+                guard let raw else { return nil }
+                let writer = Unmanaged<LogWriter>.fromOpaque(raw).takeRetainedValue()
+                writer.run()
+                return nil
+            }, context)
+        guard result == 0 else {
+            Unmanaged<LogWriter>.fromOpaque(context).release()
+            throw LogBackendError("cannot start the log writer thread: \(errnoText(result))")
+        }
+        return thread
+    }
+
+    private func run() {
+        core.writerThread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .releasing)
+        nameThread()
+        // The other half of the queue's double buffer: reserved like the queue's, swapped in on every take.
+        var batch: [QueueItem] = []
+        batch.reserveCapacity(LogQueue.reservation(for: initialCapacity))
+        while true {
+            if core.abandon.load(ordering: .relaxed) {
+                finish()
+                return
+            }
+            guard core.queue.takeAll(into: &batch) else {
+                // Idle. With unreported drops, wake up in time for the periodic report; otherwise sleep until a
+                // record arrives (no idle wake-ups: drops only happen while there is work, which wakes us anyway).
+                reportDropsIfDue()
+                flushOutput()
+                if core.dropped.load(ordering: .relaxed) > reportedDrops {
+                    let wait = ContinuousClock.now.duration(to: lastReport.advanced(by: reportInterval))
+                    _ = core.queue.wakeup.wait(timeout: max(wait, .milliseconds(1)))
+                } else {
+                    core.queue.wakeup.wait()
+                }
+                continue
+            }
+            for index in batch.indices {
+                if core.abandon.load(ordering: .relaxed) {
+                    // A shutdown gave up waiting for us: stop writing; the process is on its way out.
+                    batch.removeAll()
+                    finish()
+                    return
+                }
+                switch batch[index] {
+                case .record(let record):
+                    emit(record, counted: true)
+                case .control(let control):
+                    if handle(control) {
+                        batch.removeAll()
+                        return
+                    }
+                }
+            }
+            // Releases the records (and their strings) here, on this thread, and keeps the capacity for the swap.
+            batch.removeAll(keepingCapacity: true)
+            flushOutput()
+            reportDropsIfDue()
+        }
+    }
+
+    /// Names the thread `echod-log` for `top -H` / `ps -L` (pthread_setname_np is not exported to Swift).
+    private func nameThread() {
+        let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = "echod-log".withCString { write(fd, $0, strlen($0)) }
+        _ = Glibc.close(fd)
+    }
+
+    // MARK: records
+
+    /// Formats one record into the output buffer (text/json) or sends it (journal).
+    private func emit(_ record: LogRecord, counted: Bool) {
+        switch format {
+        case .text, .json:
+            if format == .text {
+                LogFormatter.appendText(record, to: &out)
+            } else {
+                LogFormatter.appendJSON(record, to: &out)
+            }
+            if counted { recordsInOut += 1 }
+            if out.count >= chunkSize { flushOutput() }
+        case .journal:
+            let result = JournalFields.send(JournalFields.fields(for: record))
+            if result >= 0 {
+                if counted { core.written.add(1, ordering: .relaxed) }
+            } else {
+                if counted { core.failed.add(1, ordering: .relaxed) }
+                reportSinkError("journal send failed: \(errnoText(-result))")
+            }
+        }
+    }
+
+    /// Writes the output buffer to the sink and settles the counters.
+    private func flushOutput() {
+        guard !out.isEmpty else { return }
+        let outcome = out.withUnsafeBytes { bytes in
+            sink.write(bytes, shouldAbandon: { core.abandon.load(ordering: .relaxed) })
+        }
+        let records = UInt64(recordsInOut)
+        recordsInOut = 0
+        if out.capacity > 4 * chunkSize {
+            // One huge record should not pin a huge buffer for the life of the process.
+            out = []
+            out.reserveCapacity(chunkSize + 4096)
+        } else {
+            out.removeAll(keepingCapacity: true)
+        }
+        switch outcome {
+        case .written:
+            core.written.add(records, ordering: .relaxed)
+        case .failed(let error):
+            core.failed.add(records, ordering: .relaxed)
+            if let path = sink.path {
+                reportSinkError("log file write failed: '\(path)': \(errnoText(error)); \(records) records lost")
+            }
+        // A failing stderr sink has nowhere to report to; the failed counter shows it.
+        case .abandoned:
+            core.failed.add(records, ordering: .relaxed)
+        }
+    }
+
+    // MARK: drops and errors
+
+    private func reportDropsIfDue() {
+        if ContinuousClock.now >= lastReport.advanced(by: reportInterval) {
+            reportDrops()
+        }
+    }
+
+    /// Writes `log queue full: dropped N records since last report` if anything was dropped since the last one.
+    private func reportDrops() {
+        lastReport = .now
+        let total = core.dropped.load(ordering: .relaxed)
+        guard total > reportedDrops else { return }
+        let count = total - reportedDrops
+        reportedDrops = total
+        emit(
+            LogRecord.internalRecord(level: .warning, message: "log queue full: dropped \(count) records since last report"),
+            counted: false)
+    }
+
+    /// Reports a problem with the sink itself on stderr (the text/json format, or journald in journal mode), rate
+    /// limited; never through the sink that is failing.
+    private func reportSinkError(_ message: String) {
+        let admission = sinkErrorLimiter.admit(now: .now)
+        guard admission.shouldLog else { return }
+        let suffix = admission.suppressed > 0 ? " (\(admission.suppressed) similar errors suppressed)" : ""
+        reportOnStderr(LogRecord.internalRecord(level: .error, message: message + suffix))
+    }
+
+    private func reportOnStderr(_ record: LogRecord) {
+        if format == .journal {
+            _ = JournalFields.send(JournalFields.fields(for: record))
+            return
+        }
+        var line: [UInt8] = []
+        if format == .json {
+            LogFormatter.appendJSON(record, to: &line)
+        } else {
+            LogFormatter.appendText(record, to: &line)
+        }
+        _ = line.withUnsafeBytes { writeFully(fd: stderrFD, $0, shouldAbandon: { core.abandon.load(ordering: .relaxed) }) }
+    }
+
+    // MARK: control
+
+    /// Handles a control item; true when the thread must end.
+    private func handle(_ control: WriterControl) -> Bool {
+        switch control {
+        case .reopen:
+            flushOutput()
+            if let error = sink.reopen() {
+                reportOnStderr(
+                    LogRecord.internalRecord(level: .error, message: "\(error); logging continues to the old file"))
+            }
+            return false
+        case .apply(let settings):
+            flushOutput()
+            format = settings.format
+            stderrFD = settings.stderrFD
+            switch settings.sink {
+            case .unchanged:
+                break
+            case .stderr:
+                sink.close()
+                sink = LogSink(stderrFD: settings.stderrFD)
+            case .file(let fd, let path):
+                sink.close()
+                sink = LogSink(fileFD: fd, path: path)
+            }
+            return false
+        case .flush(let done):
+            flushOutput()
+            reportDrops()
+            flushOutput()
+            done.post()
+            return false
+        case .stop(let done):
+            flushOutput()
+            reportDrops()
+            flushOutput()
+            finish()
+            done.post()
+            return true
+        }
+    }
+
+    private func finish() {
+        if core.abandon.load(ordering: .relaxed) {
+            core.failed.add(UInt64(recordsInOut), ordering: .relaxed)
+            recordsInOut = 0
+            out.removeAll()
+        }
+        sink.close()
+        core.finished.store(true, ordering: .releasing)
+    }
+}
