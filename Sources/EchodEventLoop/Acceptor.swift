@@ -52,6 +52,12 @@ public final class Acceptor: EventHandler {
 
     /// Starts accepting on this loop.
     public func start() throws(IOError) {
+        // The retry timer is made now: at exhaustion time there would be no descriptor left for its timerfd.
+        if retryTimer == nil {
+            retryTimer = try LoopTimer(loop: loop) { [unowned self] in
+                try? self.arm()
+            }
+        }
         enabled = true
         try arm()
     }
@@ -118,11 +124,6 @@ public final class Acceptor: EventHandler {
         backoff = backoff == .zero ? Self.minimumBackoff : min(backoff * 2, Self.maximumBackoff)
         pausedFlag.store(true, ordering: .relaxed)
         onEvent(.paused(error, retryAfter: backoff))
-        if retryTimer == nil {
-            retryTimer = try? LoopTimer(loop: loop) { [unowned self] in
-                try? self.arm()
-            }
-        }
         retryTimer?.schedule(after: backoff)
     }
 }

@@ -80,6 +80,15 @@ public enum Socket {
         return withUnsafePointer(to: &storage) { SocketAddress($0) }
     }
 
+    /// Makes a descriptor non-blocking and close-on-exec (sockets passed in by systemd come without either).
+    /// `O_NONBLOCK` belongs to the open file description, shared with systemd's copy: harmless there, since
+    /// systemd only polls its copy.
+    public static func prepareInherited(_ fd: Int32) {
+        let flags = echod_fcntl_getfl(fd)
+        if flags >= 0 && flags & O_NONBLOCK == 0 { _ = echod_fcntl_setfl(fd, flags | O_NONBLOCK) }
+        _ = ioctl(fd, UInt(FIOCLEX))
+    }
+
     static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32, _ operation: StaticString) throws(IOError) {
         var v = value
         if setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) != 0 {

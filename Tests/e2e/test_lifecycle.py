@@ -21,7 +21,9 @@ def test_version_and_help():
     out = run(["--version"])
     assert out.returncode == 0 and out.stdout.strip()[0].isdigit()
     out = run(["--help"])
-    assert out.returncode == 0 and "check-config" in out.stdout and "--listen" in out.stdout
+    assert out.returncode == 0 and "check-config" in out.stdout
+    out = run(["help", "run"])
+    assert out.returncode == 0 and "--listen" in out.stdout and "--config" in out.stdout
 
 
 def test_invalid_config_refuses_to_start_with_exit_78(tmp_path):

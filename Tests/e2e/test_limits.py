@@ -62,7 +62,7 @@ def test_idle_timeout_closes_silent_peers_only(start_echod, port):
 
 def test_max_connections_closes_excess_at_once(start_echod, port):
     e = start_echod(config=config(port, "limits:\n  max_connections: 3\n"), wait_port=port)
-    time.sleep(0.2)  # wait_for_port's probe connection must be gone
+    time.sleep(0.5)  # wait_for_port's probe connection must be gone
     kept = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
     for s in kept:
         s.sendall(b"a")
@@ -85,7 +85,7 @@ def test_max_connections_closes_excess_at_once(start_echod, port):
 
 def test_max_connections_per_ip(start_echod, port):
     e = start_echod(config=config(port, "limits:\n  max_connections_per_ip: 2\n"), wait_port=port)
-    time.sleep(0.2)
+    time.sleep(0.5)  # wait_for_port's probe connection must be gone
     kept = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
     for s in kept:
         s.sendall(b"a")

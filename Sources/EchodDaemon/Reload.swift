@@ -1,0 +1,123 @@
+import EchodConfig
+import EchodEcho
+import EchodEventLoop
+import EchodLog
+import Logging
+
+extension Daemon {
+    /// SIGHUP: re-read the configuration off-loop and apply what can change at run time. An invalid new
+    /// configuration changes nothing; no connection is dropped either way.
+    func reload() {
+        guard phase == .serving else {
+            logger.notice("reload ignored", metadata: ["reason": .string(phase == .reloading ? "a reload is already in progress" : "not serving")])
+            return
+        }
+        phase = .reloading
+        notifier.reloading()
+        logger.info("reloading configuration (SIGHUP)")
+        loadConfig { [unowned self] result in self.reloadLoaded(result) }
+    }
+
+    private func reloadLoaded(_ result: Result<LoadedConfig, ConfigError>) {
+        guard phase == .reloading else { return }
+        phase = .serving
+        switch result {
+        case .failure(let error):
+            for problem in error.problems {
+                logger.error("reload rejected: invalid configuration; the running configuration stays in force", metadata: ["problem": .string(problem.description)])
+            }
+            lastReloadError = error.problems.first?.description ?? "invalid configuration"
+        case .success(let loaded):
+            do throws(StartError) {
+                try apply(loaded)
+                lastReloadError = nil
+                logger.info("configuration reloaded", metadata: ["config": .string(loaded.filePath ?? "embedded defaults")])
+            } catch {
+                logger.error("reload rejected; the running configuration stays in force", metadata: ["error": .string(error.description)])
+                lastReloadError = error.description
+            }
+        }
+        lastStatus = statusText()
+        notifier.ready(status: lastStatus)
+    }
+
+    /// Applies a validated configuration. Listeners are changed first, since only they can fail (a new address
+    /// may not bind); everything else then cannot fail.
+    private func apply(_ loaded: LoadedConfig) throws(StartError) {
+        let old = config!.settings
+        let new = loaded.settings
+        if !socketActivated && new.listen != old.listen {
+            try changeListeners(to: new.listen)
+        } else if socketActivated && new.listen != old.listen {
+            logger.notice("listen addresses changed in the file, but the sockets come from systemd: change the .socket unit instead")
+        }
+        if new.threads != old.threads {
+            logger.warning("threads changed: takes effect at the next restart", metadata: ["running": .stringConvertible(old.threads), "configured": .stringConvertible(new.threads)])
+        }
+        if new.adminListen != old.adminListen {
+            logger.warning("admin.listen changed: takes effect at the next restart")
+        }
+        do { try backend.apply(logOptions(new)) } catch {
+            logger.error("log settings not applied", metadata: ["error": .string("\(error)")])
+        }
+        limiter.setLimits(maxConnections: new.maxConnections, maxPerIP: new.maxConnectionsPerIP)
+        let echo = Self.echoSettings(new)
+        for w in workers {
+            w.loop.execute { w.service?.apply(echo) }
+        }
+        var kept = loaded
+        kept.settings.threads = old.threads
+        config = kept
+    }
+
+    /// Binds the added addresses (all or nothing), then has every loop accept on them; the removed ones are
+    /// taken out of every loop and closed once all loops have let go. Established connections are untouched.
+    private func changeListeners(to addresses: [ListenAddress]) throws(StartError) {
+        let current = Set(listeners.compactMap(\.configured))
+        let wanted = Set(addresses)
+        let added: [Listener]
+        do {
+            added = try Listeners.bind(addresses.filter { !current.contains($0) })
+        } catch {
+            throw StartError(description: error.description)
+        }
+        let removed = listeners.filter { $0.configured.map { !wanted.contains($0) } ?? false }
+        listeners.removeAll { l in removed.contains { $0.fd == l.fd } }
+        listeners.append(contentsOf: added)
+        for w in workers {
+            let addedFDs = added.map(\.fd)
+            w.loop.execute { [unowned self] in
+                for fd in addedFDs {
+                    do throws(IOError) { try w.addAcceptor(fd) } catch {
+                        self.logger.error("cannot accept on new listener", metadata: ["error": .stringConvertible(error)])
+                    }
+                }
+            }
+        }
+        if !removed.isEmpty {
+            let removedFDs = removed.map(\.fd)
+            whenAllLoops({ w in for fd in removedFDs { w.removeAcceptor(fd) } }) {
+                for fd in removedFDs { Syscall.close(fd) }
+            }
+        }
+        for l in added { logger.info("listening", metadata: ["address": .string(l.label)]) }
+        for l in removed { logger.info("stopped listening", metadata: ["address": .string(l.label)]) }
+    }
+
+    /// Runs `work` on every worker loop; when all have done it, runs `then` on the control loop.
+    func whenAllLoops(_ work: @escaping (Worker) -> Void, then: @escaping () -> Void) {
+        let remaining = Counter()
+        remaining.value = workers.count
+        let box = UncheckedBox((work, then))
+        if workers.isEmpty { then(); return }
+        for w in workers {
+            w.loop.execute { [unowned self] in
+                box.value.0(w)
+                self.control.execute {
+                    remaining.value -= 1
+                    if remaining.value == 0 { box.value.1() }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+import EchodEcho
+import EchodEventLoop
+import Logging
+
+/// One echo event loop and the thread running it. Its `service` and `acceptors` belong to the loop thread:
+/// the daemon touches them only inside `loop.execute { }`.
+final class Worker: @unchecked Sendable {
+    let loop: EventLoop
+    /// The echo counters of this loop, readable from any thread.
+    let stats = EchoStats()
+    var thread: LoopThread?
+    var service: EchoService?
+    var acceptors: [Int32: Acceptor] = [:]
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    /// On the loop thread: creates the echo service.
+    func startService(limiter: ConnectionLimiter, settings: EchoService.Settings, logger: Logger) throws(IOError) {
+        service = try EchoService(loop: loop, limiter: limiter, settings: settings, logger: logger, stats: stats)
+    }
+
+    /// On the loop thread: starts accepting on `listener`.
+    func addAcceptor(_ fd: Int32) throws(IOError) {
+        guard acceptors[fd] == nil, let service else { return }
+        let acceptor = Acceptor(loop: loop, listenerFD: fd, onAccept: { [unowned service] fd, peer in
+            service.adopt(fd: fd, peer: peer)
+        }, onEvent: { [unowned service] event in
+            service.acceptorReported(event)
+        })
+        try acceptor.start()
+        acceptors[fd] = acceptor
+    }
+
+    /// On the loop thread: stops accepting on `listener`.
+    func removeAcceptor(_ fd: Int32) {
+        acceptors.removeValue(forKey: fd)?.stop()
+    }
+
+    /// On the loop thread: stops accepting on every listener.
+    func removeAllAcceptors() {
+        for a in acceptors.values { a.stop() }
+        acceptors.removeAll()
+    }
+
+}

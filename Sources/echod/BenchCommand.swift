@@ -1,0 +1,133 @@
+import ArgumentParser
+import EchodBench
+import Glibc
+import Synchronization
+
+/// `echod bench`: the load generator, on echod's own event loop. Parses the command line and calls
+/// `BenchRunner.run`; the engine and the formatting live in EchodBench.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Load-test a TCP echo server; every echoed byte is verified.",
+        discussion: """
+            Modes: pingpong (each connection sends SIZE bytes and waits for the whole echo: round trips/s and \
+            latency percentiles), stream (each connection keeps a window of data in flight: MB/s each way), \
+            connect (connect, one SIZE-byte echo, close: connections/s).
+
+            A progress line is shown once a second on a terminal; the summary follows. With --json, stdout is \
+            exactly one JSON object. Ctrl-C ends the measurement early and still prints the summary.
+
+            Exit status: 0 no errors; 1 errors were counted (mismatched bytes, lost data, early close, failed \
+            connects); 2 cannot connect (or invalid options).
+            """)
+
+    @Argument(help: ArgumentHelp("The echo server, HOST:PORT or [IPV6]:PORT.", valueName: "host:port"))
+    var target: String
+
+    @Option(name: .long, help: "Concurrent connections (connect mode: concurrent connectors).")
+    var connections: Int = 1
+
+    @Option(name: .long, help: ArgumentHelp("Message size: 64, 1k, 16KiB, 1M.", valueName: "bytes"))
+    var size: String = "64"
+
+    @Option(name: .long, help: ArgumentHelp("Measured time: 10s, 500ms, 2m.", valueName: "duration"))
+    var duration: String = "10s"
+
+    @Option(name: .long, help: ArgumentHelp("pingpong, stream or connect.", valueName: "mode"))
+    var mode: String = "pingpong"
+
+    @Option(name: .long, help: "Event loop threads; connections are spread across them.")
+    var threads: Int = 1
+
+    @Flag(name: .long, help: "Print exactly one JSON object on stdout instead of the table.")
+    var json = false
+
+    @Option(name: .long, help: ArgumentHelp("Load before measuring starts (not counted).", valueName: "duration"))
+    var warmup: String = "1s"
+
+    @Option(name: .long, help: ArgumentHelp("Stream mode: bytes in flight per connection (default 4 × size, at most 4 MiB).", valueName: "bytes"))
+    var window: String?
+
+    @Option(name: .customLong("drain-timeout"), help: ArgumentHelp("How long outstanding echoes and the server's close may take at the end.", valueName: "duration"))
+    var drainTimeout: String = "3s"
+
+    @Option(name: .customLong("max-ops"), help: ArgumentHelp("Stop measuring after this many operations, even before --duration.", valueName: "n"))
+    var maxOps: UInt64?
+
+    func validate() throws {
+        _ = try options()
+    }
+
+    func options() throws -> BenchOptions {
+        guard let address = BenchParse.target(target) else {
+            throw ValidationError("invalid target '\(target)': expected HOST:PORT or [IPV6]:PORT")
+        }
+        var o = BenchOptions(target: address)
+        guard let m = BenchMode(rawValue: mode) else {
+            throw ValidationError("invalid --mode '\(mode)': expected pingpong, stream or connect")
+        }
+        o.mode = m
+        o.connections = connections
+        guard let bytes = BenchParse.byteCount(size) else { throw ValidationError("invalid --size '\(size)'") }
+        o.size = bytes
+        guard let d = BenchParse.duration(duration) else { throw ValidationError("invalid --duration '\(duration)'") }
+        o.duration = d
+        guard let w = BenchParse.duration(warmup) else { throw ValidationError("invalid --warmup '\(warmup)'") }
+        o.warmup = w
+        guard let dt = BenchParse.duration(drainTimeout) else { throw ValidationError("invalid --drain-timeout '\(drainTimeout)'") }
+        o.drainTimeout = dt
+        if let window {
+            guard let w = BenchParse.byteCount(window) else { throw ValidationError("invalid --window '\(window)'") }
+            o.window = w
+        }
+        o.threads = threads
+        o.maxOps = maxOps
+        if let problem = o.problem { throw ValidationError(problem) }
+        return o
+    }
+
+    func run() throws {
+        var o = try options()
+        let live = !json && isatty(1) == 1
+        if live {
+            o.progress = { p in writeOut("\r\u{1B}[2K" + p.line) }
+        }
+        installInterruptHandler()
+        o.shouldStop = { benchInterrupted.load(ordering: .relaxed) }
+        let report = BenchRunner.run(o)
+        if live { writeOut("\r\u{1B}[2K") }
+        if json {
+            writeOut(report.json() + "\n")
+            if let failure = report.setupFailure { writeErr("echod bench: \(failure)\n") }
+        } else if report.setupFailure != nil {
+            writeErr(report.table())
+        } else {
+            writeOut(report.table())
+        }
+        if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+    }
+}
+
+/// Set by the first SIGINT: the run stops measuring, drains and reports. A second SIGINT kills as usual.
+private let benchInterrupted = Atomic<Bool>(false)
+
+private func installInterruptHandler() {
+    signal(SIGINT) { _ in
+        benchInterrupted.store(true, ordering: .relaxed)
+        signal(SIGINT, SIG_DFL)
+    }
+}
+
+private func writeOut(_ s: String) { writeAll(1, s) }
+private func writeErr(_ s: String) { writeAll(2, s) }
+
+private func writeAll(_ fd: Int32, _ s: String) {
+    var s = s
+    s.withUTF8 { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import EchodConfig
+import EchodDaemon
+import Foundation
+
+/// The command line, and nothing else: every subcommand parses its options and calls into EchodDaemon.
+@main
+struct Echod: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "echod",
+        abstract: "A TCP echo server daemon (RFC 862) for Linux, on its own epoll event loop.",
+        version: Daemon.version,
+        subcommands: [Run.self, CheckConfig.self],
+        defaultSubcommand: Run.self)
+}
+
+/// Options shared by `run` and `check-config`.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Configuration file (default: \(ConfigLoader.defaultPath) when it exists, else embedded defaults).", valueName: "path"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("Listen address, HOST:PORT or [IPV6]:PORT; repeatable; replaces the configured list.", valueName: "host:port"))
+    var listen: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Event loop threads, or 'auto' (one per CPU).", valueName: "n"))
+    var threads: String?
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel: String?
+
+    @Option(name: .customLong("log-format"), help: ArgumentHelp("text, json, journal or auto.", valueName: "format"))
+    var logFormat: String?
+
+    var overrides: ConfigOverrides {
+        ConfigOverrides(listen: listen.isEmpty ? nil : listen, threads: threads, logLevel: logLevel, logFormat: logFormat)
+    }
+}
+
+extension Echod {
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the daemon in the foreground (the default). SIGTERM/SIGINT drain and stop, SIGHUP reloads the configuration, SIGUSR1 reopens the log file.")
+
+        @OptionGroup var options: ConfigOptions
+
+        func run() throws {
+            let status = Daemon.run(DaemonOptions(
+                configPath: options.config, overrides: options.overrides, environment: ProcessInfo.processInfo.environment))
+            if status != 0 { throw ExitCode(status) }
+        }
+    }
+
+    struct CheckConfig: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check-config",
+            abstract: "Load and validate the configuration, print the effective values and where each came from; exit 1 on any problem.")
+
+        @OptionGroup var options: ConfigOptions
+
+        func run() throws {
+            do {
+                let loaded = try ConfigLoader.load(path: options.config, overrides: options.overrides, environment: ProcessInfo.processInfo.environment)
+                print(loaded.render(), terminator: loaded.render().hasSuffix("\n") ? "" : "\n")
+                for warning in loaded.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+                print("configuration OK")
+            } catch let error as ConfigError {
+                for problem in error.problems { FileHandle.standardError.write(Data("error: \(problem)\n".utf8)) }
+                FileHandle.standardError.write(Data("configuration invalid: \(error.problems.count) problem(s)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
+}
