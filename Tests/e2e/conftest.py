@@ -80,6 +80,16 @@ class Echod:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_log(self, text: str, timeout: float = 5.0) -> str:
+        """The log once it contains `text` (records are written asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if text in log:
+                return log
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not logged within {timeout}s; log:\n{self.log()}")
+
     def signal(self, sig) -> None:
         self.proc.send_signal(sig)
 

@@ -1,0 +1,310 @@
+"""echod under a real systemd (booted in a container by nspawn.py), with the shipped units from deploy/.
+
+What a user of the units relies on, checked through systemctl as they would do it:
+- `systemctl start echod` returns only once echo answers (READY=1 only when serving), with a status line;
+- the hardening is really applied to the running process, and systemd-analyze agrees inside;
+- `systemctl reload` puts a changed configuration in force without dropping an open connection;
+- `systemctl stop` drains (open connections still echo), then the unit is inactive with Result=success;
+- a stalled event loop gets echod killed by the watchdog and restarted;
+- echod.socket: the first connection starts echod; `systemctl restart echod` under load refuses no connection.
+
+The binary under test is $ECHOD_BIN (default .build/debug/echod); its directory is bound read-only into the container
+at /opt/echod and /usr/local/bin/echod (the unit's ExecStart=) is a symlink to it in the container's overlay.
+One container serves the whole module (boot and halt take well under a second each); every test starts from
+stopped units, the base configuration and no drop-in.
+"""
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nspawn import Container
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+DROP_IN_DIR = "/etc/systemd/system/echod.service.d"
+CONFIG_PATH = "/etc/echod/echod.yaml"
+BASE_CONFIG = "listen: ['127.0.0.1:7']\nshutdown:\n  drain_timeout: 5s\n"
+MAX_EXPOSURE = 1.5
+
+
+def binary_under_test() -> Path:
+    path = Path(os.environ.get("ECHOD_BIN") or REPO / ".build" / "debug" / "echod")
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"real-systemd tests skipped: no echod binary at {path} (build it, or set ECHOD_BIN)")
+    return path.resolve()
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    binary = binary_under_test()
+    units = tmp_path_factory.mktemp("units")
+    for name in ("echod.service", "echod.socket"):
+        shutil.copy(DEPLOY / name, units / name)
+    with Container(units=units, binds={"/opt/echod": binary.parent}) as c:
+        link = c.path("/usr/local/bin/echod")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.exists() or link.is_symlink():
+            link.unlink()
+        link.symlink_to(f"/opt/echod/{binary.name}")
+        c.run("systemctl", "daemon-reload", check=True)
+        yield c
+
+
+@pytest.fixture
+def c(box):
+    """The container, with echod and echod.socket stopped, the base configuration and no drop-in."""
+    reset(box)
+    yield box
+    reset(box)
+
+
+def reset(box):
+    box.run("systemctl", "stop", "echod.socket", "echod.service", timeout=30)
+    box.run("systemctl", "reset-failed", "echod.socket", "echod.service")
+    drop_ins = box.path(DROP_IN_DIR)
+    if drop_ins.exists():
+        shutil.rmtree(drop_ins)
+        box.run("systemctl", "daemon-reload", check=True)
+    box.write(CONFIG_PATH, BASE_CONFIG)
+
+
+def journal(box) -> str:
+    return "\n--- journal of echod.service ---\n" + box.journal("echod.service")[-6000:]
+
+
+def start(box, unit="echod.service"):
+    result = box.run("systemctl", "start", unit, timeout=30)
+    assert result.returncode == 0, f"systemctl start {unit}: {result.stdout}{result.stderr}{journal(box)}"
+
+
+def round_trip(box, port: int, payload: bytes, sock: socket.socket | None = None) -> bytes:
+    own = sock is None
+    s = box.connect(port) if own else sock
+    try:
+        s.settimeout(5)
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = s.recv(len(payload) - len(got))
+            if not chunk:
+                break
+            got += chunk
+        return got
+    finally:
+        if own:
+            s.close()
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def main_pid(box) -> int:
+    return int(box.show("echod.service", "MainPID")["MainPID"])
+
+
+# -- start and status -------------------------------------------------------------------------------------------
+
+
+def test_start_returns_only_once_echo_answers(c):
+    start(c)
+    # No retry: READY=1 must mean the listener is open.
+    assert round_trip(c, 7, b"first words\n") == b"first words\n", journal(c)
+    props = c.show("echod.service", "ActiveState", "SubState", "StatusText", "Type")
+    assert (props["ActiveState"], props["SubState"], props["Type"]) == ("active", "running", "notify")
+    assert "serving" in props["StatusText"], f"StatusText={props['StatusText']!r}"
+
+
+# -- hardening --------------------------------------------------------------------------------------------------
+
+
+def test_hardening_is_applied_to_the_running_process(c):
+    start(c)
+    pid = main_pid(c)
+    status = dict(line.split(":", 1) for line in c.run("cat", f"/proc/{pid}/status", check=True).stdout.splitlines())
+    fields = {k: v.split() for k, v in status.items()}
+    assert fields["Uid"][0] != "0" and fields["Gid"][0] != "0", status["Uid"]  # DynamicUser
+    assert fields["NoNewPrivs"] == ["1"]
+    assert fields["Seccomp"] == ["2"]  # a filter, not strict mode
+    cap_net_bind_service = 1 << 10
+    assert int(fields["CapEff"][0], 16) == cap_net_bind_service  # port 7, and nothing else
+    assert int(fields["CapBnd"][0], 16) == cap_net_bind_service
+    # MemoryDenyWriteExecute= and the system-call filter did not stop the Swift binary from serving.
+    assert round_trip(c, 7, b"hardened") == b"hardened", journal(c)
+
+
+def test_systemd_analyze_security_inside(c):
+    result = c.run("systemd-analyze", "security", "echod.service")
+    match = re.search(r"Overall exposure level for echod\.service: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+# -- reload -----------------------------------------------------------------------------------------------------
+
+
+def test_reload_applies_changed_config_and_keeps_connection(c):
+    start(c)
+    held = c.connect(7)
+    try:
+        assert round_trip(c, 7, b"before reload", held) == b"before reload"
+        pid = main_pid(c)
+        c.write(CONFIG_PATH, "listen: ['127.0.0.1:7', '127.0.0.1:7777']\nshutdown:\n  drain_timeout: 5s\n")
+
+        result = c.run("systemctl", "reload", "echod", timeout=30)
+
+        assert result.returncode == 0, result.stdout + result.stderr + journal(c)
+
+        def new_listener_answers():
+            try:
+                return round_trip(c, 7777, b"new listener") == b"new listener"
+            except OSError:
+                return False
+
+        assert wait_until(new_listener_answers, timeout=5), "the listener added by the reload never answered" + journal(c)
+        assert round_trip(c, 7, b"after reload", held) == b"after reload", journal(c)
+        assert main_pid(c) == pid  # reloaded in place, not restarted
+        props = c.show("echod.service", "ActiveState", "StatusText")
+        assert props["ActiveState"] == "active"
+        assert wait_until(lambda: "serving 2 listeners" in c.show("echod.service", "StatusText")["StatusText"],
+                          timeout=7), c.show("echod.service", "StatusText")
+    finally:
+        held.close()
+
+
+# -- stop -------------------------------------------------------------------------------------------------------
+
+
+def test_stop_drains_open_connections_then_succeeds(c):
+    start(c)
+    held = c.connect(7)
+    try:
+        assert round_trip(c, 7, b"before stop", held) == b"before stop"
+
+        stopping = c.popen("systemctl", "stop", "echod")
+
+        deactivating = wait_until(lambda: c.show("echod.service", "ActiveState")["ActiveState"] == "deactivating", 3, 0.05)
+        assert deactivating, "echod did not drain: " + str(c.show("echod.service", "ActiveState")) + journal(c)
+        assert round_trip(c, 7, b"while draining", held) == b"while draining", journal(c)
+    finally:
+        held.close()
+    closed_at = time.monotonic()
+    out, _ = stopping.communicate(timeout=30)
+    drained_in = time.monotonic() - closed_at
+    assert stopping.returncode == 0, out
+    props = c.show("echod.service", "ActiveState", "Result", "ExecMainStatus")
+    assert props == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, props
+    # The drain ends when the last connection is gone, not at drain_timeout (5 s).
+    assert drained_in < 3, f"stop took {drained_in:.1f}s after the last connection closed"
+
+
+# -- watchdog ---------------------------------------------------------------------------------------------------
+
+
+def test_watchdog_restarts_a_stalled_echod(c):
+    c.write(f"{DROP_IN_DIR}/watchdog.conf",
+            "[Service]\nWatchdogSec=3\nEnvironment=ECHOD_TEST_HOOKS=1\nLimitCORE=0\n")
+    c.run("systemctl", "daemon-reload", check=True)
+    start(c)
+    stalled_pid = main_pid(c)
+    assert round_trip(c, 7, b"alive") == b"alive"
+
+    # Test hook: SIGUSR2 makes event loop 0 sleep forever; the pings must stop, systemd must kill and restart.
+    c.run("systemctl", "kill", "--kill-who=main", "--signal=SIGUSR2", "echod", check=True)
+
+    results = set()
+
+    def restarted():
+        props = c.show("echod.service", "Result", "NRestarts", "MainPID", "ActiveState")
+        results.add(props["Result"])
+        return (int(props["NRestarts"]) >= 1 and props["MainPID"] not in ("0", str(stalled_pid))
+                and props["ActiveState"] == "active")
+
+    assert wait_until(restarted, timeout=15, interval=0.2), f"not restarted; Results seen: {results}" + journal(c)
+    log = c.journal("echod.service")
+    assert "watchdog" in results or "Failed with result 'watchdog'" in log, f"Results seen: {results}\n{log[-3000:]}"
+    assert "Watchdog timeout" in log, log[-3000:]
+    assert round_trip(c, 7, b"back") == b"back", journal(c)
+
+
+# -- socket activation ------------------------------------------------------------------------------------------
+
+
+def test_first_connection_starts_echod_through_the_socket(c):
+    start(c, "echod.socket")
+    assert c.show("echod.service", "ActiveState")["ActiveState"] == "inactive"
+
+    assert round_trip(c, 8888, b"wake up") == b"wake up", journal(c)
+
+    assert c.show("echod.service", "ActiveState")["ActiveState"] == "active"
+    assert round_trip(c, 7, b"port seven too") == b"port seven too", journal(c)
+
+
+def test_restart_with_the_socket_refuses_no_connection(c):
+    start(c, "echod.socket")
+    assert round_trip(c, 8888, b"warm") == b"warm", journal(c)
+    first_pid = main_pid(c)
+    done = threading.Event()
+    outcome = {"ok": 0, "failures": []}
+
+    def client_loop():  # runs on a thread inside the container's network namespace
+        n = 0
+        while n < 200 or not done.is_set():
+            n += 1
+            payload = f"connection {n}\n".encode()
+            try:
+                with socket.create_connection(("127.0.0.1", 8888), timeout=10) as s:
+                    s.settimeout(10)
+                    s.sendall(payload)
+                    got = b""
+                    while len(got) < len(payload):
+                        chunk = s.recv(64)
+                        if not chunk:
+                            break
+                        got += chunk
+                if got == payload:
+                    outcome["ok"] += 1
+                else:
+                    outcome["failures"].append((n, f"got {got!r}"))
+            except OSError as error:
+                outcome["failures"].append((n, repr(error)))
+            time.sleep(0.005)
+            if n >= 2000:
+                break
+
+    loop = c.in_netns(client_loop)
+    time.sleep(0.2)
+    restart = c.run("systemctl", "restart", "echod", timeout=30)
+    time.sleep(0.3)  # and some more connections to the new instance
+    done.set()
+    loop.result(timeout=60)
+
+    assert restart.returncode == 0, restart.stdout + restart.stderr + journal(c)
+    assert outcome["failures"] == [], f"{len(outcome['failures'])} failed, {outcome['ok']} ok" + journal(c)
+    assert outcome["ok"] >= 200
+    assert main_pid(c) not in (0, first_pid), "echod was not restarted" + journal(c)
+
+
+def test_socket_only_drop_in_still_serves(c):
+    """deploy/echod-socket-only.conf: no network namespace of its own, no AF_INET, no capability; passed sockets
+    still accept."""
+    c.write(f"{DROP_IN_DIR}/socket-only.conf", (DEPLOY / "echod-socket-only.conf").read_text())
+    c.run("systemctl", "daemon-reload", check=True)
+    start(c, "echod.socket")
+
+    assert round_trip(c, 8888, b"from afar") == b"from afar", journal(c)
+
+    status = c.run("cat", f"/proc/{main_pid(c)}/status", check=True).stdout
+    assert re.search(r"^CapEff:\s+0+$", status, re.M), status
+    assert c.run("readlink", f"/proc/{main_pid(c)}/ns/net").stdout != c.run("readlink", "/proc/1/ns/net").stdout
