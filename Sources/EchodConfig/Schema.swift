@@ -1,0 +1,157 @@
+/// A value as one source gave it, before parsing: every source hands over text, so one parser serves all.
+enum RawValue {
+    case text(String)
+    case list([String])
+    /// YAML `null` (or `~`, or nothing after the colon); an empty environment variable or option for an optional key.
+    case null
+}
+
+/// One refused value inside a key: for a list, which item.
+struct ValueProblem {
+    var index: Int?
+    var value: String?
+    var reason: String
+}
+
+/// One configuration key: its name, how it is written, how it is parsed into ``EchodSettings`` and
+/// printed back. The table in ``SettingKey/all`` is the single list of keys: the file walk, the
+/// environment names, the command-line flags and `check-config` are all derived from it.
+struct SettingKey {
+    /// Dotted name as in the file (`limits.max_connections`).
+    let name: String
+    /// The command-line option that can override it, if any.
+    let flag: String?
+    /// True for `listen`: a YAML list, a comma-separated environment variable, a repeated option.
+    let isList: Bool
+    /// Accepts `null`, meaning "off".
+    let isOptional: Bool
+    /// What a value must look like, for wrong-type messages.
+    let expected: String
+    /// Parses a value and stores it into `settings`, or reports what is wrong and leaves `settings` alone.
+    let apply: (RawValue, inout EchodSettings) -> [ValueProblem]
+    /// The effective value in config syntax, for `check-config`.
+    let render: (EchodSettings) -> String
+
+    var path: [String] { name.split(separator: ".").map(String.init) }
+}
+
+extension SettingKey {
+    /// All keys, in the order of `config/echod.yaml`.
+    static var all: [SettingKey] {
+        [
+            listenKey,
+            scalar("threads", flag: "--threads", expected: "\"auto\" or a whole number between 1 and 1024",
+                   set: { text, s throws(InvalidValue) in
+                       let count = try Values.threads(text)
+                       s.threads = count ?? onlineCPUCount()
+                       s.threadsIsAuto = count == nil
+                   },
+                   render: { $0.threadsIsAuto ? "auto" : "\($0.threads)" }),
+            scalar("limits.max_connections", expected: "a whole number",
+                   set: { text, s throws(InvalidValue) in s.maxConnections = try Values.integer(text, in: 1...10_000_000) },
+                   render: { "\($0.maxConnections)" }),
+            scalar("limits.max_connections_per_ip", expected: "a whole number",
+                   set: { text, s throws(InvalidValue) in s.maxConnectionsPerIP = try Values.integer(text, in: 0...10_000_000) },
+                   render: { "\($0.maxConnectionsPerIP)" }),
+            scalar("limits.idle_timeout", expected: "a duration such as 300s or 5m",
+                   set: { text, s throws(InvalidValue) in s.idleTimeout = try Values.duration(text, in: .zero ... .seconds(168 * 3600)) },
+                   render: { Units.format($0.idleTimeout) }),
+            scalar("limits.max_pending_bytes", expected: "a size such as 256KiB",
+                   set: { text, s throws(InvalidValue) in s.maxPendingBytes = try Values.size(text, in: 4096...(1 << 30)) },
+                   render: { Units.formatSize($0.maxPendingBytes) }),
+            scalar("shutdown.drain_timeout", expected: "a duration such as 10s",
+                   set: { text, s throws(InvalidValue) in s.drainTimeout = try Values.duration(text, in: .zero ... .seconds(3600)) },
+                   render: { Units.format($0.drainTimeout) }),
+            scalar("log.level", flag: "--log-level", expected: "a level name such as info",
+                   set: { text, s throws(InvalidValue) in s.logLevel = try Values.choice(text, of: LogLevelName.self) },
+                   render: { $0.logLevel.rawValue }),
+            scalar("log.format", flag: "--log-format", expected: "a format name such as text",
+                   set: { text, s throws(InvalidValue) in s.logFormat = try Values.choice(text, of: LogFormat.self) },
+                   render: { $0.logFormat.rawValue }),
+            optional("log.file", expected: "an absolute file path, or null",
+                     set: { text, s throws(InvalidValue) in s.logFile = try text.map(Values.absolutePath) },
+                     render: { $0.logFile.map(quoted) ?? "null" }),
+            scalar("log.reads", expected: "true or false",
+                   set: { text, s throws(InvalidValue) in s.logReads = try Values.bool(text) },
+                   render: { "\($0.logReads)" }),
+            scalar("log.queue_capacity", expected: "a whole number",
+                   set: { text, s throws(InvalidValue) in s.logQueueCapacity = try Values.integer(text, in: 16...10_000_000) },
+                   render: { "\($0.logQueueCapacity)" }),
+            optional("admin.listen", flag: "--admin-listen", expected: "HOST:PORT, or null",
+                     set: { text, s throws(InvalidValue) in s.adminListen = try text.map(Values.address) },
+                     render: { $0.adminListen.map { quoted($0.description) } ?? "null" }),
+        ]
+    }
+
+    /// `listen`: every item is checked, and the list as a whole must be non-empty and free of duplicates.
+    static var listenKey: SettingKey {
+        SettingKey(
+            name: "listen", flag: "--listen", isList: true, isOptional: false,
+            expected: "a list of HOST:PORT addresses, e.g. [\"127.0.0.1:8888\", \"[::1]:8888\"]",
+            apply: { raw, settings in
+                guard case .list(let items) = raw else { return [ValueProblem(reason: "expected a list of addresses")] }
+                guard !items.isEmpty else {
+                    return [ValueProblem(reason: "no address: list at least one HOST:PORT to listen on")]
+                }
+                var problems: [ValueProblem] = []
+                var addresses: [ListenAddress] = []
+                for (index, item) in items.enumerated() {
+                    do throws(InvalidValue) {
+                        addresses.append(try Values.address(item))
+                    } catch {
+                        problems.append(ValueProblem(index: index, value: item, reason: error.reason))
+                        continue
+                    }
+                    if let reason = Validation.conflict(addresses.last!, with: addresses.dropLast()) {
+                        problems.append(ValueProblem(index: index, value: item, reason: reason))
+                    }
+                }
+                if problems.isEmpty { settings.listen = addresses }
+                return problems
+            },
+            render: { "[" + $0.listen.map { quoted($0.description) }.joined(separator: ", ") + "]" })
+    }
+
+    private static func scalar(
+        _ name: String, flag: String? = nil, expected: String,
+        set: @escaping (String, inout EchodSettings) throws(InvalidValue) -> Void,
+        render: @escaping (EchodSettings) -> String
+    ) -> SettingKey {
+        SettingKey(
+            name: name, flag: flag, isList: false, isOptional: false, expected: expected,
+            apply: { raw, settings in
+                guard case .text(let text) = raw else { return [ValueProblem(reason: "expected \(expected)")] }
+                do throws(InvalidValue) {
+                    try set(text, &settings)
+                    return []
+                } catch {
+                    return [ValueProblem(value: text, reason: error.reason)]
+                }
+            },
+            render: render)
+    }
+
+    private static func optional(
+        _ name: String, flag: String? = nil, expected: String,
+        set: @escaping (String?, inout EchodSettings) throws(InvalidValue) -> Void,
+        render: @escaping (EchodSettings) -> String
+    ) -> SettingKey {
+        SettingKey(
+            name: name, flag: flag, isList: false, isOptional: true, expected: expected,
+            apply: { raw, settings in
+                let text: String?
+                switch raw {
+                case .text(let value): text = value
+                case .null: text = nil
+                case .list: return [ValueProblem(reason: "expected \(expected)")]
+                }
+                do throws(InvalidValue) {
+                    try set(text, &settings)
+                    return []
+                } catch {
+                    return [ValueProblem(value: text, reason: error.reason)]
+                }
+            },
+            render: render)
+    }
+}

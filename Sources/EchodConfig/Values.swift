@@ -1,0 +1,84 @@
+/// Parsers for single values. All layers hand values over as text (a YAML scalar, an environment
+/// variable, an option), so one parser per kind of value gives the same rules and the same messages
+/// wherever a value was written.
+enum Values {
+    /// A whole number in `range`; `_` may group digits (`10_000_000`).
+    static func integer(_ text: String, in range: ClosedRange<Int>, orWord word: String? = nil) throws(InvalidValue) -> Int {
+        let number = "a whole number between \(range.lowerBound) and \(range.upperBound)"
+        let expected = "expected " + (word.map { "\(quoted($0)) or \(number)" } ?? number)
+        guard !text.isEmpty else { throw InvalidValue(reason: "empty value; \(expected)") }
+        if text.hasPrefix("-"), text.dropFirst().allSatisfy({ $0.isASCIIDigit || $0 == "_" }), text.count > 1 {
+            throw InvalidValue(reason: "must not be negative; \(expected)")
+        }
+        let digits = text.filter { $0 != "_" }
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCIIDigit), text.first != "_", text.last != "_" else {
+            throw InvalidValue(reason: "not a whole number; \(expected)")
+        }
+        guard let value = Int(digits), range.contains(value) else {
+            throw InvalidValue(reason: "out of range; \(expected)")
+        }
+        return value
+    }
+
+    /// `true`/`false`, also `yes`/`no`, `on`/`off`, `1`/`0` (the spellings YAML 1.1 and shells use).
+    static func bool(_ text: String) throws(InvalidValue) -> Bool {
+        switch text.lowercased() {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        default: throw InvalidValue(reason: "expected true or false")
+        }
+    }
+
+    /// One of an enumeration's names, case-insensitively, with a suggestion for a near miss.
+    static func choice<T: RawRepresentable & CaseIterable>(_ text: String, of type: T.Type) throws(InvalidValue) -> T
+    where T.RawValue == String {
+        if let value = T(rawValue: text.lowercased()) { return value }
+        let names = T.allCases.map(\.rawValue)
+        var reason = "expected one of " + names.joined(separator: ", ")
+        if let near = Suggestions.closest(to: text, among: names) { reason += " (did you mean \(quoted(near))?)" }
+        throw InvalidValue(reason: reason)
+    }
+
+    /// `auto` (nil) or a thread count.
+    static func threads(_ text: String) throws(InvalidValue) -> Int? {
+        if text.lowercased() == "auto" { return nil }
+        return try integer(text, in: threadRange, orWord: "auto")
+    }
+
+    static let threadRange = 1...1024
+
+    /// A duration in `range`.
+    static func duration(_ text: String, in range: ClosedRange<Duration>) throws(InvalidValue) -> Duration {
+        let value = try Units.parseDuration(text)
+        guard range.contains(value) else {
+            throw InvalidValue(reason: "out of range; must be between \(Units.format(range.lowerBound)) and \(Units.format(range.upperBound))")
+        }
+        return value
+    }
+
+    /// A byte size in `range`.
+    static func size(_ text: String, in range: ClosedRange<Int>) throws(InvalidValue) -> Int {
+        let value = try Units.parseSize(text)
+        guard range.contains(value) else {
+            throw InvalidValue(reason: "out of range; must be between \(Units.formatSize(range.lowerBound)) and \(Units.formatSize(range.upperBound))")
+        }
+        return value
+    }
+
+    /// An absolute file path. Relative paths are refused: a daemon's working directory is `/` under systemd
+    /// but the operator's shell directory under `check-config`, so the two would disagree.
+    static func absolutePath(_ text: String) throws(InvalidValue) -> String {
+        guard text.hasPrefix("/") else { throw InvalidValue(reason: "must be an absolute path (starting with /)") }
+        guard !text.hasSuffix("/") else { throw InvalidValue(reason: "names a directory; expected a file path") }
+        return text
+    }
+
+    /// A listen address, with the parser's reason.
+    static func address(_ text: String) throws(InvalidValue) -> ListenAddress {
+        do {
+            return try ListenAddress(parsing: text)
+        } catch {
+            throw InvalidValue(reason: error.reason)
+        }
+    }
+}
