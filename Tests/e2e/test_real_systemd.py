@@ -2,6 +2,7 @@
 
 What a user of the units relies on, checked through systemctl as they would do it:
 - `systemctl start echod` returns only once echo answers (READY=1 only when serving), with a status line;
+- an invalid configuration fails the start (exit 78) and is not restarted (RestartPreventExitStatus=78);
 - the hardening is really applied to the running process, and systemd-analyze agrees inside;
 - `systemctl reload` puts a changed configuration in force without dropping an open connection;
 - `systemctl stop` drains (open connections still echo), then the unit is inactive with Result=success;
@@ -124,6 +125,18 @@ def test_start_returns_only_once_echo_answers(c):
     props = c.show("echod.service", "ActiveState", "SubState", "StatusText", "Type")
     assert (props["ActiveState"], props["SubState"], props["Type"]) == ("active", "running", "notify")
     assert "serving" in props["StatusText"], f"StatusText={props['StatusText']!r}"
+
+
+def test_invalid_config_fails_start_and_is_not_restarted(c):
+    c.write(CONFIG_PATH, "listen: ['127.0.0.1:7']\nlimits:\n  max_conections: 5\n")  # misspelt key
+
+    result = c.run("systemctl", "start", "echod", timeout=30)
+
+    assert result.returncode != 0, "start succeeded with an invalid configuration" + journal(c)
+    time.sleep(1.5)  # RestartSec=1s: a restart would have happened by now
+    props = c.show("echod.service", "ActiveState", "Result", "ExecMainStatus", "NRestarts")
+    assert props == {"ActiveState": "failed", "Result": "exit-code", "ExecMainStatus": "78", "NRestarts": "0"}, \
+        str(props) + journal(c)
 
 
 # -- hardening --------------------------------------------------------------------------------------------------

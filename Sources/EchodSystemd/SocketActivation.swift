@@ -1,0 +1,85 @@
+import Glibc
+
+/// A listening socket handed over by systemd (a `.socket` unit, or `systemd-socket-activate`).
+public struct PassedSocket: Sendable, Equatable {
+    /// The descriptor, 3 or above. It has FD_CLOEXEC set and is otherwise exactly as systemd created it.
+    public var fd: Int32
+    /// `FileDescriptorName=` of the socket unit; `"unknown"` when systemd gave none.
+    public var name: String
+
+    public init(fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+    }
+}
+
+/// Socket activation (`sd_listen_fds(3)`): taking the listening sockets systemd passed, and checking them.
+public enum SocketActivation {
+    /// The sockets systemd passed to this process, in order (fd 3, 4, ...).
+    ///
+    /// Empty when `LISTEN_FDS` is absent or `LISTEN_PID` names another process (as `sd_listen_fds` does), and also
+    /// when the variables are malformed. `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` are removed from the
+    /// environment, so a second call returns nothing: call it once, at start-up, before any thread is started.
+    /// The corresponding C function is `sd_listen_fds_with_names(1, &names)`.
+    public static func takePassedSockets() -> [PassedSocket] {
+        (Libsystemd.listenFDsWithNames() ?? []).map {
+            PassedSocket(fd: $0.fd, name: $0.name.isEmpty ? "unknown" : $0.name)
+        }
+    }
+
+    /// Checks that a passed descriptor is a listening `SOCK_STREAM` socket of a family echod serves (AF_INET,
+    /// AF_INET6, AF_UNIX).
+    ///
+    /// Returns nil when it is, else a reason for a log line, e.g.
+    /// `fd 3 ("echo") is SOCK_DGRAM, expected a listening stream socket`.
+    /// Only reads (`getsockopt` `SO_TYPE`, `SO_ACCEPTCONN`, `SO_DOMAIN`): a passed socket is shared with systemd and
+    /// with the next instance of the service, and its options are the socket unit's to set (Unbound broke by
+    /// setting IPV6_V6ONLY on one).
+    public static func validateListening(_ socket: PassedSocket) -> String? {
+        let what = "fd \(socket.fd) (\"\(socket.name)\")"
+        let type: Int32
+        switch readOption(socket.fd, SO_TYPE) {
+        case .success(let value): type = value
+        case .failure(let e) where e.code == ENOTSOCK: return "\(what) is not a socket"
+        case .failure(let e) where e.code == EBADF: return "\(what) is not an open descriptor"
+        case .failure(let e): return "\(what): getsockopt(SO_TYPE) failed: \(e)"
+        }
+        guard type == Int32(SOCK_STREAM.rawValue) else {
+            return "\(what) is \(socketTypeName(type)), expected a listening stream socket"
+        }
+        switch readOption(socket.fd, SO_DOMAIN) {
+        case .success(let family) where [AF_INET, AF_INET6, AF_UNIX].contains(family): break
+        case .success(let family):
+            return "\(what) has address family \(family), expected AF_INET, AF_INET6 or AF_UNIX"
+        case .failure(let e): return "\(what): getsockopt(SO_DOMAIN) failed: \(e)"
+        }
+        switch readOption(socket.fd, SO_ACCEPTCONN) {
+        case .success(0):
+            return "\(what) is a SOCK_STREAM socket that is not listening (expected a socket unit with Accept=no)"
+        case .success: return nil
+        case .failure(let e): return "\(what): getsockopt(SO_ACCEPTCONN) failed: \(e)"
+        }
+    }
+
+    private struct Errno: Error, CustomStringConvertible {
+        var code: Int32
+        var description: String { "\(String(cString: strerror(code))) (errno \(code))" }
+    }
+
+    /// `getsockopt(fd, SOL_SOCKET, option)` for an int-valued option; `.failure(errno)` on error.
+    private static func readOption(_ fd: Int32, _ option: Int32) -> Result<Int32, Errno> {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, option, &value, &length) == 0 else { return .failure(Errno(code: errno)) }
+        return .success(value)
+    }
+
+    private static func socketTypeName(_ type: Int32) -> String {
+        switch type {
+        case Int32(SOCK_DGRAM.rawValue): "SOCK_DGRAM"
+        case Int32(SOCK_SEQPACKET.rawValue): "SOCK_SEQPACKET"
+        case Int32(SOCK_RAW.rawValue): "SOCK_RAW"
+        default: "socket type \(type)"
+        }
+    }
+}
