@@ -60,6 +60,10 @@ public final class Daemon: @unchecked Sendable {
     var lastReloadError: String?
     var startedAt: Int64 = 0
     var drainedLoops = 0
+    /// A loop whose heartbeat is older than this is stalled (set at start from the watchdog interval).
+    var stallThreshold: Duration = .seconds(2)
+
+    static let handledSignals = [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGABRT]
 
     /// Runs echod in the foreground until SIGTERM/SIGINT; returns the process exit status.
     public static func run(_ options: DaemonOptions) -> Int32 {
@@ -79,6 +83,9 @@ public final class Daemon: @unchecked Sendable {
         testHooks = options.environment["ECHOD_TEST_HOOKS"] == "1"
         // Writes to a peer that reset must fail with EPIPE, not kill the process.
         signal(SIGPIPE, SIG_IGN)
+        // Blocked before any thread exists (the log writer is the first), so that every thread inherits the mask
+        // and these signals arrive only through the control loop's signalfd.
+        Syscall.blockSignals(Self.handledSignals)
         Syscall.raiseFileLimit()
         // Logging starts with what the command line and environment say, before the file is read, so that a
         // config error is reported in the format asked for.
@@ -91,9 +98,7 @@ public final class Daemon: @unchecked Sendable {
 
     private func run() -> Int32 {
         do throws(IOError) {
-            // Blocked before any other thread exists, so that every thread inherits the mask and the signals
-            // arrive only through the control loop's signalfd.
-            signals = try SignalSource(loop: control, signals: [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2]) { [unowned self] in
+            signals = try SignalSource(loop: control, signals: Self.handledSignals) { [unowned self] in
                 self.handleSignal($0)
             }
         } catch {
@@ -247,9 +252,21 @@ public final class Daemon: @unchecked Sendable {
             backend.reopen()
         case SIGUSR2:
             stallLoopForTests()
+        case SIGABRT:
+            abortOnRequest()
         default:
             break
         }
+    }
+
+    /// SIGABRT sent by another process (systemd's watchdog timeout): log it, then really abort. Taken through the
+    /// signalfd because the Swift runtime's backtracer, when it catches an asynchronous SIGABRT directly, prints a
+    /// backtrace and returns, and the process would go on running. `abort()` unblocks SIGABRT, raises it (the
+    /// backtracer prints every thread, showing where a stalled loop is stuck), then ends the process.
+    private func abortOnRequest() {
+        logger.critical("SIGABRT received (systemd watchdog timeout?): aborting", metadata: ["stalled_loops": .string("\(stalledLoops())")])
+        backend.flush(timeout: .seconds(1))
+        abort()
     }
 
     /// Test-only (ECHOD_TEST_HOOKS=1): wedge event loop 0 forever, as a handler stuck in an endless loop would,

@@ -45,7 +45,9 @@ extension Daemon {
         statusTimer = try? LoopTimer(loop: control) { [unowned self] in self.refreshStatus() }
         statusTimer?.schedule(after: Self.statusInterval, every: Self.statusInterval)
         lastStatusTime = Syscall.monotonicNow().nanoseconds
-        if let interval = SystemdWatchdog.interval() {
+        let watchdog = SystemdWatchdog.interval()
+        stallThreshold = Self.stallThreshold(watchdog: watchdog)
+        if let interval = watchdog {
             let period = interval / 2
             watchdogTimer = try? LoopTimer(loop: control) { [unowned self] in self.watchdogTick() }
             watchdogTimer?.schedule(after: .zero, every: period)
@@ -57,8 +59,8 @@ extension Daemon {
 
     /// A loop whose heartbeat is older than this is considered stalled. Loops turn at least every 250 ms even
     /// when idle, so this leaves ample room for a long batch of events.
-    var stallThreshold: Duration {
-        guard let interval = SystemdWatchdog.interval() else { return .seconds(2) }
+    static func stallThreshold(watchdog interval: Duration?) -> Duration {
+        guard let interval else { return .seconds(2) }
         return max(.milliseconds(500), min(.seconds(2), interval / 3))
     }
 

@@ -28,6 +28,7 @@ public enum CloseReason: Int, CaseIterable, Sendable, CustomStringConvertible {
 }
 
 /// One echo connection's state, stored inline in the loop's fd-indexed table. About 80 bytes, no heap while idle.
+/// All zeroes is a free entry (`flags` empty), as `FDTable` requires.
 public struct Connection {
     public struct Flags: OptionSet, Sendable {
         public let rawValue: UInt8
@@ -63,14 +64,4 @@ public struct Connection {
     }
 
     var isOpen: Bool { flags.contains(.open) }
-}
-
-extension Connection {
-    /// A free table slot.
-    static var free: Connection { Connection(peer: .unspecified, openedAt: 0, tick: 0, open: false) }
-
-    init(peer: SocketAddress, openedAt: Int64, tick: UInt32, open: Bool) {
-        self.init(peer: peer, openedAt: openedAt, tick: tick)
-        if !open { flags = [] }
-    }
 }

@@ -21,13 +21,12 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     }
 
     public unowned let loop: EventLoop
-    public let stats = EchoStats()
+    public let stats: EchoStats
     private let limiter: ConnectionLimiter
     private var logger: Logger
     private var machine: EchoMachine
     private var io: SocketIO
-    private var table: UnsafeMutablePointer<Connection>
-    private var capacity: Int
+    private let table: FDTable<Connection>
     private var highestFD: Int32 = -1
     /// Connections open on this loop.
     public private(set) var openCount = 0
@@ -42,25 +41,20 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     /// How often the idle sweep runs; also the resolution of `idle_timeout`.
     public static let tickInterval: Duration = .seconds(1)
 
-    public init(loop: EventLoop, limiter: ConnectionLimiter, settings: Settings, logger: Logger) throws(IOError) {
+    public init(loop: EventLoop, limiter: ConnectionLimiter, settings: Settings, logger: Logger, stats: EchoStats = EchoStats()) throws(IOError) {
         self.loop = loop
+        self.stats = stats
         self.limiter = limiter
         self.settings = settings
         self.logger = logger
         self.logger[metadataKey: "loop"] = .stringConvertible(loop.index)
         machine = EchoMachine(maxPending: settings.maxPendingBytes)
         io = SocketIO(loop: loop)
-        capacity = 1024
-        table = .allocate(capacity: capacity)
-        table.initialize(repeating: .free, count: capacity)
+        table = try FDTable<Connection>()
         super.init()
         idleTicks = Self.ticks(settings.idleTimeout)
         sweepTimer = try LoopTimer(loop: loop) { [unowned self] in self.sweep() }
         sweepTimer?.schedule(after: Self.tickInterval, every: Self.tickInterval)
-    }
-
-    deinit {
-        table.deallocate()
     }
 
     // MARK: Accepting
@@ -82,7 +76,6 @@ public final class EchoService: EventHandler, @unchecked Sendable {
             return
         }
         Socket.setNoDelay(fd)
-        ensureCapacity(Int(fd))
         do throws(IOError) {
             try loop.register(fd: fd, interest: .read, handler: self)
         } catch {
@@ -91,7 +84,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
             logger.error("cannot watch accepted connection", metadata: ["peer": .stringConvertible(peer), "error": .stringConvertible(error)])
             return
         }
-        table[Int(fd)] = Connection(peer: peer, openedAt: Syscall.monotonicNow().nanoseconds, tick: tick)
+        table[fd].pointee = Connection(peer: peer, openedAt: Syscall.monotonicNow().nanoseconds, tick: tick)
         if fd > highestFD { highestFD = fd }
         openCount += 1
         stats.accepted.add(1)
@@ -125,7 +118,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     // MARK: The hot path
 
     override public func handleEvent(fd: Int32, events: UInt32) {
-        let c = table + Int(fd)
+        let c = table[fd]
         let inBefore = c.pointee.bytesIn
         let outBefore = c.pointee.bytesOut
         var outcome = EchoMachine.Outcome.keep
@@ -169,7 +162,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
 
     /// Closes one connection, discarding anything still pending.
     public func close(fd: Int32, reason: CloseReason) {
-        let c = table + Int(fd)
+        let c = table[fd]
         guard c.pointee.isOpen else { return }
         machine.release(&c.pointee)
         loop.deregister(fd: fd, willClose: true)
@@ -202,7 +195,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     private func sweep() {
         tick &+= 1
         guard idleTicks > 0, highestFD >= 0 else { return }
-        for fd in 0...highestFD where table[Int(fd)].isOpen && tick &- table[Int(fd)].lastActiveTick >= idleTicks {
+        for fd in 0...highestFD where table[fd].pointee.isOpen && tick &- table[fd].pointee.lastActiveTick >= idleTicks {
             close(fd: fd, reason: .idleTimeout)
         }
     }
@@ -222,7 +215,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     /// Closes every open connection (the drain timeout ran out, or shutdown).
     public func closeAll(reason: CloseReason) {
         guard highestFD >= 0 else { return }
-        for fd in 0...highestFD where table[Int(fd)].isOpen {
+        for fd in 0...highestFD where table[fd].pointee.isOpen {
             close(fd: fd, reason: reason)
         }
     }
@@ -233,18 +226,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
         sweepTimer?.close()
         sweepTimer = nil
         machine.destroy()
-    }
-
-    private func ensureCapacity(_ fd: Int) {
-        guard fd >= capacity else { return }
-        var newCapacity = capacity
-        while newCapacity <= fd { newCapacity *= 2 }
-        let grown = UnsafeMutablePointer<Connection>.allocate(capacity: newCapacity)
-        grown.moveInitialize(from: table, count: capacity)
-        (grown + capacity).initialize(repeating: .free, count: newCapacity - capacity)
         table.deallocate()
-        table = grown
-        capacity = newCapacity
     }
 
     private static func ticks(_ d: Duration) -> UInt32 {

@@ -21,8 +21,7 @@ public final class EventLoop: @unchecked Sendable {
     public let stats = LoopStats()
 
     private let epollFD: Int32
-    private var slots: UnsafeMutablePointer<Slot>
-    private var slotCapacity: Int
+    private let slots: FDTable<Slot>
     private var nextGeneration: UInt32 = 1
     private let events: UnsafeMutablePointer<epoll_event>
     private let eventCapacity: Int32 = 512
@@ -45,9 +44,13 @@ public final class EventLoop: @unchecked Sendable {
             Syscall.close(epollFD)
             throw error
         }
-        slotCapacity = 1024
-        slots = .allocate(capacity: slotCapacity)
-        slots.initialize(repeating: Slot(handler: nil, generation: 0), count: slotCapacity)
+        do {
+            slots = try FDTable<Slot>()
+        } catch {
+            Syscall.close(wakeFD)
+            Syscall.close(epollFD)
+            throw error
+        }
         events = .allocate(capacity: Int(eventCapacity))
         wakeHandler.loop = self
         try register(fd: wakeFD, interest: .read, handler: wakeHandler)
@@ -64,18 +67,17 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Starts watching `fd` for `interest`, dispatching to `handler`.
     public func register(fd: Int32, interest: Interest, handler: EventHandler) throws(IOError) {
-        precondition(fd >= 0)
-        ensureCapacity(Int(fd))
+        guard slots.holds(fd) else { throw IOError("epoll_ctl", errno: EMFILE) }
         let generation = nextGeneration
         nextGeneration = nextGeneration == UInt32.max ? 1 : nextGeneration + 1
         try Syscall.epollControl(epollFD, EPOLL_CTL_ADD, fd, events: interest.rawValue, data: Self.userData(fd, generation))
-        slots[Int(fd)] = Slot(handler: handler, generation: generation)
+        slots[fd].pointee = Slot(handler: handler, generation: generation)
     }
 
     /// Changes what an already registered `fd` is watched for.
     @inline(__always)
     public func modify(fd: Int32, interest: Interest) throws(IOError) {
-        let slot = slots[Int(fd)]
+        let slot = slots[fd].pointee
         precondition(slot.handler != nil, "modify of unregistered fd \(fd)")
         try Syscall.epollControl(epollFD, EPOLL_CTL_MOD, fd, events: interest.rawValue, data: Self.userData(fd, slot.generation))
     }
@@ -90,24 +92,12 @@ public final class EventLoop: @unchecked Sendable {
         if !willClose {
             _ = try? Syscall.epollControl(epollFD, EPOLL_CTL_DEL, fd, events: 0, data: 0)
         }
-        slots[Int(fd)] = Slot(handler: nil, generation: 0)
+        slots[fd].pointee = Slot(handler: nil, generation: 0)
     }
 
     /// Whether `fd` is registered on this loop.
     public func isRegistered(fd: Int32) -> Bool {
-        Int(fd) < slotCapacity && slots[Int(fd)].handler != nil
-    }
-
-    private func ensureCapacity(_ fd: Int) {
-        guard fd >= slotCapacity else { return }
-        var newCapacity = slotCapacity
-        while newCapacity <= fd { newCapacity *= 2 }
-        let grown = UnsafeMutablePointer<Slot>.allocate(capacity: newCapacity)
-        grown.moveInitialize(from: slots, count: slotCapacity)
-        (grown + slotCapacity).initialize(repeating: Slot(handler: nil, generation: 0), count: newCapacity - slotCapacity)
-        slots.deallocate()
-        slots = grown
-        slotCapacity = newCapacity
+        slots.holds(fd) && slots[fd].pointee.handler != nil
     }
 
     @inline(__always)
@@ -142,7 +132,7 @@ public final class EventLoop: @unchecked Sendable {
             let data = echod_epoll_event_data(event)
             let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
             let generation = UInt32(truncatingIfNeeded: data >> 32)
-            let slot = slots[Int(fd)]
+            let slot = slots[fd].pointee
             // A handler earlier in this batch may have closed fd (and even reused its number): skip stale events.
             guard slot.generation == generation, let handler = slot.handler else { continue }
             handler.handleEvent(fd: fd, events: echod_epoll_event_events(event))

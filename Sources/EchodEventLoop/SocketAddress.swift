@@ -4,7 +4,8 @@ import Glibc
 /// An IPv4 or IPv6 address and port, stored inline in 20 bytes (no heap, no String), so that a connection table
 /// entry can hold its peer's address and an idle connection costs only a few dozen bytes.
 public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
-    public enum Family: UInt8, Sendable { case ipv4 = 4, ipv6 = 6 }
+    // Raw values start at 0 so that an all-zero address is valid (FDTable entries start zeroed).
+    public enum Family: UInt8, Sendable { case ipv4 = 0, ipv6 = 1 }
 
     public var family: Family
     public var port: UInt16

@@ -130,6 +130,13 @@ public enum Syscall {
         return UInt64(limit.rlim_cur)
     }
 
+    /// The soft limit on open descriptors (RLIMIT_NOFILE).
+    public static func descriptorLimit() -> UInt64 {
+        var limit = rlimit()
+        guard getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 else { return 1024 }
+        return UInt64(limit.rlim_cur)
+    }
+
     /// The current monotonic time.
     @inline(__always)
     public static func monotonicNow() -> Duration {

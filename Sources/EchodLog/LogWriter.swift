@@ -57,14 +57,20 @@ final class LogWriter: @unchecked Sendable {
 
     // MARK: thread
 
-    /// Starts the writer thread. All signals are blocked in it (the mask is inherited at creation): the daemon takes
-    /// its signals through a signalfd with the signals blocked, and an unblocked thread would get them delivered
-    /// instead, with the default action (terminate) for SIGHUP/SIGUSR1.
+    /// Starts the writer thread with the daemon's control signals blocked (the mask is inherited at creation): the
+    /// daemon takes them through a signalfd with the signals blocked, and an unblocked thread would get them
+    /// delivered instead, with the default action (terminate) for SIGHUP/SIGUSR1.
+    ///
+    /// Only those: blocking every signal also blocks the ones the Swift runtime's crash handler uses to suspend
+    /// threads, and then a crashing echod (SIGABRT) hangs instead of dying and being restarted.
+    static let controlSignals: [Int32] = [SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGPIPE]
+
     static func start(_ writer: LogWriter) throws(LogBackendError) -> pthread_t {
         var all = sigset_t()
         var previous = sigset_t()
-        sigfillset(&all)
-        pthread_sigmask(SIG_SETMASK, &all, &previous)
+        sigemptyset(&all)
+        for s in controlSignals { sigaddset(&all, s) }
+        pthread_sigmask(SIG_BLOCK, &all, &previous)
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
 
         let context = Unmanaged.passRetained(writer).toOpaque()

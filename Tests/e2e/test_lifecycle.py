@@ -212,3 +212,11 @@ def test_log_file_reopened_on_sigusr1(start_echod, port, tmp_path):
     assert log.exists(), "SIGUSR1 did not reopen the log file"
     assert "connection closed" in log.read_text()
     assert e.stop() == 0
+
+
+def test_sigabrt_from_outside_really_ends_the_process(start_echod, port):
+    """systemd's watchdog timeout sends SIGABRT: echod must die (and be restarted), not print a backtrace and go on."""
+    e = start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    e.signal(signal.SIGABRT)
+    assert e.proc.wait(timeout=20) == -signal.SIGABRT
+    assert "SIGABRT received" in e.log()
