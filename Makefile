@@ -27,11 +27,13 @@ deps:
 build:
 	$(SWIFT) build
 
+# Release builds link the Swift runtime and Foundation statically: the installed binary runs under systemd's
+# sandboxing without /opt/swift (or any Swift toolchain) on the host.
 release:
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib --product echod
 
 run: deps release
-	$(RELEASE_BIN)
+	$(RELEASE_BIN) $(ARGS)
 
 unit: deps build
 	$(SWIFT) test
@@ -48,3 +50,7 @@ bench: deps release
 
 clean:
 	rm -rf .build .build-*
+
+# make install / make uninstall (PREFIX, DESTDIR): binary, systemd units, /etc/echod/echod.yaml.
+include deploy/install.mk
+install: release
