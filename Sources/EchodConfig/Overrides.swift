@@ -8,7 +8,7 @@ public struct ConfigOverrides: Sendable {
     public var logLevel: String?
     /// `--log-format`.
     public var logFormat: String?
-    /// `--admin-listen`: HOST:PORT, or an empty string to turn the endpoint off.
+    /// `--admin`: HOST:PORT, or an empty string to turn the endpoint off.
     public var adminListen: String?
 
     /// Creates overrides; every value is text exactly as typed, validated by the loader like any other layer.

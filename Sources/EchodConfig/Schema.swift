@@ -77,7 +77,7 @@ extension SettingKey {
             scalar("log.queue_capacity", expected: "a whole number",
                    set: { text, s throws(InvalidValue) in s.logQueueCapacity = try Values.integer(text, in: 16...10_000_000) },
                    render: { "\($0.logQueueCapacity)" }),
-            optional("admin.listen", flag: "--admin-listen", expected: "HOST:PORT, or null",
+            optional("admin.listen", flag: "--admin", expected: "HOST:PORT, or null",
                      set: { text, s throws(InvalidValue) in s.adminListen = try text.map(Values.address) },
                      render: { $0.adminListen.map { quoted($0.description) } ?? "null" }),
         ]

@@ -10,7 +10,7 @@ struct Echod: ParsableCommand {
         commandName: "echod",
         abstract: "A TCP echo server daemon (RFC 862) for Linux, on its own epoll event loop.",
         version: Daemon.version,
-        subcommands: [Run.self, CheckConfig.self],
+        subcommands: [Run.self, CheckConfig.self, ProbeCommand.self, BenchCommand.self],
         defaultSubcommand: Run.self)
 }
 
@@ -31,8 +31,11 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("log-format"), help: ArgumentHelp("text, json, journal or auto.", valueName: "format"))
     var logFormat: String?
 
+    @Option(name: .long, help: ArgumentHelp("Serve the HTTP health and metrics endpoint (/livez, /readyz, /metrics) on HOST:PORT.", valueName: "host:port"))
+    var admin: String?
+
     var overrides: ConfigOverrides {
-        ConfigOverrides(listen: listen.isEmpty ? nil : listen, threads: threads, logLevel: logLevel, logFormat: logFormat)
+        ConfigOverrides(listen: listen.isEmpty ? nil : listen, threads: threads, logLevel: logLevel, logFormat: logFormat, adminListen: admin)
     }
 }
 

@@ -85,7 +85,7 @@ struct LayeringTests {
         #expect(loaded.origins["threads"] == .commandLine("--threads"))
         #expect(loaded.origins["log.level"] == .commandLine("--log-level"))
         #expect(loaded.origins["log.format"] == .commandLine("--log-format"))
-        #expect(loaded.origins["admin.listen"] == .commandLine("--admin-listen"))
+        #expect(loaded.origins["admin.listen"] == .commandLine("--admin"))
         #expect(loaded.origins["limits.max_connections"] == .defaultValue)
     }
 
