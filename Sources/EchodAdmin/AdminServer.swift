@@ -1,0 +1,241 @@
+import CEchodLinux
+import CHTTPParser
+import EchodEventLoop
+import Glibc
+import Logging
+
+/// One HTTP/1.1 server on one `EventLoop`: accepts on `listenerFD` through the loop's `Acceptor` and answers each
+/// request with `route`, on the loop thread.
+///
+/// It is meant for a handful of health checkers and one metrics scraper, so it is small and defensive rather than
+/// fast: requests are parsed by nodejs/http-parser (no allocation, decades of fuzzing), one request per connection
+/// is in flight at a time (pipelined requests wait in the input buffer and are answered in order, and reading stops
+/// while a response is being written), and every connection is bounded in memory (`Limits.maxHeaderBytes`) and in
+/// time (`Limits.requestTimeout`). Malformed input gets 400, over-long headers 431, a too-slow sender 408, a body
+/// over `Limits.maxBodyBytes` 413, and then a graceful close (write side shut, input drained for a short while so
+/// that the peer reads the error instead of a reset).
+///
+/// Thread confinement: create it, call `stop()` and let the route run on the loop's thread (create it inside
+/// `loop.execute { }`, or before the loop runs). The listening descriptor belongs to the caller, who closes it
+/// after `stop()`.
+///
+/// Descriptor exhaustion: when the process is out of descriptors (the echo side may have used them all), the
+/// loop's `Acceptor` pauses with back-off. The server keeps one spare descriptor (`/dev/null`) for that case: when
+/// accepting fails for lack of descriptors it frees the spare, accepts one admin connection into it and serves it,
+/// so that `/readyz` can still say 503 (and `/livez` 200) instead of timing out. Best effort: another thread may
+/// take the freed descriptor first.
+public final class AdminServer: @unchecked Sendable {
+    /// Bounds on each connection. The defaults are the production values; tests shorten the timeout.
+    public struct Limits: Sendable {
+        /// Request line plus headers, in bytes; more gets 431.
+        public var maxHeaderBytes: Int = 8 * 1024
+        /// Request bodies are read and thrown away up to this many bytes; more gets 413.
+        public var maxBodyBytes: Int = 8 * 1024
+        /// Time to receive a complete request (from the connection's start or the previous response), and to have
+        /// a response taken by the peer. A partial request then gets 408; an idle keep-alive connection is closed.
+        public var requestTimeout: Duration = .seconds(10)
+        /// Open admin connections at most; more are closed at once.
+        public var maxConnections: Int = 64
+        /// After an error response or `Connection: close`, how long to wait for the peer's end of stream before
+        /// closing anyway.
+        public var lingerTimeout: Duration = .seconds(2)
+
+        public init(maxHeaderBytes: Int = 8 * 1024, maxBodyBytes: Int = 8 * 1024, requestTimeout: Duration = .seconds(10), maxConnections: Int = 64, lingerTimeout: Duration = .seconds(2)) {
+            self.maxHeaderBytes = maxHeaderBytes
+            self.maxBodyBytes = maxBodyBytes
+            self.requestTimeout = requestTimeout
+            self.maxConnections = maxConnections
+            self.lingerTimeout = lingerTimeout
+        }
+    }
+
+    public let limits: Limits
+    let loop: EventLoop
+    let logger: Logger
+    let route: (AdminRequest) -> AdminResponse
+    let settings: UnsafeMutablePointer<http_parser_settings>
+
+    private var acceptor: Acceptor?
+    private var connections: [Int32: AdminConnection] = [:]
+    private var sweepTimer: LoopTimer?
+    private var sweepArmed = false
+    private var spareFD: Int32 = -1
+    private var stopped = false
+    private var lastLimitWarning: Int64 = -1 << 62
+    private var limitWarningsSuppressed = 0
+    private var lastPauseWarning: Int64 = -1 << 62
+
+    /// Starts serving on `listenerFD` (a listening, non-blocking socket). Call on `loop`'s thread.
+    public convenience init(loop: EventLoop, listenerFD: Int32, logger: Logger, route: @escaping (AdminRequest) -> AdminResponse) throws(IOError) {
+        try self.init(loop: loop, listenerFD: listenerFD, logger: logger, limits: Limits(), route: route)
+    }
+
+    /// Starts serving on `listenerFD` with the given limits. Call on `loop`'s thread.
+    public init(loop: EventLoop, listenerFD: Int32, logger: Logger, limits: Limits, route: @escaping (AdminRequest) -> AdminResponse) throws(IOError) {
+        self.loop = loop
+        self.logger = logger
+        self.limits = limits
+        self.route = route
+        settings = .allocate(capacity: 1)
+        settings.initialize(to: http_parser_settings())
+        AdminConnection.installCallbacks(settings)
+        sweepTimer = try LoopTimer(loop: loop) { [unowned self] in self.sweep() }
+        reserveSpare()
+        let acceptor = Acceptor(loop: loop, listenerFD: listenerFD, onAccept: { [unowned self] fd, peer in
+            self.adopt(fd, peer: peer, spare: false)
+        }, onEvent: { [unowned self] event in
+            self.acceptorReported(event)
+        })
+        self.acceptor = acceptor
+        do {
+            try acceptor.start()
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    deinit {
+        // Its acceptor and connections are registered with the loop, which holds them unowned: stop() first.
+        assert(stopped, "AdminServer released without stop()")
+        settings.deallocate()
+    }
+
+    /// Stops accepting and closes every admin connection (in-flight responses are cut). Idempotent; loop thread.
+    public func stop() {
+        guard !stopped else { return }
+        stopped = true
+        acceptor?.stop()
+        acceptor = nil
+        for connection in Array(connections.values) { connection.close() }
+        connections.removeAll()
+        sweepTimer?.cancel()
+        sweepTimer?.close()
+        sweepTimer = nil
+        if spareFD >= 0 {
+            Syscall.close(spareFD)
+            spareFD = -1
+        }
+    }
+
+    /// Open admin connections (loop thread).
+    public var connectionCount: Int { connections.count }
+
+    // MARK: Accepting
+
+    private func adopt(_ fd: Int32, peer: SocketAddress, spare: Bool) {
+        guard !stopped else {
+            Syscall.close(fd)
+            return
+        }
+        if connections.count >= limits.maxConnections {
+            Syscall.close(fd)
+            warnLimit(peer)
+            if spare { reserveSpare() }
+            return
+        }
+        Socket.setNoDelay(fd)
+        let connection = AdminConnection(fd: fd, peer: peer, server: self, now: Syscall.monotonicNow().nanoseconds)
+        connection.usesSpare = spare
+        do {
+            try loop.register(fd: fd, interest: .read, handler: connection)
+        } catch {
+            logger.debug("admin: cannot watch a new connection", metadata: ["error": .stringConvertible(error)])
+            Syscall.close(fd)
+            if spare { reserveSpare() }
+            return
+        }
+        connections[fd] = connection
+        if !sweepArmed {
+            let period = Self.sweepPeriod(limits)
+            sweepTimer?.schedule(after: period, every: period)
+            sweepArmed = true
+        }
+    }
+
+    private func acceptorReported(_ event: Acceptor.Event) {
+        switch event {
+        case .paused(let error, let retry):
+            let now = Syscall.monotonicNow().nanoseconds
+            if now - lastPauseWarning > 10_000_000_000 {
+                lastPauseWarning = now
+                logger.warning("admin: accepting paused (out of descriptors or memory); answering from a spare descriptor", metadata: [
+                    "error": .stringConvertible(error), "retry_ms": .stringConvertible(retry.nanoseconds / 1_000_000),
+                ])
+            }
+            acceptWithSpare()
+        case .resumed:
+            logger.debug("admin: accepting resumed")
+        case .retrying:
+            break
+        case .transientFailure(let error):
+            logger.debug("admin: accept failed for one connection", metadata: ["error": .stringConvertible(error)])
+        }
+    }
+
+    /// Out of descriptors: give the spare back to the kernel and accept one connection into it.
+    private func acceptWithSpare() {
+        guard spareFD >= 0, !stopped, let listener = acceptor?.listenerFD else { return }
+        Syscall.close(spareFD)
+        spareFD = -1
+        var peer = sockaddr_storage()
+        guard let fd = try? Socket.accept(listener, peer: &peer) else {
+            reserveSpare()
+            return
+        }
+        let address = withUnsafePointer(to: &peer) { SocketAddress($0) } ?? .unspecified
+        adopt(fd, peer: address, spare: true)
+    }
+
+    private func reserveSpare() {
+        guard spareFD < 0, !stopped else { return }
+        let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        if fd >= 0 { spareFD = fd }
+    }
+
+    private func warnLimit(_ peer: SocketAddress) {
+        let now = Syscall.monotonicNow().nanoseconds
+        if now - lastLimitWarning > 10_000_000_000 {
+            logger.warning("admin: too many admin connections, closing a new one", metadata: [
+                "limit": .stringConvertible(limits.maxConnections), "peer": .stringConvertible(peer),
+                "suppressed": .stringConvertible(limitWarningsSuppressed),
+            ])
+            lastLimitWarning = now
+            limitWarningsSuppressed = 0
+        } else {
+            limitWarningsSuppressed += 1
+        }
+    }
+
+    // MARK: Connections
+
+    func connectionClosed(_ connection: AdminConnection) {
+        connections[connection.fd] = nil
+        if connection.usesSpare || spareFD < 0 { reserveSpare() }
+        if connections.isEmpty && sweepArmed {
+            sweepTimer?.cancel()
+            sweepArmed = false
+        }
+    }
+
+    /// Enforces deadlines. Runs every quarter of the shorter timeout (between 10 ms and 1 s) while connections exist.
+    private func sweep() {
+        let now = Syscall.monotonicNow().nanoseconds
+        for connection in Array(connections.values) where now >= connection.deadline {
+            connection.deadlinePassed(now: now)
+        }
+        if spareFD < 0 { reserveSpare() }
+    }
+
+    static func sweepPeriod(_ limits: Limits) -> Duration {
+        min(max(min(limits.requestTimeout, limits.lingerTimeout) / 4, .milliseconds(10)), .seconds(1))
+    }
+
+    func log(_ request: AdminRequest, status: Int, peer: SocketAddress) {
+        // Health checkers poll every few seconds: per-request lines only at debug level.
+        logger.debug("admin request", metadata: [
+            "method": .string(request.method), "path": .string(request.path), "status": .stringConvertible(status),
+            "peer": .stringConvertible(peer),
+        ])
+    }
+}

@@ -1,0 +1,91 @@
+import Glibc
+
+/// The process's own resource use, read from /proc/self at scrape time (what Prometheus' `process` collector
+/// reports). Any value that cannot be read (e.g. while out of descriptors) is nil and left as it was.
+public struct ProcessSample: Sendable, Equatable {
+    /// Resident set size, bytes (`/proc/self/statm`, field 2, times the page size).
+    public var residentBytes: UInt64?
+    /// Virtual memory size, bytes (`/proc/self/statm`, field 1).
+    public var virtualBytes: UInt64?
+    /// User plus system CPU time, in clock ticks (`/proc/self/stat`, fields 14 and 15).
+    public var cpuTicks: UInt64?
+    /// Start time, seconds since the Unix epoch (`/proc/self/stat` field 22 plus `btime` of `/proc/stat`).
+    public var startTimeSeconds: Double?
+    /// Open descriptors (entries of `/proc/self/fd`, without the one used to list it).
+    public var openFDs: UInt64?
+    /// The soft `RLIMIT_NOFILE`.
+    public var maxFDs: UInt64?
+
+    public static let ticksPerSecond: Double = Double(sysconf(Int32(_SC_CLK_TCK)))
+
+    /// Reads the current values.
+    public static func read() -> ProcessSample {
+        var sample = ProcessSample()
+        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        if let statm = readSmallFile("/proc/self/statm") {
+            let fields = statm.split(separator: " ")
+            if fields.count >= 2, let size = UInt64(fields[0]), let resident = UInt64(fields[1]) {
+                sample.virtualBytes = size * page
+                sample.residentBytes = resident * page
+            }
+        }
+        if let stat = readSmallFile("/proc/self/stat"), let close = stat.lastIndex(of: ")") {
+            // Fields after the command name, which may itself contain spaces and parentheses: state is field 3.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 19, let utime = UInt64(fields[11]), let stime = UInt64(fields[12]), let start = UInt64(fields[19]) {
+                sample.cpuTicks = utime + stime
+                if let boot = bootTime {
+                    sample.startTimeSeconds = Double(boot) + Double(start) / ticksPerSecond
+                }
+            }
+        }
+        sample.openFDs = countOpenFDs()
+        var limit = rlimit()
+        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            sample.maxFDs = UInt64(limit.rlim_cur)
+        }
+        return sample
+    }
+
+    /// Boot time, seconds since the epoch (`btime` in /proc/stat); read once (a static `let` is initialised once,
+    /// thread-safely).
+    private static let bootTime: UInt64? = {
+        guard let text = readSmallFile("/proc/stat") else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("btime ") {
+            return UInt64(line.dropFirst(6).trimmingPrefix(" "))
+        }
+        return nil
+    }()
+
+    private static func countOpenFDs() -> UInt64? {
+        guard let dir = opendir("/proc/self/fd") else { return nil }
+        defer { closedir(dir) }
+        var count: UInt64 = 0
+        while let entry = readdir(dir) {
+            let isDot = withUnsafeBytes(of: entry.pointee.d_name) { name in
+                name[0] == UInt8(ascii: ".") && (name[1] == 0 || (name[1] == UInt8(ascii: ".") && name[2] == 0))
+            }
+            if !isDot { count += 1 }
+        }
+        return count > 0 ? count - 1 : 0  // the directory stream's own descriptor
+    }
+
+    /// Reads a /proc file (a few KiB at most) with plain system calls; nil on any failure.
+    static func readSmallFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < 1 << 20 {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

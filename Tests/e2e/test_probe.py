@@ -1,0 +1,217 @@
+"""`echod probe`: exit codes and output against a live echod, a dead port, and fake servers that misbehave."""
+import json
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import echod_binary, free_port, wait_for_port
+
+OK_LINE = r"^ok {target} {size} bytes in \d+\.\d\d ms$"
+
+
+def probe(*args, timeout=30):
+    out = subprocess.run([echod_binary(), "probe", *args], capture_output=True, text=True, timeout=timeout)
+    return out.returncode, out.stdout, out.stderr
+
+
+class FakeServer:
+    """A loopback TCP server on a thread; `handle(conn)` decides how it misbehaves."""
+
+    def __init__(self, handle):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.handle = handle
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            conn.settimeout(5)
+            try:
+                self.handle(conn, self.stopped)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close(self):
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.fixture
+def fake_server():
+    servers = []
+
+    def make(handle):
+        s = FakeServer(handle)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def wrong_echo(conn, stopped):
+    while not stopped.is_set():
+        data = conn.recv(65536)
+        if not data:
+            return
+        conn.sendall(bytes(b ^ 0x01 for b in data))
+
+
+def silent(conn, stopped):
+    while not stopped.is_set():
+        try:
+            if not conn.recv(65536):
+                return
+        except socket.timeout:
+            pass
+
+
+def http_responder(response: bytes):
+    def handle(conn, stopped):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        assert data.startswith(b"GET /")
+        conn.sendall(response)
+    return handle
+
+
+# --- echo mode ------------------------------------------------------------------------------------------------
+
+
+def test_probe_live_echod_is_healthy(start_echod, port):
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    rc, out, err = probe(f"127.0.0.1:{port}")
+    assert rc == 0, out + err
+    assert re.match(OK_LINE.format(target=re.escape(f"127.0.0.1:{port}"), size=64), out.strip()), out
+    rc, out, _ = probe(f"127.0.0.1:{port}", "--payload-size", "300000", "--count", "5", "--timeout", "10s")
+    assert rc == 0, out
+    assert out.startswith(f"ok 127.0.0.1:{port} 5x300000 bytes in "), out
+
+
+def test_probe_resolves_localhost(start_echod, port):
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    rc, out, err = probe(f"localhost:{port}")
+    assert rc == 0, out + err
+    assert out.startswith(f"ok localhost:{port} 64 bytes in ")
+
+
+def test_probe_json(start_echod, port):
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    rc, out, _ = probe(f"127.0.0.1:{port}", "--json", "--payload-size", "16")
+    assert rc == 0
+    assert out.count("\n") == 1
+    doc = json.loads(out)
+    assert doc["ok"] is True and doc["exit_code"] == 0 and doc["mode"] == "echo"
+    assert doc["bytes"] == 16 and doc["count"] == 1 and doc["address"] == f"127.0.0.1:{port}"
+    assert doc["rtt_ms"] >= 0 and doc["error"] is None
+    dead = free_port()
+    rc, out, _ = probe(f"127.0.0.1:{dead}", "--json")
+    doc = json.loads(out)
+    assert rc == 2 and doc["ok"] is False and doc["exit_code"] == 2 and "cannot connect" in doc["error"]
+
+
+def test_probe_dead_port_is_2():
+    dead = free_port()
+    t0 = time.monotonic()
+    rc, out, _ = probe(f"127.0.0.1:{dead}")
+    assert rc == 2
+    assert out.startswith(f"fail 127.0.0.1:{dead}: cannot connect"), out
+    assert time.monotonic() - t0 < 5
+
+
+def test_probe_unresolvable_name_is_2():
+    rc, out, _ = probe("no-such-host.invalid:7")
+    assert rc == 2 and "cannot resolve" in out, out
+
+
+def test_probe_wrong_echo_is_1(fake_server):
+    s = fake_server(wrong_echo)
+    rc, out, _ = probe(f"127.0.0.1:{s.port}")
+    assert rc == 1
+    assert out.startswith(f"fail 127.0.0.1:{s.port}: echo mismatch at byte 0 of 64"), out
+
+
+def test_probe_no_echo_times_out_with_1(fake_server):
+    s = fake_server(silent)
+    t0 = time.monotonic()
+    rc, out, _ = probe(f"127.0.0.1:{s.port}", "--timeout", "500ms")
+    elapsed = time.monotonic() - t0
+    assert rc == 1 and "timed out" in out, out
+    assert elapsed < 3, f"--timeout 500ms took {elapsed:.1f}s"
+
+
+def test_probe_usage_errors():
+    for args in ([], ["127.0.0.1"], ["127.0.0.1:7", "--http", "http://127.0.0.1:1/"], ["127.0.0.1:7", "--timeout", "soon"],
+                 ["--http", "https://127.0.0.1:1/"], ["127.0.0.1:7", "--payload-size", "0"]):
+        rc, out, err = probe(*args)
+        assert rc not in (0, 1, 2), f"{args}: {rc} {out} {err}"
+        assert err, args
+
+
+# --- HTTP mode ------------------------------------------------------------------------------------------------
+
+
+def test_probe_http_against_fake_servers(fake_server):
+    ok = fake_server(http_responder(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"))
+    rc, out, _ = probe("--http", f"http://127.0.0.1:{ok.port}/livez")
+    assert rc == 0, out
+    assert out.startswith(f"ok http://127.0.0.1:{ok.port}/livez 200 in "), out
+    unready = fake_server(http_responder(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 14\r\n\r\nfailed: phase\n"))
+    rc, out, _ = probe("--http", f"http://127.0.0.1:{unready.port}/readyz", "--json")
+    doc = json.loads(out)
+    assert rc == 1 and doc["status"] == 503 and doc["error"] == "status 503: failed: phase", out
+    hung = fake_server(silent)
+    rc, out, _ = probe("--http", f"http://127.0.0.1:{hung.port}/readyz", "--timeout", "500ms")
+    assert rc == 1 and "timed out" in out, out
+    rc, out, _ = probe("--http", f"http://127.0.0.1:{free_port()}/readyz")
+    assert rc == 2, out
+
+
+def test_probe_http_against_the_admin_endpoint(start_echod, port):
+    admin = free_port()
+    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\nadmin:\n  listen: '127.0.0.1:{admin}'\n"
+                           "shutdown:\n  drain_timeout: 20s\n", wait_port=port)
+    wait_for_port(admin, proc=e.proc)
+    for path in ("/livez", "/healthz", "/readyz", "/metrics"):
+        rc, out, _ = probe("--http", f"http://127.0.0.1:{admin}{path}")
+        assert rc == 0, out
+    rc, out, _ = probe("--http", f"http://localhost:{admin}/readyz?verbose", "--json")
+    assert rc == 0 and json.loads(out)["status"] == 200
+    rc, out, _ = probe("--http", f"http://127.0.0.1:{admin}/nope")
+    assert rc == 1 and "status 404" in out
+    # Draining: readiness fails, so does the probe; liveness still passes.
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    e.signal(signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while True:
+        rc, out, _ = probe("--http", f"http://127.0.0.1:{admin}/readyz")
+        if rc == 1:
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(0.1)
+    assert "status 503" in out
+    assert probe("--http", f"http://127.0.0.1:{admin}/livez")[0] == 0
+    client.close()
