@@ -1,3 +1,4 @@
+import EchodAdmin
 import EchodConfig
 import EchodEcho
 import EchodEventLoop
@@ -60,6 +61,11 @@ public final class Daemon: @unchecked Sendable {
     var lastReloadError: String?
     var startedAt: Int64 = 0
     var drainedLoops = 0
+    /// The admin endpoint (control loop only).
+    var admin: AdminServer?
+    var adminListener: Listener?
+    var reloadsSucceeded: UInt64 = 0
+    var reloadsFailed: UInt64 = 0
     /// A loop whose heartbeat is older than this is stalled (set at start from the watchdog interval).
     var stallThreshold: Duration = .seconds(2)
 
@@ -120,6 +126,7 @@ public final class Daemon: @unchecked Sendable {
         if status == ExitStatus.success && phase != .starting {
             logger.info("echod stopped")
         }
+        stopAdmin()
         for l in listeners { Syscall.close(l.fd) }
         listeners.removeAll()
         backend.shutdown(timeout: .seconds(2))
@@ -180,6 +187,11 @@ public final class Daemon: @unchecked Sendable {
         } catch {
             throw StartError(description: error.description)
         }
+        // The admin socket is not an echo listener: kept apart so that the drain (which closes `listeners`) leaves
+        // /readyz answering 503 until the process stops.
+        let passedAdmin = listeners.first { $0.role == .admin }
+        listeners.removeAll { $0.role == .admin }
+        try startAdmin(settings.adminListen, passed: passedAdmin)
         if socketActivated {
             logger.info("using sockets passed by systemd; the configured listen addresses are not bound", metadata: [
                 "sockets": .string(listeners.map(\.label).joined(separator: ", "))

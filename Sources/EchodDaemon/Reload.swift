@@ -27,14 +27,17 @@ extension Daemon {
                 logger.error("reload rejected: invalid configuration; the running configuration stays in force", metadata: ["problem": .string(problem.description)])
             }
             lastReloadError = error.problems.first?.description ?? "invalid configuration"
+            reloadsFailed += 1
         case .success(let loaded):
             do throws(StartError) {
                 try apply(loaded)
                 lastReloadError = nil
+                reloadsSucceeded += 1
                 logger.info("configuration reloaded", metadata: ["config": .string(loaded.filePath ?? "embedded defaults")])
             } catch {
                 logger.error("reload rejected; the running configuration stays in force", metadata: ["error": .string(error.description)])
                 lastReloadError = error.description
+                reloadsFailed += 1
             }
         }
         lastStatus = statusText()

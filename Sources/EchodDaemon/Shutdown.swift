@@ -68,6 +68,7 @@ extension Daemon {
             w.service?.shutdown()
             w.loop.stop()
         }) { [unowned self] in
+            self.stopAdmin()
             self.control.stop()
         }
     }

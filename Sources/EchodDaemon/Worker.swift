@@ -1,6 +1,7 @@
 import EchodEcho
 import EchodEventLoop
 import Logging
+import Synchronization
 
 /// One echo event loop and the thread running it. Its `service` and `acceptors` belong to the loop thread:
 /// the daemon touches them only inside `loop.execute { }`.
@@ -8,6 +9,8 @@ final class Worker: @unchecked Sendable {
     let loop: EventLoop
     /// The echo counters of this loop, readable from any thread.
     let stats = EchoStats()
+    /// Whether an acceptor of this loop is paused for descriptor exhaustion (for /readyz and metrics).
+    let acceptPaused = Atomic<Bool>(false)
     var thread: LoopThread?
     var service: EchoService?
     var acceptors: [Int32: Acceptor] = [:]
@@ -24,7 +27,12 @@ final class Worker: @unchecked Sendable {
         guard acceptors[fd] == nil, let service else { return }
         let acceptor = Acceptor(loop: loop, listenerFD: fd, onAccept: { [unowned service] fd, peer in
             service.adopt(fd: fd, peer: peer)
-        }, onEvent: { [unowned service] event in
+        }, onEvent: { [unowned service, unowned self] event in
+            switch event {
+            case .paused: self.acceptPaused.store(true, ordering: .relaxed)
+            case .resumed, .retrying: self.acceptPaused.store(false, ordering: .relaxed)
+            case .transientFailure: break
+            }
             service.acceptorReported(event)
         })
         try acceptor.start()
@@ -40,6 +48,7 @@ final class Worker: @unchecked Sendable {
     func removeAllAcceptors() {
         for a in acceptors.values { a.stop() }
         acceptors.removeAll()
+        acceptPaused.store(false, ordering: .relaxed)
     }
 
 }

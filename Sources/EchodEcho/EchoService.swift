@@ -66,12 +66,12 @@ public final class EchoService: EventHandler, @unchecked Sendable {
             break
         case .overTotal:
             Syscall.close(fd)
-            stats.rejectedTotal.add(1)
+            stats.rejected(.connectionLimit)
             warnLimit("connection refused: limits.max_connections reached", peer: peer)
             return
         case .overPerIP:
             Syscall.close(fd)
-            stats.rejectedPerIP.add(1)
+            stats.rejected(.perIPLimit)
             warnLimit("connection refused: limits.max_connections_per_ip reached", peer: peer)
             return
         }
@@ -104,6 +104,8 @@ public final class EchoService: EventHandler, @unchecked Sendable {
             }
         case .resumed:
             logger.notice("accepting resumed")
+        case .retrying:
+            break
         case .transientFailure(let error):
             logger.debug("accept failed for one connection", metadata: ["error": .stringConvertible(error)])
         }

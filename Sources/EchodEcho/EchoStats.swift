@@ -13,6 +13,13 @@ public final class EchoStats: Sendable {
 
     public init() {}
 
+    /// Counts a connection accepted and closed at once by a limit: accepted, closed for `reason`, and rejected.
+    func rejected(_ reason: CloseReason) {
+        accepted.add(1)
+        closed[reason.rawValue].add(1)
+        (reason == .perIPLimit ? rejectedPerIP : rejectedTotal).add(1)
+    }
+
     /// Connections open on this loop now (accepted and not yet closed; rejected ones are counted in both).
     public var active: UInt64 {
         let done = closed.reduce(0) { $0 &+ $1.load }

@@ -18,8 +18,10 @@ public final class Acceptor: EventHandler {
     public enum Event {
         /// Accepting stopped on exhaustion; it is retried after the given delay.
         case paused(IOError, retryAfter: Duration)
-        /// Accepting works again after a pause.
+        /// Accepting works again after a pause (a connection was accepted).
         case resumed
+        /// After a pause, the listener is watched again; the next accept shows whether descriptors are back.
+        case retrying
         /// An accept failed for a reason that affects only that one connection (e.g. `ECONNABORTED`).
         case transientFailure(IOError)
     }
@@ -55,7 +57,9 @@ public final class Acceptor: EventHandler {
         // The retry timer is made now: at exhaustion time there would be no descriptor left for its timerfd.
         if retryTimer == nil {
             retryTimer = try LoopTimer(loop: loop) { [unowned self] in
-                try? self.arm()
+                guard (try? self.arm()) != nil else { return }
+                self.pausedFlag.store(false, ordering: .relaxed)
+                self.onEvent(.retrying)
             }
         }
         enabled = true

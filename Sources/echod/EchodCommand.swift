@@ -61,12 +61,12 @@ extension Echod {
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            do {
+            do throws(ConfigError) {
                 let loaded = try ConfigLoader.load(path: options.config, overrides: options.overrides, environment: ProcessInfo.processInfo.environment)
                 print(loaded.render(), terminator: loaded.render().hasSuffix("\n") ? "" : "\n")
                 for warning in loaded.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
                 print("configuration OK")
-            } catch let error as ConfigError {
+            } catch {
                 for problem in error.problems { FileHandle.standardError.write(Data("error: \(problem)\n".utf8)) }
                 FileHandle.standardError.write(Data("configuration invalid: \(error.problems.count) problem(s)\n".utf8))
                 throw ExitCode(1)
