@@ -250,3 +250,27 @@ def test_passed_datagram_socket_is_refused_clearly(port):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_socket_activation_echo_and_admin_sockets(port):
+    admin_port = free_port()
+    proc, log = _socket_activate([port, admin_port], ["echo", "admin"])
+    try:
+        wait_for_port(port, proc=proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"echo role")
+            assert recv_exactly(s, 9) == b"echo role"
+        out = subprocess.run(["curl", "-sS", "-o", "-", "-w", "%{http_code}", f"http://127.0.0.1:{admin_port}/readyz"],
+                             capture_output=True, text=True, timeout=10)
+        assert out.stdout.endswith("200") and out.stdout.startswith("ok"), out
+        # The admin socket is not an echo listener.
+        with socket.create_connection(("127.0.0.1", admin_port), timeout=10) as s:
+            s.sendall(b"GET /livez HTTP/1.0\r\n\r\n")
+            assert recv_exactly(s, 12).startswith(b"HTTP/1.")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
