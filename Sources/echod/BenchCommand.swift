@@ -18,7 +18,7 @@ struct BenchCommand: ParsableCommand {
             exactly one JSON object. Ctrl-C ends the measurement early and still prints the summary.
 
             Exit status: 0 no errors; 1 errors were counted (mismatched bytes, lost data, early close, failed \
-            connects); 2 cannot connect (or invalid options).
+            connects); 2 cannot connect; 64 invalid options.
             """)
 
     @Argument(help: ArgumentHelp("The echo server, HOST:PORT or [IPV6]:PORT.", valueName: "host:port"))

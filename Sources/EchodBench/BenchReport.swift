@@ -1,0 +1,294 @@
+/// Error counts by kind. Any of them makes the run fail (exit status 1).
+public struct BenchErrors: Sendable, Equatable {
+    /// An echoed byte differed from the byte sent at that stream offset, or bytes came back that were never sent.
+    public var mismatch: UInt64 = 0
+    /// The server closed or reset the connection while echoes were outstanding.
+    public var earlyClose: UInt64 = 0
+    /// A connection could not be established (after set-up: `connect` mode's per-operation connects).
+    public var connectFailed: UInt64 = 0
+    /// Bytes sent never came back within the drain timeout (the connection stayed open).
+    public var lost: UInt64 = 0
+    /// Everything came back, but the server did not close after our half-close within the drain timeout.
+    public var noEOF: UInt64 = 0
+    /// Anything else (an unexpected system call error).
+    public var other: UInt64 = 0
+
+    public init() {}
+
+    public var total: UInt64 { mismatch + earlyClose + connectFailed + lost + noEOF + other }
+
+    public mutating func add(_ o: BenchErrors) {
+        mismatch += o.mismatch
+        earlyClose += o.earlyClose
+        connectFailed += o.connectFailed
+        lost += o.lost
+        noEOF += o.noEOF
+        other += o.other
+    }
+
+    /// (JSON key, count) in a fixed order.
+    public var named: [(String, UInt64)] {
+        [("mismatch", mismatch), ("early_close", earlyClose), ("connect_failed", connectFailed), ("lost", lost),
+         ("no_eof", noEOF), ("other", other)]
+    }
+}
+
+/// The outcome of a bench run: what `BenchRunner.run` returns, printed as a table or as one JSON object.
+public struct BenchReport: Sendable {
+    public var mode: BenchMode
+    /// `HOST:PORT` as connected to.
+    public var target: String
+    public var connections: Int
+    public var size: Int
+    /// Bytes in flight per connection (`stream` mode; 0 otherwise).
+    public var window: Int
+    public var threads: Int
+    /// The measured interval in seconds (excludes warm-up and drain).
+    public var durationSeconds: Double
+    public var warmupSeconds: Double
+    /// Operations completed in the measured interval: round trips, stream messages, or connect-echo-close cycles.
+    public var ops: UInt64
+    /// Operations completed at all (warm-up and drain included): the divisor for server CPU per operation.
+    public var opsAll: UInt64
+    /// Payload bytes written and read (and verified) in the measured interval.
+    public var bytesSent: UInt64
+    public var bytesReceived: UInt64
+    public var latency: BenchLatency
+    public var errors: BenchErrors
+    /// The first few errors, described (which connection, which offset, what was expected).
+    public var errorDetails: [String]
+    /// Set when the run could not start: nothing listening, connect timed out, no resources. Exit status 2.
+    public var setupFailure: String?
+    /// The user stopped the run early (SIGINT).
+    public var interrupted: Bool
+
+    public init(mode: BenchMode, target: String, connections: Int, size: Int, window: Int, threads: Int,
+                durationSeconds: Double = 0, warmupSeconds: Double = 0, ops: UInt64 = 0, opsAll: UInt64 = 0,
+                bytesSent: UInt64 = 0, bytesReceived: UInt64 = 0, latency: BenchLatency = BenchLatency(),
+                errors: BenchErrors = BenchErrors(), errorDetails: [String] = [], setupFailure: String? = nil,
+                interrupted: Bool = false) {
+        self.mode = mode
+        self.target = target
+        self.connections = connections
+        self.size = size
+        self.window = window
+        self.threads = threads
+        self.durationSeconds = durationSeconds
+        self.warmupSeconds = warmupSeconds
+        self.ops = ops
+        self.opsAll = opsAll
+        self.bytesSent = bytesSent
+        self.bytesReceived = bytesReceived
+        self.latency = latency
+        self.errors = errors
+        self.errorDetails = errorDetails
+        self.setupFailure = setupFailure
+        self.interrupted = interrupted
+    }
+
+    public var opsPerSecond: Double { durationSeconds > 0 ? Double(ops) / durationSeconds : 0 }
+    /// 10^6 bytes per second written.
+    public var mbPerSecondOut: Double { durationSeconds > 0 ? Double(bytesSent) / durationSeconds / 1e6 : 0 }
+    /// 10^6 bytes per second echoed back (and verified).
+    public var mbPerSecondIn: Double { durationSeconds > 0 ? Double(bytesReceived) / durationSeconds / 1e6 : 0 }
+
+    /// 0: no errors; 1: errors were counted; 2: the run could not start (cannot connect).
+    public var exitCode: Int32 {
+        if setupFailure != nil { return 2 }
+        return errors.total > 0 ? 1 : 0
+    }
+
+    // MARK: JSON
+
+    /// Exactly one JSON object on one line. Keys: see the README section of `echod bench`; `ops_per_sec`,
+    /// `mb_per_sec` and `errors_total` repeat `ops_per_s`, `mb_per_s_in` and the error sum under the names
+    /// bench/client/echoclient uses, so bench/run.py reads both clients alike.
+    public func json() -> String {
+        var o = JSONObject()
+        o.add("mode", string: mode.rawValue)
+        o.add("target", string: target)
+        o.add("connections", raw: String(connections))
+        o.add("size", raw: String(size))
+        o.add("window", raw: String(window))
+        o.add("threads", raw: String(threads))
+        o.add("duration_s", raw: formatFixed(durationSeconds, decimals: 6))
+        o.add("warmup_s", raw: formatFixed(warmupSeconds, decimals: 6))
+        o.add("ops", raw: String(ops))
+        o.add("ops_all", raw: String(opsAll))
+        o.add("ops_per_s", raw: formatFixed(opsPerSecond, decimals: 1))
+        o.add("ops_per_sec", raw: formatFixed(opsPerSecond, decimals: 1))
+        o.add("bytes_sent", raw: String(bytesSent))
+        o.add("bytes_received", raw: String(bytesReceived))
+        o.add("mb_per_s_out", raw: formatFixed(mbPerSecondOut, decimals: 3))
+        o.add("mb_per_s_in", raw: formatFixed(mbPerSecondIn, decimals: 3))
+        o.add("mb_per_sec", raw: formatFixed(mbPerSecondIn, decimals: 3))
+        var lat = JSONObject()
+        lat.add("p50", raw: formatFixed(latency.p50, decimals: 2))
+        lat.add("p90", raw: formatFixed(latency.p90, decimals: 2))
+        lat.add("p99", raw: formatFixed(latency.p99, decimals: 2))
+        lat.add("p999", raw: formatFixed(latency.p999, decimals: 2))
+        lat.add("max", raw: formatFixed(latency.max, decimals: 2))
+        lat.add("mean", raw: formatFixed(latency.mean, decimals: 2))
+        o.add("latency_us", raw: lat.text)
+        var errs = JSONObject()
+        for (key, value) in errors.named { errs.add(key, raw: String(value)) }
+        o.add("errors", raw: errs.text)
+        o.add("errors_total", raw: String(errors.total))
+        o.add("setup_failed", raw: setupFailure == nil ? "false" : "true")
+        o.add("interrupted", raw: interrupted ? "true" : "false")
+        let details = (setupFailure.map { [$0] } ?? []) + errorDetails
+        o.add("error_details", raw: "[" + details.map(jsonString).joined(separator: ",") + "]")
+        return o.text
+    }
+
+    // MARK: Table
+
+    /// The human summary.
+    public func table() -> String {
+        if let setupFailure {
+            return "echod bench: \(setupFailure)\n"
+        }
+        var lines: [String] = []
+        let conns = connections == 1 ? "1 connection" : "\(connections) connections"
+        let thr = threads == 1 ? "1 thread" : "\(threads) threads"
+        var head = "echod bench \(target): \(mode.rawValue), \(conns) × \(formatBytes(UInt64(size))), \(thr)"
+        if mode == .stream { head += ", window \(formatBytes(UInt64(window)))" }
+        lines.append(head)
+        var timing = "  measured \(formatFixed(durationSeconds, decimals: 2)) s"
+        if warmupSeconds > 0 { timing += " after \(formatFixed(warmupSeconds, decimals: 2, trimZeros: true)) s of warm-up" }
+        if interrupted { timing += " (interrupted)" }
+        lines.append(timing)
+        lines.append("")
+        let opName: String
+        switch mode {
+        case .pingpong: opName = "round trips"
+        case .stream: opName = "messages echoed"
+        case .connect: opName = "connections"
+        }
+        let rows: [(String, String, String)] = [
+            (opName, grouped(ops), formatRate(opsPerSecond) + " /s"),
+            ("sent", formatMB(bytesSent), formatFixed(mbPerSecondOut, decimals: 2) + " MB/s"),
+            ("received", formatMB(bytesReceived), formatFixed(mbPerSecondIn, decimals: 2) + " MB/s"),
+        ]
+        for (name, total, rate) in rows {
+            lines.append("  " + pad(name, 18) + padLeft(total, 14) + "   " + padLeft(rate, 16))
+        }
+        let l = latency
+        if l.count > 0 {
+            lines.append("  " + pad("latency (µs)", 18) + "p50 \(us(l.p50))  p90 \(us(l.p90))  p99 \(us(l.p99))  "
+                         + "p99.9 \(us(l.p999))  max \(us(l.max))  mean \(us(l.mean))")
+        } else {
+            lines.append("  " + pad("latency (µs)", 18) + "no operation completed in the measured interval")
+        }
+        lines.append("")
+        if errors.total == 0 {
+            lines.append("  every echoed byte verified: no errors")
+        } else {
+            let parts = errors.named.filter { $0.1 > 0 }.map { "\($0.0.replacingUnderscores) \(grouped($0.1))" }
+            lines.append("  ERRORS: \(grouped(errors.total)) (\(parts.joined(separator: ", ")))")
+            for d in errorDetails { lines.append("    " + d) }
+            if errors.total > UInt64(errorDetails.count) {
+                lines.append("    …")
+            }
+            lines.append("  FAILED (exit status 1)")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+extension BenchProgress {
+    /// `[  3 s] measuring  123,456 ops  41,152/s  2.63 MB/s out  2.63 MB/s in  0 errors`
+    public var line: String {
+        "[" + padLeft(String(Int(elapsed.rounded())), 3) + " s] " + pad(phase.rawValue, 9) + "  "
+            + grouped(ops) + " ops  " + formatRate(opsPerSecond) + "/s  "
+            + formatFixed(mbPerSecondOut, decimals: 2) + " MB/s out  " + formatFixed(mbPerSecondIn, decimals: 2) + " MB/s in  "
+            + grouped(errors) + (errors == 1 ? " error" : " errors")
+    }
+}
+
+// MARK: Formatting without Foundation
+
+struct JSONObject {
+    private var parts: [String] = []
+    mutating func add(_ key: String, raw: String) { parts.append(jsonString(key) + ":" + raw) }
+    mutating func add(_ key: String, string: String) { add(key, raw: jsonString(string)) }
+    var text: String { "{" + parts.joined(separator: ",") + "}" }
+}
+
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if scalar.value < 0x20 {
+                let h = Array("0123456789abcdef")
+                out += "\\u00" + String(h[Int(scalar.value >> 4)]) + String(h[Int(scalar.value & 15)])
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return out + "\""
+}
+
+/// `x` with `decimals` digits after the point, rounded half away from zero; JSON-safe (no exponent, no NaN).
+public func formatFixed(_ x: Double, decimals: Int, trimZeros: Bool = false) -> String {
+    guard x.isFinite else { return "0" }
+    var scale: UInt64 = 1
+    for _ in 0..<decimals { scale *= 10 }
+    let magnitude = (abs(x) * Double(scale)).rounded()
+    guard magnitude < 1.8e19 else { return String(Int64(clamping: Int64(x.rounded()))) }
+    let n = UInt64(magnitude)
+    var s = (x < 0 && n != 0 ? "-" : "") + String(n / scale)
+    if decimals > 0 {
+        var frac = String(n % scale)
+        frac = String(repeating: "0", count: decimals - frac.count) + frac
+        if trimZeros { while frac.hasSuffix("0") { frac.removeLast() } }
+        if !frac.isEmpty { s += "." + frac }
+    }
+    return s
+}
+
+func grouped(_ n: UInt64) -> String {
+    let digits = Array(String(n))
+    var out = ""
+    for (i, d) in digits.enumerated() {
+        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+        out.append(d)
+    }
+    return out
+}
+
+func formatRate(_ x: Double) -> String {
+    let tenths = UInt64(min(max(0, x) * 10, 1.8e19).rounded())
+    return grouped(tenths / 10) + "." + String(tenths % 10)
+}
+
+func formatMB(_ bytes: UInt64) -> String { formatFixed(Double(bytes) / 1e6, decimals: 2) + " MB" }
+
+func formatBytes(_ n: UInt64) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 { return "\(n >> 20) MiB" }
+    if n >= 1024 && n % 1024 == 0 { return "\(n >> 10) KiB" }
+    return "\(n) B"
+}
+
+private func us(_ x: Double) -> String {
+    x >= 1000 ? grouped(UInt64(x.rounded())) : formatFixed(x, decimals: x >= 100 ? 0 : 1)
+}
+
+private func pad(_ s: String, _ width: Int) -> String {
+    s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
+}
+
+private func padLeft(_ s: String, _ width: Int) -> String {
+    s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
+}
+
+extension String {
+    var replacingUnderscores: String { String(map { $0 == "_" ? " " : $0 }) }
+}

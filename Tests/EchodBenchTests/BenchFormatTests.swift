@@ -1,0 +1,195 @@
+import EchodBench
+import EchodEventLoop
+import Foundation
+import Synchronization
+import Testing
+
+final class Locked<T>: @unchecked Sendable {
+    private let mutex = Mutex<Void>(())
+    private var _value: T
+    init(_ value: T) { _value = value }
+    var value: T { mutex.withLock { _ in _value } }
+    func update(_ body: (inout T) -> Void) { mutex.withLock { _ in body(&_value) } }
+}
+
+@Suite("latency percentiles")
+struct LatencyTests {
+    @Test("percentiles of 1...10000 µs are within the histogram's 0.1 %")
+    func uniform() {
+        var r = LatencyRecorder()
+        for us in 1...10_000 { r.record(nanoseconds: UInt64(us) * 1000) }
+        let s = r.summary
+        #expect(s.count == 10_000)
+        #expect(abs(s.p50 - 5000) <= 5)
+        #expect(abs(s.p90 - 9000) <= 9)
+        #expect(abs(s.p99 - 9900) <= 10)
+        #expect(abs(s.p999 - 9990) <= 10)
+        #expect(s.max == 10_000)
+        #expect(abs(s.mean - 5000.5) < 0.001)
+    }
+
+    @Test("merging per-loop histograms gives the same percentiles as one histogram")
+    func merge() {
+        var all = LatencyRecorder(), a = LatencyRecorder(), b = LatencyRecorder()
+        var x: UInt64 = 12345
+        for i in 0..<50_000 {
+            x = x &* 6364136223846793005 &+ 1442695040888963407
+            let v = 10_000 + (x >> 33) % 2_000_000  // 10 µs ... 2 ms
+            all.record(nanoseconds: v)
+            if i % 3 == 0 { a.record(nanoseconds: v) } else { b.record(nanoseconds: v) }
+        }
+        a.merge(b)
+        #expect(a.summary == all.summary)
+        for p in [50.0, 90, 99, 99.9] { #expect(a.nanoseconds(atPercentile: p) == all.nanoseconds(atPercentile: p)) }
+    }
+
+    @Test("a skewed distribution: 99 % fast, 1 % slow")
+    func tail() {
+        var r = LatencyRecorder()
+        for i in 0..<100_000 { r.record(nanoseconds: i % 100 == 99 ? 5_000_000 : 20_000) }
+        let s = r.summary
+        #expect(abs(s.p50 - 20) < 0.05)
+        #expect(abs(s.p90 - 20) < 0.05)
+        #expect(abs(s.p99 - 20) < 0.05)  // exactly 99 % are fast
+        #expect(abs(s.p999 - 5000) < 5)
+        #expect(s.max == 5000)
+        #expect(abs(s.mean - (0.99 * 20 + 0.01 * 5000)) < 0.01)
+    }
+
+    @Test("empty and out-of-range values")
+    func edges() {
+        var r = LatencyRecorder()
+        #expect(r.summary == BenchLatency())
+        r.record(nanoseconds: 0)
+        r.record(nanoseconds: 120_000_000_000)  // beyond 60 s: recorded at the top, max exact
+        #expect(r.count == 2)
+        #expect(r.summary.max == 120_000_000)
+    }
+}
+
+@Suite("command-line values")
+struct ParseTests {
+    @Test func durations() {
+        #expect(BenchParse.duration("10s") == .seconds(10))
+        #expect(BenchParse.duration("500ms") == .milliseconds(500))
+        #expect(BenchParse.duration("1.5s") == .milliseconds(1500))
+        #expect(BenchParse.duration("2m") == .seconds(120))
+        #expect(BenchParse.duration("250us") == .microseconds(250))
+        #expect(BenchParse.duration("3") == .seconds(3))
+        #expect(BenchParse.duration("0") == .zero)
+        for bad in ["", "s", "ten", "-1s", "5x", "1e400s"] { #expect(BenchParse.duration(bad) == nil, "\(bad)") }
+    }
+
+    @Test func sizes() {
+        #expect(BenchParse.byteCount("64") == 64)
+        #expect(BenchParse.byteCount("1k") == 1024)
+        #expect(BenchParse.byteCount("16KiB") == 16384)
+        #expect(BenchParse.byteCount("1M") == 1 << 20)
+        #expect(BenchParse.byteCount("4MiB") == 4 << 20)
+        #expect(BenchParse.byteCount("100b") == 100)
+        for bad in ["", "k", "-1", "1x", "99G"] { #expect(BenchParse.byteCount(bad) == nil, "\(bad)") }
+    }
+
+    @Test func targets() {
+        #expect(BenchParse.target("127.0.0.1:8888") == SocketAddress(host: "127.0.0.1", port: 8888))
+        #expect(BenchParse.target("[::1]:7") == SocketAddress(host: "::1", port: 7))
+        #expect(BenchParse.target("localhost:7")?.port == 7)
+        for bad in ["127.0.0.1", "127.0.0.1:", ":80", "::1:80", "[::1]80", "1.2.3.4:70000", "1.2.3.4:0", "no.such.host.invalid:1"] {
+            #expect(BenchParse.target(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func optionProblems() {
+        var o = BenchOptions(target: SocketAddress(host: "127.0.0.1", port: 1)!)
+        #expect(o.problem == nil)
+        o.connections = 0
+        #expect(o.problem != nil)
+        o.connections = 10
+        o.threads = 50
+        #expect(o.effectiveThreads == 10)
+        o.size = 100
+        #expect(o.effectiveWindow == 400)
+        o.size = 8 << 20
+        #expect(o.effectiveWindow == 8 << 20)
+        o.size = 2 << 20
+        #expect(o.effectiveWindow == 4 << 20)
+        o.window = 10
+        #expect(o.effectiveWindow == 2 << 20)
+        #expect(o.problem == nil)
+        o.mode = .stream
+        o.size = 1
+        o.window = 1 << 20
+        #expect(o.problem?.contains("messages") == true)
+        o.window = 65_536
+        #expect(o.problem == nil)
+    }
+}
+
+@Suite("report formatting")
+struct ReportFormatTests {
+    func sample() -> BenchReport {
+        var errors = BenchErrors()
+        errors.mismatch = 2
+        errors.earlyClose = 1
+        var latency = BenchLatency()
+        latency.count = 1000
+        latency.p50 = 12.5
+        latency.p90 = 15
+        latency.p99 = 30.25
+        latency.p999 = 80
+        latency.max = 1200
+        latency.mean = 13.125
+        return BenchReport(mode: .pingpong, target: "127.0.0.1:8888", connections: 50, size: 64, window: 0, threads: 2,
+                           durationSeconds: 2, warmupSeconds: 1, ops: 1000, opsAll: 1600, bytesSent: 64_000,
+                           bytesReceived: 64_000, latency: latency, errors: errors,
+                           errorDetails: ["connection 3: echoed byte \"x\" differs\n"])
+    }
+
+    @Test("JSON has every key, the right types, and the C client's names for bench/run.py")
+    func json() throws {
+        let text = sample().json()
+        #expect(!text.contains("\n"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        for key in ["mode", "target", "connections", "size", "window", "threads", "duration_s", "warmup_s", "ops", "ops_all",
+                    "ops_per_s", "ops_per_sec", "bytes_sent", "bytes_received", "mb_per_s_out", "mb_per_s_in", "mb_per_sec",
+                    "latency_us", "errors", "errors_total", "setup_failed", "interrupted", "error_details"] {
+            #expect(object[key] != nil, "missing \(key)")
+        }
+        #expect(object["mode"] as? String == "pingpong")
+        #expect((object["ops_per_s"] as? NSNumber)?.doubleValue == 500)
+        #expect((object["mb_per_s_in"] as? NSNumber)?.doubleValue == 0.032)
+        let latency = try #require(object["latency_us"] as? [String: NSNumber])
+        #expect(Set(latency.keys) == ["p50", "p90", "p99", "p999", "max", "mean"])
+        #expect(latency["p99"]?.doubleValue == 30.25)
+        #expect(latency["mean"]?.doubleValue == 13.13 || latency["mean"]?.doubleValue == 13.12)
+        let errors = try #require(object["errors"] as? [String: NSNumber])
+        #expect(Set(errors.keys) == ["mismatch", "early_close", "connect_failed", "lost", "no_eof", "other"])
+        #expect(errors["mismatch"] == 2)
+        #expect((object["errors_total"] as? NSNumber) == 3)
+        #expect((object["error_details"] as? [String])?.first == "connection 3: echoed byte \"x\" differs\n")
+    }
+
+    @Test("the table names the mode, the rates, the percentiles and what went wrong")
+    func table() {
+        let t = sample().table()
+        #expect(t.contains("pingpong, 50 connections × 64 B, 2 threads"))
+        #expect(t.contains("500.0 /s"))
+        #expect(t.contains("p99 30.3") || t.contains("p99 30.2"))
+        #expect(t.contains("ERRORS: 3 (mismatch 2, early close 1)"))
+        #expect(t.contains("FAILED (exit status 1)"))
+        var ok = sample()
+        ok.errors = BenchErrors()
+        #expect(ok.table().contains("no errors"))
+        #expect(ok.exitCode == 0)
+    }
+
+    @Test func fixedPoint() {
+        #expect(formatFixed(0, decimals: 2) == "0.00")
+        #expect(formatFixed(1.005, decimals: 1) == "1.0")
+        #expect(formatFixed(-2.25, decimals: 1) == "-2.3" || formatFixed(-2.25, decimals: 1) == "-2.2")
+        #expect(formatFixed(123456.789, decimals: 3) == "123456.789")
+        #expect(formatFixed(.nan, decimals: 2) == "0")
+        #expect(formatFixed(1.5, decimals: 3, trimZeros: true) == "1.5")
+        #expect(formatFixed(2, decimals: 3, trimZeros: true) == "2")
+    }
+}
