@@ -11,7 +11,9 @@ import Synchronization
 public final class EventLoop: @unchecked Sendable {
     /// One registration. `generation` tells a live registration from a stale event for a closed and reused fd.
     struct Slot {
-        unowned(unsafe) var handler: EventHandler?
+        /// Unretained: the loop does not own handlers, and dispatching through `Unmanaged` costs no reference
+        /// counting per event. All zeroes (nil, generation 0) is an empty slot, as `FDTable` requires.
+        var handler: Unmanaged<EventHandler>?
         var generation: UInt32
     }
 
@@ -71,7 +73,7 @@ public final class EventLoop: @unchecked Sendable {
         let generation = nextGeneration
         nextGeneration = nextGeneration == UInt32.max ? 1 : nextGeneration + 1
         try Syscall.epollControl(epollFD, EPOLL_CTL_ADD, fd, events: interest.rawValue, data: Self.userData(fd, generation))
-        slots[fd].pointee = Slot(handler: handler, generation: generation)
+        slots[fd].pointee = Slot(handler: Unmanaged.passUnretained(handler), generation: generation)
     }
 
     /// Changes what an already registered `fd` is watched for.
@@ -135,7 +137,8 @@ public final class EventLoop: @unchecked Sendable {
             let slot = slots[fd].pointee
             // A handler earlier in this batch may have closed fd (and even reused its number): skip stale events.
             guard slot.generation == generation, let handler = slot.handler else { continue }
-            handler.handleEvent(fd: fd, events: echod_epoll_event_events(event))
+            let bits = echod_epoll_event_events(event)
+            handler._withUnsafeGuaranteedRef { $0.handleEvent(fd: fd, events: bits) }
         }
         stats.events.add(UInt64(count))
     }
