@@ -9,11 +9,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build and the tests need: libsystemd (linked), the tools the end-to-end tests drive.
 APT_PACKAGES := pkg-config libsystemd-dev libhttp-parser-dev prometheus netcat-openbsd telnet socat curl systemd systemd-container iproute2 procps
 PIP_PACKAGES := pytest pexpect
+# The peers of the benchmark race (make bench only).
+BENCH_APT_PACKAGES := gcc libuv1-dev golang-go xinetd linux-perf
 
 DEBUG_BIN := .build/debug/echod
 RELEASE_BIN := .build/release/echod
 
-.PHONY: all build release run test deps unit e2e bench clean
+.PHONY: all build release run test deps bench-deps unit e2e bench clean
 all: build
 
 deps:
@@ -23,6 +25,13 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 	@for p in $(PIP_PACKAGES); do $(PYTHON) -c "import $$p" 2>/dev/null || $(PYTHON) -m pip install -q $$p; done
+
+bench-deps:
+	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 
 build:
 	$(SWIFT) build
@@ -45,8 +54,9 @@ test: deps build
 	$(SWIFT) test
 	ECHOD_BIN=$(abspath $(DEBUG_BIN)) $(PYTHON) -m pytest -q -rs Tests/e2e
 
-bench: deps release
-	ECHOD_BIN=$(abspath $(RELEASE_BIN)) $(PYTHON) bench/run.py
+# The race against the other echo servers (bench/README.md); not part of make test. BENCH_ARGS=--quick for a smoke run.
+bench: deps bench-deps release
+	ECHOD_BIN=$(abspath $(RELEASE_BIN)) $(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .build-*
