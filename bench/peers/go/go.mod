@@ -1,0 +1,3 @@
+module echod.bench/goecho
+
+go 1.19
