@@ -113,13 +113,13 @@ public final class EventLoop: @unchecked Sendable {
     public func run() throws(IOError) {
         ownerThread = pthread_self()
         running = true
-        var turnStart = Syscall.monotonicNow().nanoseconds
+        var turnStart = Syscall.monotonicNanoseconds()
         while running {
             stats.heartbeat.store(turnStart, ordering: .relaxed)
             let count = try Syscall.epollWait(epollFD, events, eventCapacity, Self.maximumSleepMilliseconds)
-            let woke = Syscall.monotonicNow().nanoseconds
+            let woke = Syscall.monotonicNanoseconds()
             dispatch(count)
-            turnStart = Syscall.monotonicNow().nanoseconds
+            turnStart = Syscall.monotonicNanoseconds()
             stats.recordTurn(busy: turnStart - woke)
         }
         runPendingTasks()

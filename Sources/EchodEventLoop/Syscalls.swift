@@ -137,6 +137,14 @@ public enum Syscall {
         return UInt64(limit.rlim_cur)
     }
 
+    /// The current monotonic time in nanoseconds, without `Duration`'s 128-bit arithmetic (read twice per loop turn).
+    @inline(__always)
+    public static func monotonicNanoseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
+    }
+
     /// The current monotonic time.
     @inline(__always)
     public static func monotonicNow() -> Duration {
