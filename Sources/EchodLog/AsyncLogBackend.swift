@@ -34,8 +34,11 @@ public final class AsyncLogBackend: Sendable {
         try self.init(options: options, dropReportInterval: .seconds(5))
     }
 
-    /// `dropReportInterval`: how often the writer reports drops (tests shorten it).
-    init(options: LogOptions, dropReportInterval: Duration) throws(LogBackendError) {
+    /// `dropReportInterval`: how often the writer reports drops (tests shorten it). `coalescing`: how long the
+    /// writer, woken from idle, lets records gather before writing them (see `LogWriter.linger()`).
+    init(
+        options: LogOptions, dropReportInterval: Duration, coalescing: Duration = LogWriter.defaultCoalescing
+    ) throws(LogBackendError) {
         try Self.validate(options)
         let sink: LogSink
         if let path = Self.filePath(of: options) {
@@ -46,7 +49,7 @@ public final class AsyncLogBackend: Sendable {
         let core = LogCore(capacity: options.queueCapacity, level: options.level)
         let writer = LogWriter(
             core: core, format: options.format, stderrFD: options.stderrFD, sink: sink,
-            reportInterval: dropReportInterval, initialCapacity: options.queueCapacity)
+            reportInterval: dropReportInterval, coalescing: coalescing, initialCapacity: options.queueCapacity)
         let thread = try LogWriter.start(writer)
         self.core = core
         self.state = Mutex(State(options: options, thread: thread))

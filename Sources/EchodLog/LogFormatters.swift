@@ -53,53 +53,104 @@ enum LogFormatter {
     /// A key or value: bare when non-empty and made only of printable characters other than space, `"`, `=`, `\`;
     /// otherwise quoted, so that `key=value` pairs always split unambiguously.
     static func appendTextToken(_ string: String, to out: inout [UInt8]) {
-        // Fast path: plain printable ASCII (most keys and values) is copied as is.
-        if !string.isEmpty && string.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x3D && $0 != 0x5C }) {
-            out.append(contentsOf: string.utf8)
-            return
-        }
-        var simple = !string.isEmpty
-        if simple {
-            for scalar in string.unicodeScalars {
-                let v = scalar.value
-                if v <= 0x20 || v == 0x22 || v == 0x3D || v == 0x5C || needsEscape(v) || scalar.properties.isWhitespace {
-                    simple = false
-                    break
-                }
+        var utf8 = string
+        utf8.withUTF8 { bytes in
+            if isSimpleToken(bytes, string) {
+                out.append(contentsOf: bytes)
+            } else {
+                out.append(UInt8(ascii: "\""))
+                appendEscapedUTF8(bytes, escapeQuote: true, json: false, to: &out)
+                out.append(UInt8(ascii: "\""))
             }
         }
-        if simple {
-            out.append(contentsOf: string.utf8)
-        } else {
-            appendEscaped(string, quote: true, to: &out)
+    }
+
+    /// Non-empty, no ASCII control, space, `"`, `=`, `\`, DEL; no C1 control, line/paragraph separator or other
+    /// Unicode white space. The byte scan decides for ASCII; `string` is decoded only when it has non-ASCII bytes.
+    private static func isSimpleToken(_ bytes: UnsafeBufferPointer<UInt8>, _ string: String) -> Bool {
+        guard !bytes.isEmpty else { return false }
+        var ascii = true
+        for b in bytes {
+            if b >= 0x80 {
+                ascii = false
+            } else if b <= 0x20 || b == 0x22 || b == 0x3D || b == 0x5C || b == 0x7F {
+                return false
+            }
         }
+        if ascii { return true }
+        for scalar in string.unicodeScalars where scalar.value >= 0x80 {
+            if needsEscape(scalar.value) || scalar.properties.isWhitespace { return false }
+        }
+        return true
     }
 
     /// Escapes backslash and control characters (and `"` when quoting); everything else is copied as UTF-8.
     static func appendEscaped(_ string: String, quote: Bool, to out: inout [UInt8]) {
         if quote { out.append(UInt8(ascii: "\"")) }
-        defer { if quote { out.append(UInt8(ascii: "\"")) } }
-        // Fast path: printable ASCII without `"` or `\` needs no escaping.
-        if string.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x5C }) {
-            out.append(contentsOf: string.utf8)
-            return
-        }
-        for scalar in string.unicodeScalars {
-            let v = scalar.value
-            switch v {
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0x22 where quote: out.append(contentsOf: [0x5C, 0x22])
-            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            default:
-                if needsEscape(v) {
-                    appendUnicodeEscape(v, to: &out)
+        var string = string
+        string.withUTF8 { appendEscapedUTF8($0, escapeQuote: quote, json: false, to: &out) }
+        if quote { out.append(UInt8(ascii: "\"")) }
+    }
+
+    /// The escaping shared by text and JSON, on the UTF-8 bytes of a (valid UTF-8) string, copying unescaped runs
+    /// in bulk:
+    /// - `\` → `\\`, `"` → `\"` (when `escapeQuote`), LF/CR/TAB → `\n` `\r` `\t`, and in JSON BS/FF → `\b` `\f`;
+    /// - other C0 controls, DEL, C1 controls (UTF-8 `C2 80`–`C2 9F`) and U+2028/U+2029 (`E2 80 A8`/`A9`) → `\uXXXX`;
+    /// - every other byte as is.
+    static func appendEscapedUTF8(
+        _ bytes: UnsafeBufferPointer<UInt8>, escapeQuote: Bool, json: Bool, to out: inout [UInt8]
+    ) {
+        let n = bytes.count
+        var runStart = 0
+        var i = 0
+        while i < n {
+            let b = bytes[i]
+            var length = 1
+            var scalar = UInt32(b)
+            if b >= 0x20 && b < 0x7F {
+                if b != 0x5C && (b != 0x22 || !escapeQuote) {
+                    i += 1
+                    continue
+                }
+            } else if b >= 0x80 {
+                if b == 0xC2 && i + 1 < n && bytes[i + 1] <= 0x9F {
+                    scalar = UInt32(bytes[i + 1])
+                    length = 2
+                } else if b == 0xE2 && i + 2 < n && bytes[i + 1] == 0x80 && (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9) {
+                    scalar = bytes[i + 2] == 0xA8 ? 0x2028 : 0x2029
+                    length = 3
                 } else {
-                    appendUTF8(scalar, to: &out)
+                    i += 1
+                    continue
                 }
             }
+            if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
+            switch scalar {
+            case 0x5C, 0x22:
+                out.append(0x5C)
+                out.append(b)
+            case 0x0A:
+                out.append(0x5C)
+                out.append(UInt8(ascii: "n"))
+            case 0x0D:
+                out.append(0x5C)
+                out.append(UInt8(ascii: "r"))
+            case 0x09:
+                out.append(0x5C)
+                out.append(UInt8(ascii: "t"))
+            case 0x08 where json:
+                out.append(0x5C)
+                out.append(UInt8(ascii: "b"))
+            case 0x0C where json:
+                out.append(0x5C)
+                out.append(UInt8(ascii: "f"))
+            default:
+                appendUnicodeEscape(scalar, to: &out)
+            }
+            i += length
+            runStart = i
         }
+        if runStart < n { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<n])) }
     }
 
     // MARK: json
@@ -159,30 +210,8 @@ enum LogFormatter {
     /// and U+2028/U+2029 escaped too (legal raw in JSON, but they confuse terminals and JavaScript readers).
     static func appendJSONString(_ string: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        // Fast path: printable ASCII without `"` or `\` is its own JSON encoding.
-        if string.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x5C }) {
-            out.append(contentsOf: string.utf8)
-            out.append(UInt8(ascii: "\""))
-            return
-        }
-        for scalar in string.unicodeScalars {
-            let v = scalar.value
-            switch v {
-            case 0x22: out.append(contentsOf: [0x5C, 0x22])
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
-            case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
-            default:
-                if needsEscape(v) {
-                    appendUnicodeEscape(v, to: &out)
-                } else {
-                    appendUTF8(scalar, to: &out)
-                }
-            }
-        }
+        var string = string
+        string.withUTF8 { appendEscapedUTF8($0, escapeQuote: true, json: true, to: &out) }
         out.append(UInt8(ascii: "\""))
     }
 
@@ -208,54 +237,14 @@ enum LogFormatter {
         out.append(hex(v & 0xF))
     }
 
-    @inline(__always)
-    static func appendUTF8(_ scalar: Unicode.Scalar, to out: inout [UInt8]) {
-        if scalar.value < 0x80 {
-            out.append(UInt8(truncatingIfNeeded: scalar.value))
-        } else {
-            UTF8.encode(scalar) { out.append($0) }
-        }
-    }
-
     /// ISO-8601 UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ`, computed arithmetically (no `gmtime_r`, no locale,
     /// no time-zone file): days since the epoch to a civil date per Howard Hinnant's `civil_from_days`.
     static func appendTimestamp(seconds: Int, nanoseconds: Int, to out: inout [UInt8]) {
-        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let secondOfDay = seconds - days * 86_400
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let mp = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-
-        appendDigits(year, count: 4, to: &out)
-        out.append(UInt8(ascii: "-"))
-        appendDigits(month, count: 2, to: &out)
-        out.append(UInt8(ascii: "-"))
-        appendDigits(day, count: 2, to: &out)
-        out.append(UInt8(ascii: "T"))
-        appendDigits(secondOfDay / 3600, count: 2, to: &out)
-        out.append(UInt8(ascii: ":"))
-        appendDigits(secondOfDay / 60 % 60, count: 2, to: &out)
-        out.append(UInt8(ascii: ":"))
-        appendDigits(secondOfDay % 60, count: 2, to: &out)
-        out.append(UInt8(ascii: "."))
-        appendDigits(min(max(nanoseconds, 0), 999_999_999) / 1_000_000, count: 3, to: &out)
-        out.append(UInt8(ascii: "Z"))
-    }
-
-    private static func appendDigits(_ value: Int, count: Int, to out: inout [UInt8]) {
-        var value = max(value, 0)
-        let start = out.count
-        for _ in 0..<count {
-            out.append(UInt8(ascii: "0") + UInt8(value % 10))
-            value /= 10
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buffer in
+            var w = RawBytes(buffer.baseAddress!)
+            w.timestamp(seconds: seconds, nanoseconds: nanoseconds)
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<w.count(from: buffer.baseAddress!)]))
         }
-        out[start...].reverse()
     }
 
     // MARK: conveniences (tests, internal reports)

@@ -5,6 +5,8 @@ import Synchronization
 enum QueueItem: Sendable {
     /// A log record; counts against the capacity.
     case record(LogRecord)
+    /// A per-read record from a ``ReadLogger``: a POD, formatted by its own fast formatter. Counts like a record.
+    case read(ReadRecord)
     /// A request from the backend's API. Never dropped and not counted against the capacity, so that `reopen()`,
     /// `apply(_:)` and `flush` keep their place in the order of records (a reopen happens exactly between the
     /// records logged before it and those logged after it).
@@ -34,13 +36,17 @@ enum WriterControl: Sendable {
 ///
 /// Waking: the writer marks itself `writerSleeping` (under the lock) when it found nothing to do; only the producer
 /// that sees that flag posts the semaphore and clears it. So a busy writer costs producers nothing, and an idle one
-/// costs one `sem_post` for the first record of a burst.
+/// costs one `sem_post` for the first record of a burst. The woken writer then lingers briefly (see
+/// `LogWriter.linger()`) so that the rest of the burst is written with it; the producer that fills the queue to half
+/// its capacity posts again to cut that short.
 final class LogQueue: Sendable {
     private struct State {
         var pending: [QueueItem] = []
         var recordCount = 0
         var capacity: Int
         var writerSleeping = false
+        /// A control request is pending: the writer must not linger.
+        var controlPending = false
         var closed = false
     }
 
@@ -63,11 +69,25 @@ final class LogQueue: Sendable {
 
     /// Enqueues a record; false (nothing enqueued) when the queue is full or closed.
     func enqueue(_ record: LogRecord) -> Bool {
+        enqueueCounted(.record(record))
+    }
+
+    /// Enqueues a read record; false (nothing enqueued) when the queue is full or closed. Does not allocate (the
+    /// buffers are reserved up to the capacity, see ``reservation(for:)``).
+    func enqueue(read record: ReadRecord) -> Bool {
+        enqueueCounted(.read(record))
+    }
+
+    @inline(__always)
+    private func enqueueCounted(_ item: QueueItem) -> Bool {
         let (accepted, wake) = state.withLock { state -> (Bool, Bool) in
             guard !state.closed, state.recordCount < state.capacity else { return (false, false) }
-            state.pending.append(.record(record))
+            state.pending.append(item)
             state.recordCount += 1
-            let wake = state.writerSleeping
+            // Half full: also wake a writer that is lingering (gathering a batch), so that a small capacity fills
+            // up to a write rather than to drops. When the writer is busy instead, this one extra post only makes
+            // its next idle wait return once for nothing.
+            let wake = state.writerSleeping || state.recordCount == state.capacity / 2
             state.writerSleeping = false
             return (true, wake)
         }
@@ -82,10 +102,12 @@ final class LogQueue: Sendable {
             guard !state.closed else { return (false, false) }
             state.pending.append(.control(control))
             if close { state.closed = true }
-            let wake = state.writerSleeping
+            state.controlPending = true
             state.writerSleeping = false
-            return (true, wake)
+            return (true, true)
         }
+        // Always posted (control requests are rare): this also ends a writer's lingering (and `controlPending`
+        // keeps one from starting), so that `flush`, `reopen`, `apply` and `shutdown` are not delayed by it.
         if wake { wakeup.post() }
         return accepted
     }
@@ -100,9 +122,15 @@ final class LogQueue: Sendable {
             }
             swap(&state.pending, &batch)
             state.recordCount = 0
+            state.controlPending = false
             state.writerSleeping = false
             return true
         }
+    }
+
+    /// Whether a control request waits in the queue (the writer then takes it at once instead of lingering).
+    var isControlPending: Bool {
+        state.withLock { $0.controlPending }
     }
 
     /// Changes the capacity; records already queued stay.

@@ -36,15 +36,18 @@ final class LogWriter: @unchecked Sendable {
     private var reportedDrops: UInt64 = 0
     private var lastReport: ContinuousClock.Instant
     private let reportInterval: Duration
+    /// See ``linger()``.
+    private let coalescing: Duration
     private let initialCapacity: Int
     /// Sink write errors are reported on stderr at most this often (a full disk would otherwise fail every batch).
     private var sinkErrorLimiter: LogRateLimiter
 
     init(
         core: LogCore, format: LogSinkFormat, stderrFD: Int32, sink: LogSink, reportInterval: Duration,
-        initialCapacity: Int
+        coalescing: Duration = LogWriter.defaultCoalescing, initialCapacity: Int
     ) {
         self.core = core
+        self.coalescing = coalescing
         self.initialCapacity = initialCapacity
         self.format = format
         self.stderrFD = stderrFD
@@ -54,6 +57,9 @@ final class LogWriter: @unchecked Sendable {
         self.sinkErrorLimiter = LogRateLimiter(interval: reportInterval)
         out.reserveCapacity(chunkSize + 4096)
     }
+
+    /// How long an idle writer, once woken, waits for more records (see ``linger()``).
+    static let defaultCoalescing: Duration = .milliseconds(1)
 
     // MARK: thread
 
@@ -106,12 +112,14 @@ final class LogWriter: @unchecked Sendable {
                 // record arrives (no idle wake-ups: drops only happen while there is work, which wakes us anyway).
                 reportDropsIfDue()
                 flushOutput()
+                var woken = true
                 if core.dropped.load(ordering: .relaxed) > reportedDrops {
                     let wait = ContinuousClock.now.duration(to: lastReport.advanced(by: reportInterval))
-                    _ = core.queue.wakeup.wait(timeout: max(wait, .milliseconds(1)))
+                    woken = core.queue.wakeup.wait(timeout: max(wait, .milliseconds(1)))
                 } else {
                     core.queue.wakeup.wait()
                 }
+                if woken { linger() }
                 continue
             }
             for index in batch.indices {
@@ -124,6 +132,8 @@ final class LogWriter: @unchecked Sendable {
                 switch batch[index] {
                 case .record(let record):
                     emit(record, counted: true)
+                case .read(let record):
+                    emit(read: record)
                 case .control(let control):
                     if handle(control) {
                         batch.removeAll()
@@ -136,6 +146,19 @@ final class LogWriter: @unchecked Sendable {
             flushOutput()
             reportDropsIfDue()
         }
+    }
+
+    /// After being woken from idle, lets records gather for ``coalescing`` before taking them.
+    ///
+    /// Without it, a trickle of records (one per read with `log.reads`, at tens of thousands per second) costs a
+    /// wake-up, two context switches and a `write(2)` per record: on a daemon pinned to one core the writer, once
+    /// woken, preempts the event loop for every single record. With it, that cost is paid once per interval for the
+    /// whole batch. Records wait at most this much longer; a busy writer (records already queued) never lingers.
+    /// A producer that fills the queue to half its capacity, or a control request (flush, reopen, apply, stop),
+    /// ends the wait early or prevents it (see `LogQueue`).
+    private func linger() {
+        guard coalescing > .zero, !core.queue.isControlPending else { return }
+        _ = core.queue.wakeup.wait(timeout: coalescing)
     }
 
     /// Names the thread `echod-log` for `top -H` / `ps -L` (pthread_setname_np is not exported to Swift).
@@ -167,6 +190,30 @@ final class LogWriter: @unchecked Sendable {
                 if counted { core.failed.add(1, ordering: .relaxed) }
                 reportSinkError("journal send failed: \(errnoText(-result))")
             }
+        }
+    }
+
+    /// Formats one read record (``ReadLogger``) with the dedicated formatter, or sends it (journal).
+    private func emit(read record: ReadRecord) {
+        // The label is kept alive by `core.readLabels`; no retain needed to use it here.
+        record.label._withUnsafeGuaranteedRef { label in
+            switch format {
+            case .text:
+                ReadFormatter.appendText(record, label: label, to: &out)
+            case .json:
+                ReadFormatter.appendJSON(record, label: label, to: &out)
+            case .journal:
+                let result = ReadFormatter.sendJournal(record, label: label)
+                if result >= 0 {
+                    core.written.add(1, ordering: .relaxed)
+                } else {
+                    core.failed.add(1, ordering: .relaxed)
+                    reportSinkError("journal send failed: \(errnoText(-result))")
+                }
+                return
+            }
+            recordsInOut += 1
+            if out.count >= chunkSize { flushOutput() }
         }
     }
 

@@ -110,3 +110,77 @@ struct FormatterTests {
         #expect((object["error.type"] as? String)?.hasSuffix("Boom") == true)
     }
 }
+
+@Suite("Formatter equivalence")
+struct FormatterEquivalenceTests {
+    /// Characters that exercise every escaping rule: ASCII controls and specials, DEL, C1 controls (NEL among them),
+    /// Unicode white space, the line/paragraph separators, other BMP and astral scalars, and plain letters.
+    private static let palette: [Unicode.Scalar] = {
+        var scalars: [Unicode.Scalar] = (0..<0x80).compactMap { Unicode.Scalar(UInt32($0)) }
+        for v: UInt32 in [
+            0x80, 0x85, 0x9B, 0x9F, 0xA0, 0xA9, 0xE9, 0xFF, 0x1680, 0x2000, 0x200A, 0x2026, 0x2027, 0x2028, 0x2029,
+            0x202A, 0x202F, 0x205F, 0x3000, 0xFEFF, 0xFFFD, 0x1F600, 0x10FFFF,
+        ] {
+            scalars.append(Unicode.Scalar(v)!)
+        }
+        for _ in 0..<40 { scalars.append(Unicode.Scalar(UInt8(ascii: "a"))) }
+        return scalars
+    }()
+
+    private static func randomString(_ rng: inout some RandomNumberGenerator) -> String {
+        var string = ""
+        for _ in 0..<Int.random(in: 0...12, using: &rng) {
+            string.unicodeScalars.append(palette.randomElement(using: &rng)!)
+        }
+        return string
+    }
+
+    private static func randomValue(_ rng: inout some RandomNumberGenerator, depth: Int = 0) -> Logger.MetadataValue {
+        switch Int.random(in: 0..<(depth < 2 ? 5 : 3), using: &rng) {
+        case 0, 1: return .string(randomString(&rng))
+        case 2: return .stringConvertible(Int.random(in: -1000...1000, using: &rng))
+        case 3: return .array((0..<Int.random(in: 0...3, using: &rng)).map { _ in randomValue(&rng, depth: depth + 1) })
+        default:
+            var dictionary: Logger.Metadata = [:]
+            for _ in 0..<Int.random(in: 0...3, using: &rng) {
+                dictionary[randomString(&rng)] = randomValue(&rng, depth: depth + 1)
+            }
+            return .dictionary(dictionary)
+        }
+    }
+
+    @Test("the byte-level escaping writes exactly what the previous scalar-level code wrote")
+    func sameAsLegacy() {
+        var rng = SystemRandomNumberGenerator()
+        var mismatches: [String] = []
+        for _ in 0..<5000 {
+            var metadata: Logger.Metadata = [:]
+            for _ in 0..<Int.random(in: 0...4, using: &rng) {
+                metadata[Self.randomString(&rng)] = Self.randomValue(&rng)
+            }
+            if Bool.random(using: &rng) { metadata[["ts", "level", "label", "msg"].randomElement(using: &rng)!] = "x" }
+            let record = makeRecord(
+                message: Self.randomString(&rng),
+                level: [.trace, .info, .warning, .critical].randomElement(using: &rng)!,
+                label: Self.randomString(&rng),
+                metadata: metadata.isEmpty && Bool.random(using: &rng) ? nil : metadata,
+                seconds: Int.random(in: -100_000_000_000...300_000_000_000, using: &rng),
+                nanoseconds: Int.random(in: -5...1_000_000_005, using: &rng))
+            var legacy: [UInt8] = []
+            LegacyFormatter.appendText(record, to: &legacy)
+            var current: [UInt8] = []
+            LogFormatter.appendText(record, to: &current)
+            if current != legacy {
+                mismatches.append("\(String(decoding: legacy, as: UTF8.self)) became \(String(decoding: current, as: UTF8.self))")
+            }
+            legacy.removeAll()
+            current.removeAll()
+            LegacyFormatter.appendJSON(record, to: &legacy)
+            LogFormatter.appendJSON(record, to: &current)
+            if current != legacy {
+                mismatches.append("\(String(decoding: legacy, as: UTF8.self)) became \(String(decoding: current, as: UTF8.self))")
+            }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) differ; first: \(mismatches.first ?? "")")
+    }
+}

@@ -15,7 +15,7 @@ private let canFakeJournald: Bool = {
 
 @Suite("Journal sink", .enabled(if: canFakeJournald, "needs root and no running journald"))
 struct JournalSinkTests {
-    @Test("records arrive as native journal fields, newlines included")
+    @Test("records arrive as native journal fields, newlines included; read records too")
     func sendsNativeFields() throws {
         let createdRun = mkdir("/run/systemd", 0o755) == 0
         let createdJournal = mkdir("/run/systemd/journal", 0o755) == 0
@@ -44,13 +44,31 @@ struct JournalSinkTests {
         let backend = try AsyncLogBackend(options: LogOptions(level: .debug, format: .journal))
         let logger = makeLogger(backend, label: "echod.j")
         logger.warning("first\nsecond", metadata: ["conn.id": .stringConvertible(7), "peer": "a b"])
+        let reads = backend.makeReadLogger(label: "echod.echo", file: "F.swift", function: "f()", line: 9)
+        var v6 = in6_addr()
+        #expect(inet_pton(AF_INET6, "fe80::1", &v6) == 1)
+        let (high, low) = withUnsafeBytes(of: &v6) {
+            ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        }
+        Array("ab\n".utf8).withUnsafeBytes {
+            reads.log(loop: 1, peerFamily: 1, peerPort: 443, peerHigh: high, peerLow: low, data: $0, totalBytes: 3)
+        }
         #expect(backend.shutdown(timeout: .seconds(30)))
-        #expect(backend.recordsWritten == 1)
+        #expect(backend.recordsWritten == 2)
 
         var buffer = [UInt8](repeating: 0, count: 65536)
         let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         try #require(n > 0, "no datagram: \(String(cString: strerror(errno)))")
         let fields = parseNativeJournal(Array(buffer[0..<n]))
+        let m = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        try #require(m > 0, "no second datagram: \(String(cString: strerror(errno)))")
+        let read = parseNativeJournal(Array(buffer[0..<m]))
+        #expect(
+            read == [
+                "MESSAGE": "read", "PRIORITY": "6", "SYSLOG_IDENTIFIER": "echod", "CODE_FILE": "F.swift", "CODE_LINE": "9",
+                "CODE_FUNC": "f()", "ECHOD_LABEL": "echod.echo", "ECHOD_BYTES": "3", "ECHOD_DATA": #"ab\n"#,
+                "ECHOD_LOOP": "1", "ECHOD_PEER": "[fe80::1]:443",
+            ])
         #expect(fields["MESSAGE"] == "first\nsecond")
         #expect(fields["PRIORITY"] == "4")
         #expect(fields["SYSLOG_IDENTIFIER"] == "echod")
