@@ -216,9 +216,10 @@ public final class Daemon: @unchecked Sendable {
             workers.append(worker)
             let limiter = self.limiter
             let logger = Logger(label: "echod.echo")
+            let readLogger = backend.makeReadLogger(label: "echod.echo")
             worker.loop.execute { [unowned self] in
                 do throws(IOError) {
-                    try worker.startService(limiter: limiter, settings: echoSettings, logger: logger)
+                    try worker.startService(limiter: limiter, settings: echoSettings, logger: logger, readLogger: readLogger)
                     for fd in echoFDs { try worker.addAcceptor(fd) }
                     self.control.execute { started.value += 1; if started.value == count { self.becomeReady() } }
                 } catch {

@@ -1,5 +1,6 @@
 import EchodEcho
 import EchodEventLoop
+import EchodLog
 import Logging
 import Synchronization
 
@@ -18,8 +19,11 @@ final class Worker: @unchecked Sendable {
     init(loop: EventLoop) { self.loop = loop }
 
     /// On the loop thread: creates the echo service.
-    func startService(limiter: ConnectionLimiter, settings: EchoService.Settings, logger: Logger) throws(IOError) {
-        service = try EchoService(loop: loop, limiter: limiter, settings: settings, logger: logger, stats: stats)
+    func startService(limiter: ConnectionLimiter, settings: EchoService.Settings, logger: Logger, readLogger: ReadLogger) throws(IOError) {
+        service = try EchoService(loop: loop, limiter: limiter, settings: settings, logger: logger, stats: stats) { loop, peer, data, total in
+            readLogger.log(loop: loop, peerFamily: peer.family.rawValue, peerPort: peer.port, peerHigh: peer.high,
+                           peerLow: peer.low, data: data, totalBytes: total)
+        }
     }
 
     /// On the loop thread: starts accepting on `listener`.

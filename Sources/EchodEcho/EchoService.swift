@@ -38,11 +38,19 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     private var limitWarning = RateLimitedWarning()
     private var acceptWarning = RateLimitedWarning()
 
+    /// Where per-read records go when `log.reads` is on: a sink that copies the fields and the first bytes
+    /// without allocating or formatting (the daemon passes the log backend's `ReadLogger`). Without one, reads
+    /// go through swift-log like everything else.
+    public typealias ReadLogSink = (_ loop: Int32, _ peer: SocketAddress, _ data: UnsafeRawBufferPointer, _ totalBytes: Int) -> Void
+    private let readLogSink: ReadLogSink?
+
     /// How often the idle sweep runs; also the resolution of `idle_timeout`.
     public static let tickInterval: Duration = .seconds(1)
 
-    public init(loop: EventLoop, limiter: ConnectionLimiter, settings: Settings, logger: Logger, stats: EchoStats = EchoStats()) throws(IOError) {
+    public init(loop: EventLoop, limiter: ConnectionLimiter, settings: Settings, logger: Logger, stats: EchoStats = EchoStats(),
+                readLogSink: ReadLogSink? = nil) throws(IOError) {
         self.loop = loop
+        self.readLogSink = readLogSink
         self.stats = stats
         self.limiter = limiter
         self.settings = settings
@@ -153,6 +161,10 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     }
 
     private func logRead(_ c: UnsafeMutablePointer<Connection>, count: UInt64) {
+        if let sink = readLogSink {
+            sink(Int32(truncatingIfNeeded: loop.index), c.pointee.peer, machine.lastRead, Int(truncatingIfNeeded: count))
+            return
+        }
         logger.info("read", metadata: [
             "peer": .stringConvertible(c.pointee.peer),
             "bytes": .stringConvertible(count),

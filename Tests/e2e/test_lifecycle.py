@@ -154,7 +154,7 @@ def test_log_reads_logs_every_read_with_preview(start_echod, port):
     read_lines = [line for line in log.splitlines() if " read " in line]
     assert len(read_lines) == 1, log
     # The preview is escaped once by echod (\n) and its backslash quoted again by the text format.
-    assert "bytes=9" in read_lines[0] and 'data="line one\\\\n"' in read_lines[0]
+    assert "bytes=9" in read_lines[0] and 'data="line one\\n"' in read_lines[0]
 
 
 def test_blocked_log_sink_never_stalls_echo(port):
