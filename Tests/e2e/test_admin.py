@@ -23,6 +23,11 @@ def start_with_admin(start_echod, port, extra="", threads=2, **kwargs):
     admin_port = free_port()
     e = start_echod(config=config(port, admin_port, extra, threads), wait_port=port, **kwargs)
     wait_for_port(admin_port, proc=e.proc)
+    # The ports accept (into the backlog) as soon as they are bound; /readyz says when start-up is complete.
+    deadline = time.monotonic() + 10
+    while curl(admin_port, "/readyz")[0] != 200:
+        assert time.monotonic() < deadline, "echod never became ready"
+        time.sleep(0.02)
     return e, admin_port
 
 
