@@ -7,7 +7,6 @@ public protocol EchoIO {
     mutating func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> IOOutcome
     mutating func write(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int) -> IOOutcome
     mutating func setInterest(_ fd: Int32, _ interest: Interest)
-    mutating func shutdownWrite(_ fd: Int32)
 }
 
 /// The result of one read or write, with end-of-file and would-block as outcomes rather than errors.
@@ -53,7 +52,4 @@ public struct SocketIO: EchoIO {
         try? loop.modify(fd: fd, interest: interest)
     }
 
-    public mutating func shutdownWrite(_ fd: Int32) {
-        Syscall.shutdown(fd, Int32(SHUT_WR))
-    }
 }

@@ -15,7 +15,6 @@ struct FakeIO: EchoIO {
     var echoed: [UInt8] = []
     var interest: Interest = .read
     var interestChanges = 0
-    var shutDown = false
     var reads = 0
 
     mutating func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> IOOutcome {
@@ -44,5 +43,4 @@ struct FakeIO: EchoIO {
         interestChanges += 1
     }
 
-    mutating func shutdownWrite(_ fd: Int32) { shutDown = true }
 }
