@@ -97,10 +97,6 @@ public final class EventLoop: @unchecked Sendable {
         slots[fd].pointee = Slot(handler: nil, generation: 0)
     }
 
-    /// Whether `fd` is registered on this loop.
-    public func isRegistered(fd: Int32) -> Bool {
-        slots.holds(fd) && slots[fd].pointee.handler != nil
-    }
 
     @inline(__always)
     private static func userData(_ fd: Int32, _ generation: UInt32) -> UInt64 {
