@@ -168,21 +168,25 @@ final class BenchConnection: EventHandler {
     }
 
     private func pingpongEvent(_ events: UInt32) {
+        guard let now = advanceOp(events) else { return }
+        worker.opCompleted(latency: now &- opStart)
+        if worker.sending { startOp(at: now) } else { halfClose() }
+    }
+
+    /// Sends what the current operation still owes, then reads and verifies its echo; returns the time at which
+    /// the whole echo was in (nil while it is not, or when the connection failed). Shared by pingpong and connect.
+    private func advanceOp(_ events: UInt32) -> UInt64? {
         if events & EventBits.writable != 0 && sent < opEnd {
-            guard send(upTo: opEnd) else { return }
+            guard send(upTo: opEnd) else { return nil }
         }
-        guard events & (EventBits.readable | EventBits.error | EventBits.hangup) != 0 else { return }
+        guard events & (EventBits.readable | EventBits.error | EventBits.hangup) != 0 else { return nil }
         let want = sent &- received
         if want == 0 {
             unexpectedInput()
-            return
+            return nil
         }
-        guard readVerify(max: want) > 0 else { return }
-        if received == opEnd {
-            let now = monotonicNanos()
-            worker.opCompleted(latency: now &- opStart)
-            if worker.sending { startOp(at: now) } else { halfClose() }
-        }
+        guard readVerify(max: want) > 0, received == opEnd else { return nil }
+        return monotonicNanos()
     }
 
     // MARK: Stream
@@ -318,23 +322,11 @@ final class BenchConnection: EventHandler {
     }
 
     private func connectModeEvent(_ events: UInt32) {
-        if events & EventBits.writable != 0 && sent < opEnd {
-            guard send(upTo: opEnd) else { return }
-        }
-        guard events & (EventBits.readable | EventBits.error | EventBits.hangup) != 0 else { return }
-        let want = sent &- received
-        if want == 0 {
-            unexpectedInput()
-            return
-        }
-        guard readVerify(max: want) > 0 else { return }
-        if received == opEnd {
-            let now = monotonicNanos()
-            closeSocket()
-            state = .idle
-            worker.opCompleted(latency: now &- opStart)
-            nextConnect()
-        }
+        guard let now = advanceOp(events) else { return }
+        closeSocket()
+        state = .idle
+        worker.opCompleted(latency: now &- opStart)
+        nextConnect()
     }
 
     // MARK: Shared I/O
