@@ -24,8 +24,11 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     public let stats: EchoStats
     private let limiter: ConnectionLimiter
     private var logger: Logger
-    private var machine: EchoMachine
-    private var io: SocketIO
+    /// Behind a pointer rather than a stored `var`: an `inout` use of a class's stored property costs a dynamic
+    /// exclusivity check (`swift_beginAccess`/`swift_endAccess`) on every event; this state has one owner, the
+    /// loop thread, and is never reached re-entrantly.
+    private let machine: UnsafeMutablePointer<EchoMachine>
+    private let io: SocketIO
     private let table: FDTable<Connection>
     private var highestFD: Int32 = -1
     /// Connections open on this loop.
@@ -56,7 +59,8 @@ public final class EchoService: EventHandler, @unchecked Sendable {
         self.settings = settings
         self.logger = logger
         self.logger[metadataKey: "loop"] = .stringConvertible(loop.index)
-        machine = EchoMachine(maxPending: settings.maxPendingBytes)
+        machine = .allocate(capacity: 1)
+        machine.initialize(to: EchoMachine(maxPending: settings.maxPendingBytes))
         io = SocketIO(loop: loop)
         table = try FDTable<Connection>()
         super.init()
@@ -132,11 +136,12 @@ public final class EchoService: EventHandler, @unchecked Sendable {
         let inBefore = c.pointee.bytesIn
         let outBefore = c.pointee.bytesOut
         var outcome = EchoMachine.Outcome.keep
+        var io = self.io  // a local: no exclusivity check (it holds one unowned(unsafe) reference)
         if events & EventBits.writable != 0 {
-            outcome = machine.writable(&c.pointee, fd: fd, io: &io, tick: tick)
+            outcome = machine.pointee.writable(&c.pointee, fd: fd, io: &io, tick: tick)
         }
         if outcome == .keep && events & EventBits.readable != 0 {
-            outcome = machine.readable(&c.pointee, fd: fd, io: &io, tick: tick)
+            outcome = machine.pointee.readable(&c.pointee, fd: fd, io: &io, tick: tick)
         } else if outcome == .keep && events & (EventBits.error | EventBits.hangup) != 0 {
             // Error or hang-up without readable data (reading may be paused): nothing more can be delivered.
             outcome = .close(.reset)
@@ -162,13 +167,13 @@ public final class EchoService: EventHandler, @unchecked Sendable {
 
     private func logRead(_ c: UnsafeMutablePointer<Connection>, count: UInt64) {
         if let sink = readLogSink {
-            sink(Int32(truncatingIfNeeded: loop.index), c.pointee.peer, machine.lastRead, Int(truncatingIfNeeded: count))
+            sink(Int32(truncatingIfNeeded: loop.index), c.pointee.peer, machine.pointee.lastRead, Int(truncatingIfNeeded: count))
             return
         }
         logger.info("read", metadata: [
             "peer": .stringConvertible(c.pointee.peer),
             "bytes": .stringConvertible(count),
-            "data": .stringConvertible(ReadPreview(machine.lastRead)),
+            "data": .stringConvertible(ReadPreview(machine.pointee.lastRead)),
         ])
     }
 
@@ -178,7 +183,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     public func close(fd: Int32, reason: CloseReason) {
         let c = table[fd]
         guard c.pointee.isOpen else { return }
-        machine.release(&c.pointee)
+        machine.pointee.release(&c.pointee)
         loop.deregister(fd: fd, willClose: true)
         Syscall.close(fd)
         let record = c.pointee
@@ -217,7 +222,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     /// Applies new run-time settings (reload). Open connections keep going under the new limits.
     public func apply(_ new: Settings) {
         settings = new
-        machine.setMaxPending(new.maxPendingBytes)
+        machine.pointee.setMaxPending(new.maxPendingBytes)
         idleTicks = Self.ticks(new.idleTimeout)
     }
 
@@ -239,8 +244,13 @@ public final class EchoService: EventHandler, @unchecked Sendable {
         closeAll(reason: .drainTimeout)
         sweepTimer?.close()
         sweepTimer = nil
-        machine.destroy()
+        machine.pointee.destroy()
         table.deallocate()
+    }
+
+    deinit {
+        machine.deinitialize(count: 1)
+        machine.deallocate()
     }
 
     private static func ticks(_ d: Duration) -> UInt32 {
