@@ -28,6 +28,7 @@ Only loopback traffic; every load loop is bounded in count and time; only the
 processes this script started are signalled, by PID (try/finally).
 """
 import argparse
+import concurrent.futures
 import datetime
 import json
 import os
@@ -58,8 +59,8 @@ WORKLOADS = [
     ("conn-c10", "connect", 10, 64, "connect+64 B echo+close, 10 connectors"),
 ]
 SWEEP = [
-    ("pp64-c10", "pingpong", 10, 64, "pingpong 64 B, 10 conns (--sweep)"),
-    ("pp64-c200", "pingpong", 200, 64, "pingpong 64 B, 200 conns (--sweep)"),
+    ("pp64-c10", "pingpong", 10, 64, "pingpong 64 B, 10 conns"),
+    ("pp64-c200", "pingpong", 200, 64, "pingpong 64 B, 200 conns"),
 ]
 IDLE_WORKLOAD = "idle-10k"
 
@@ -617,7 +618,7 @@ def calibrate_pinning(ok, procs, run_dir, cpus, foreign_limit, rounds=3, secs=0.
 
 # ---------------------------------------------------------------- race
 def start_peer(name, spec, args, ok, procs, run_dir, pin_server, pin_client):
-    """Start one server on its own port and check it (every byte verified). Returns its context."""
+    """Start one server on its own port and wait until it listens. Returns its context (`check_peer` checks it)."""
     res = {"peer": name, "desc": spec["desc"], "threads": spec["threads"], "pinned_cpu": pin_server,
            "workloads": {}, "checks": [], "status": "ok"}
     port = free_port()
@@ -629,13 +630,21 @@ def start_peer(name, spec, args, ok, procs, run_dir, pin_server, pin_client):
     proc = procs.start(name, argv, logfile, env=spec.get("env"))
     ctx = {"name": name, "spec": spec, "proc": proc, "port": port, "pid": proc.pid, "res": res, "live": False,
            "pin_server": pin_server}
+    log(f"peer {name}: {spec['desc']} (port {port})")
     if not wait_listening(port, proc, 60 if "uvloop" in name else 20):
         res["status"] = f"did not start (exit {proc.poll()}); see logs/{name}.log"
         log(f"  {name}: {res['status']}")
         procs.stop(proc)
         return ctx
     res["pid"] = proc.pid
-    # correctness: every byte verified, no loss, close after EOF, partial writes with a slow reader
+    ctx["live"] = True
+    return ctx
+
+
+def check_peer(ctx, ok, pin_client):
+    """Correctness: every byte verified, no loss, close after EOF, partial writes with a slow reader.
+    Safe to run for several peers at once (each has its own server and port; only clients are started here)."""
+    name, res, port, proc, pin_server = ctx["name"], ctx["res"], ctx["port"], ctx["proc"], ctx["pin_server"]
     bad = []
     for mode, conns, size, secs, extra in CHECKS:
         out, err = run_client(c_client_argv(ok, port, mode, conns, size, secs, 0, extra), 30, pin_client)
@@ -655,7 +664,6 @@ def start_peer(name, spec, args, ok, procs, run_dir, pin_server, pin_client):
         log(f"  {name}: correctness OK ({len(CHECKS) + 1} checks, every byte verified)"
             + (f" [server on CPU {pin_server}]" if pin_server is not None else " [server unpinned]"))
     ctx["live"] = proc.poll() is None
-    return ctx
 
 
 def run_workload(ctxs, workload, args, ok, run_dir, pin_client, use_perf):
@@ -679,7 +687,7 @@ def run_workload(ctxs, workload, args, ok, run_dir, pin_client, use_perf):
                     log(f"  {name}: {ctx['res']['status']}")
                     break
                 tainted = False
-                for cl in clients:
+                for cl in clients if rep < args.echod_client_repeats else clients[:1]:
                     out, err = measured_run(cl, ok, ctx["pid"], ctx["port"], mode, conns, size, args, pin_client)
                     if out is None:
                         w.setdefault("failures", []).append(err)
@@ -715,28 +723,47 @@ def run_workload(ctxs, workload, args, ok, run_dir, pin_client, use_perf):
             f"other-load {fmt_num(s.get('foreign_cpu_pct'))}%")
 
 
-def idle_peer(ctx, args, procs, run_dir, pin_client):
-    """Idle memory on a FRESH instance of the server: one that already served the workloads has freed heap
-    it keeps resident, which new connections reuse without growing RSS (that would understate the cost)."""
-    spec, name, res = ctx["spec"], ctx["name"], ctx["res"]
-    if not ctx["live"]:
-        return
+def idle_phase(live, args, procs, run_dir, pin_client):
+    """Idle memory of every peer, each on a FRESH instance (see `idle_start`). Single-process servers are
+    measured three at a time: Rss of one process does not depend on what else runs (unlike time), and the
+    connections are opened and held, not driven. Fork-per-connection servers come after, one at a time:
+    their figure is Pss, which other processes mapping the same libraries would dilute."""
+    solo = [c for c in live if not c["spec"]["tree"]]
+    tree = [c for c in live if c["spec"]["tree"]]
+    for batch in [solo[i:i + 3] for i in range(0, len(solo), 3)] + [[c] for c in tree]:
+        started = [(c, idle_start(c, procs, run_dir)) for c in batch]  # Popen stays on the main thread
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+                list(pool.map(lambda cp: idle_measure(cp[0], cp[1], args, pin_client), started))
+        finally:
+            for _, (proc, _) in started:
+                if proc is not None:
+                    procs.stop(proc)
+
+
+def idle_start(ctx, procs, run_dir):
+    """A FRESH instance of the server: one that already served the workloads has freed heap it keeps
+    resident, which new connections reuse without growing RSS (that would understate the cost)."""
+    spec, name = ctx["spec"], ctx["name"]
     port = free_port()
     argv = spec["argv"](port)
     if ctx.get("pin_server") is not None:
         argv = ["taskset", "-c", str(ctx["pin_server"])] + argv
-    proc = procs.start(name + "-idle", argv, os.path.join(run_dir, "logs", f"{name}-idle.log"), env=spec.get("env"))
-    try:
-        if not wait_listening(port, proc, 60 if "uvloop" in name else 20):
-            res["idle"] = {"failure": f"fresh instance did not start (exit {proc.poll()})"}
-            return
-        time.sleep(0.3)  # let a runtime finish starting up (threads, GC) before the first reading
-        n = args.idle_connections if not spec["tree"] else min(args.idle_connections, args.idle_connections_fork)
-        cmd = [sys.executable, os.path.join(BENCH, "idle_rss.py"), "--pid", str(proc.pid), "--port", str(port),
-               "-n", str(n), "--settle", str(args.idle_settle), "--json"] + (["--tree"] if spec["tree"] else [])
-        out, err = run_client(cmd, 180, pin_client)
-    finally:
-        procs.stop(proc)
+    return procs.start(name + "-idle", argv, os.path.join(run_dir, "logs", f"{name}-idle.log"),
+                       env=spec.get("env")), port
+
+
+def idle_measure(ctx, started, args, pin_client):
+    spec, name, res = ctx["spec"], ctx["name"], ctx["res"]
+    proc, port = started
+    if not wait_listening(port, proc, 60 if "uvloop" in name else 20):
+        res["idle"] = {"failure": f"fresh instance did not start (exit {proc.poll()})"}
+        return
+    time.sleep(0.3)  # let a runtime finish starting up (threads, GC) before the first reading
+    n = args.idle_connections if not spec["tree"] else min(args.idle_connections, args.idle_connections_fork)
+    cmd = [sys.executable, os.path.join(BENCH, "idle_rss.py"), "--pid", str(proc.pid), "--port", str(port),
+           "-n", str(n), "--settle", str(args.idle_settle), "--json"] + (["--tree"] if spec["tree"] else [])
+    out, err = run_client(cmd, 180, pin_client)
     res["idle"] = out or {"failure": err}
     if out:
         log(f"  {name:16s} idle: {out['connections']} conns, {out['bytes_per_conn_idle']} B/conn idle, "
@@ -821,6 +848,7 @@ def summarise(w, foreign_limit):
         e = w["echod_runs"]
         vals = [r["ops_per_sec"] for r in e if r.get("ops_per_sec")]
         w["echod_summary"] = {"ops_per_sec": statistics.median(vals) if vals else None,
+                              "errors_total": sum(r.get("errors_total", 0) or 0 for r in e),
                               "p99": statistics.median([r["latency_us"]["p99"] for r in e
                                                         if r["latency_us"].get("p99") is not None] or [0]) or None}
 
@@ -868,7 +896,11 @@ def write_table(path, meta, peers_res, notes):
     L.append(f"Machine: {meta['cpu']}, {meta['cores']} cores, kernel {meta['kernel']}. "
              f"{meta['repeats']} repeat(s) × {meta['duration']} s per workload (+{meta['warmup']} s warm-up), median shown, "
              f"spread = (max−min)/median; repeats interleaved across peers. Client: bench/client/echoclient "
-             f"(C, epoll, 1 thread, every byte verified). Race took {meta.get('elapsed_s', '?')} s.")
+             f"(C, epoll, 1 thread, every byte verified)"
+             + (f"; `echod bench` (echod's own load generator, every byte verified too) ran beside it in "
+                f"{meta.get('echod_client_repeats', meta['repeats'])} of the rounds, second table"
+                if meta.get("client") == "both" else "")
+             + f". Race took {meta.get('elapsed_s', '?')} s.")
     L.append(f"Pinning: {meta['pinning']}")
     L.append(f"Syscalls: {meta['perf']}")
     L.append("")
@@ -898,6 +930,23 @@ def write_table(path, meta, peers_res, notes):
         status = "" if r["status"] == "ok" else " ⚠"
         L.append(f"| {r['peer']}{status} | " + " | ".join(cells) + " |")
     L.append("")
+    if any(r["workloads"].get(w[0], {}).get("echod_summary") for r in peers_res for w in wl):
+        L.append("### The same with `echod bench` as the client")
+        L.append("")
+        L.append("Same servers, same round, the other client; ratios to c-epoll under this client. Where the two "
+                 "tables agree, neither client is what limits the figures.")
+        L.append("")
+        L.append("| peer | " + " | ".join(w[0] for w in wl) + " |")
+        L.append("|---|" + "---:|" * len(wl))
+        for r in peers_res:
+            cells = []
+            for w in wl:
+                e = r["workloads"].get(w[0], {}).get("echod_summary")
+                re_ = ref and ref["workloads"].get(w[0], {}).get("echod_summary")
+                cells.append(f"{fmt_num(e['ops_per_sec'])} ({ratio(e['ops_per_sec'], re_ and re_['ops_per_sec'])})"
+                             + (" ⚠" if e.get("errors_total") else "") if e and e.get("ops_per_sec") else "–")
+            L.append(f"| {r['peer']} | " + " | ".join(cells) + " |")
+        L.append("")
     L.append("Workloads: " + "; ".join(f"`{w[0]}` = {w[4]}" for w in wl) +
              ". ops = round trips (stream: SIZE-byte messages echoed; connect: connections opened, echoed once "
              "and closed). ⚠ = errors, a failed check, or every run disturbed by other work. Server CPU µs/op = (utime+stime of the server and its "
@@ -1056,16 +1105,20 @@ def write_svg(path, peers_res):
 # ---------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke test: 1 repeat, 2 s per workload")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 1 repeat, 1 s per workload, no sweep")
     ap.add_argument("--only", default="", help="comma-separated peers (the C reference is always added)")
     ap.add_argument("--workloads", default="", help="comma-separated subset of: "
                     + ",".join(w[0] for w in WORKLOADS) + "," + IDLE_WORKLOAD)
-    ap.add_argument("--duration", type=float, default=None, help="seconds per workload run (default 1; quick 2)")
+    ap.add_argument("--duration", type=float, default=None, help="seconds per workload run (default 0.6; quick 1)")
     ap.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds before each measured run")
-    ap.add_argument("--repeats", type=int, default=None, help="repeats per workload (default 3; quick 1)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="repeats per workload with the C client (default 4; quick 1): the table shows their median")
     ap.add_argument("--echod", default=None, help="echod binary (default: $ECHOD_BIN, then .build/release/echod)")
-    ap.add_argument("--client", choices=["c", "echod", "both"], default="c",
-                    help="load client: bench's C client (default), `echod bench` (when the binary has it), or both")
+    ap.add_argument("--client", choices=["c", "echod", "both"], default="both",
+                    help="load client: bench's C client, `echod bench` (when the binary has it), or both (default: "
+                         "the C client for the figures, `echod bench` beside it to show the two agree)")
+    ap.add_argument("--echod-client-repeats", type=int, default=1,
+                    help="with --client both: rounds in which `echod bench` runs too (default 1)")
     ap.add_argument("--pin", choices=["auto", "split", "none"], default="auto",
                     help="split: client on the last CPU, single-threaded servers on CPU 0, multi-threaded servers "
                          "unpinned; none: no taskset; auto (default): calibrate both on the C reference and keep the "
@@ -1077,7 +1130,7 @@ def main():
                     help="a run during which other processes used more than this %% of the machine is re-run")
     ap.add_argument("--retries", type=int, default=2, help="extra runs per workload allowed for such re-runs")
     ap.add_argument("--budget", type=float, default=None,
-                    help="seconds the race may take (default 510, quick 300; 0 = unbounded): waits for quiet and re-runs stop "
+                    help="seconds the race may take (default 560, quick 300; 0 = unbounded): waits for quiet and re-runs stop "
                          "when a peer falls behind its share")
     ap.add_argument("--no-perf", action="store_true", help="skip the perf syscall counts")
     ap.add_argument("--perf-duration", type=float, default=0.4)
@@ -1085,8 +1138,11 @@ def main():
     ap.add_argument("--idle-connections-fork", type=int, default=500,
                     help="idle connections for fork-per-connection peers (socat, xinetd)")
     ap.add_argument("--idle-settle", type=float, default=0.5)
-    ap.add_argument("--sweep", action="store_true",
-                    help="add pingpong 64 B at 10 and 200 connections (more points on the latency plot)")
+    ap.add_argument("--no-sweep", dest="sweep", action="store_false",
+                    help="leave out pingpong 64 B at 10 and 200 connections (the middle and right points of the "
+                         "latency plot)")
+    ap.add_argument("--sweep", dest="sweep", action="store_true", help=argparse.SUPPRESS)
+    ap.set_defaults(sweep=None)
     ap.add_argument("--out", default=None, help="results directory (default bench/results/<date-time>)")
     ap.add_argument("--retable", metavar="DIR", default=None,
                     help="only re-render DIR/table.md and DIR/latency.svg from DIR/results.json (no race)")
@@ -1094,9 +1150,13 @@ def main():
     if args.retable:
         return retable(args.retable, args.foreign_limit)
     if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
+        args.repeats = 1 if args.quick else 4
     if args.duration is None:
-        args.duration = 2.0 if args.quick else 1.0
+        args.duration = 1.0 if args.quick else 0.6
+    if args.client != "both":
+        args.echod_client_repeats = args.repeats
+    if args.sweep is None:
+        args.sweep = not args.quick
     if args.sweep:
         WORKLOADS.insert(1, SWEEP[0])  # pp64: 1, 10, 50, 200 connections
         WORKLOADS.insert(3, SWEEP[1])
@@ -1180,16 +1240,18 @@ def main():
 
     meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": _cpu_model(), "cores": ncpu,
             "kernel": platform.release(), "repeats": args.repeats, "duration": args.duration, "warmup": args.warmup,
+            "client": args.client if ok.get("echod-bench") else "c", "echod_client_repeats": args.echod_client_repeats,
             "pinning": pinning, "perf": perf_note, "python": platform.python_version(), "args": vars(args),
             "versions": _versions(ok), "pin_calibration": calib}
-    budget = args.budget if args.budget is not None else (300.0 if args.quick else 510.0)
+    budget = args.budget if args.budget is not None else (300.0 if args.quick else 560.0)
     workloads = [w for w in WORKLOADS if w[0] in args.workloads]
     n = len(wanted)
     n_fork = sum(1 for p in wanted if peers[p]["tree"])
     # base time estimates (seconds) of each phase, measured on the 2-core machine
-    est_start = n * 3.0
-    est_workload = n * args.repeats * (args.duration + args.warmup + 0.15) + (n - n_fork) * (args.perf_duration + 0.45)
-    est_idle = (n - n_fork) * 5.0 + n_fork * 9.0 if IDLE_WORKLOAD in args.workloads else 0.0
+    est_start = n * 1.2
+    n_runs = args.repeats + (min(args.echod_client_repeats, args.repeats) if args.client == "both" else 0)
+    est_workload = n * n_runs * (args.duration + args.warmup + 0.05) + (n - n_fork) * (args.perf_duration + 0.3)
+    est_idle = -(-(n - n_fork) // 3) * 5.0 + n_fork * 6.0 if IDLE_WORKLOAD in args.workloads else 0.0
     SCHEDULE.start(START + (budget or 1e9), est_start + len(workloads) * est_workload + est_idle)
     results = []
     old_int = signal.getsignal(signal.SIGTERM)
@@ -1201,11 +1263,13 @@ def main():
         for p in wanted:
             spec = peers[p]
             pin_server = cpus[0] if (pin and spec["threads"] == 1) else None
-            log(f"peer {p}: {spec['desc']}")
             ctx = start_peer(p, spec, args, ok, procs, run_dir, pin_server, pin_client)
             ctx["res"]["background_busy_pct"] = busy
             ctxs.append(ctx)
             results.append(ctx["res"])
+        # The checks only verify bytes (no timing), so they run four peers at a time: about 12 s instead of 34.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda c: check_peer(c, ok, pin_client), [c for c in ctxs if c["live"]]))
         live = [c for c in ctxs if c["live"]]
         for i, wl in enumerate(workloads):
             if i == 0:
@@ -1220,8 +1284,7 @@ def main():
             if not workloads:
                 SCHEDULE.done(est_start)
             log(f"workload {IDLE_WORKLOAD}: server memory per idle connection")
-            for ctx in live:
-                idle_peer(ctx, args, procs, run_dir, pin_client)
+            idle_phase(live, args, procs, run_dir, pin_client)
         for ctx in live:
             fo = [r["foreign_cpu_pct"] for w in ctx["res"]["workloads"].values() for r in w["runs"]]
             ctx["res"]["other_load_median_pct"] = round(statistics.median(fo), 1) if fo else None
