@@ -1110,7 +1110,7 @@ def main():
     ap.add_argument("--workloads", default="", help="comma-separated subset of: "
                     + ",".join(w[0] for w in WORKLOADS) + "," + IDLE_WORKLOAD)
     ap.add_argument("--duration", type=float, default=None, help="seconds per workload run (default 0.6; quick 1)")
-    ap.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds before each measured run")
+    ap.add_argument("--warmup", type=float, default=0.15, help="warm-up seconds before each measured run")
     ap.add_argument("--repeats", type=int, default=None,
                     help="repeats per workload with the C client (default 4; quick 1): the table shows their median")
     ap.add_argument("--echod", default=None, help="echod binary (default: $ECHOD_BIN, then .build/release/echod)")
@@ -1133,7 +1133,7 @@ def main():
                     help="seconds the race may take (default 560, quick 300; 0 = unbounded): waits for quiet and re-runs stop "
                          "when a peer falls behind its share")
     ap.add_argument("--no-perf", action="store_true", help="skip the perf syscall counts")
-    ap.add_argument("--perf-duration", type=float, default=0.4)
+    ap.add_argument("--perf-duration", type=float, default=0.3)
     ap.add_argument("--idle-connections", type=int, default=10000)
     ap.add_argument("--idle-connections-fork", type=int, default=500,
                     help="idle connections for fork-per-connection peers (socat, xinetd)")
