@@ -97,10 +97,16 @@ class Procs:
     def __init__(self):
         self.live = {}
 
-    def start(self, name, argv, logfile, env=None, cwd=None):
+    def start(self, name, argv, logfile, env=None, cwd=None, fast=False):
+        """fast: no preexec_fn (and so no raised fd limit), which lets Python use vfork: what start-up timings
+        need (with preexec_fn, fork + exec of this process alone takes about 10 ms)."""
         f = open(logfile, "ab")
-        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             env=env, cwd=cwd, preexec_fn=_child_setup)
+        if fast:
+            p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=env, cwd=cwd, process_group=0)
+        else:
+            p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=env, cwd=cwd, preexec_fn=_child_setup)
         f.close()
         self.live[p.pid] = (name, p)
         return p
@@ -382,8 +388,8 @@ def peer_table(ok, run_dir):
     pydir = os.path.join(BENCH, "peers", "python")
     P = {}
 
-    def add(name, argv, threads, desc, tree=False, env=None):
-        P[name] = dict(argv=argv, threads=threads, desc=desc, tree=tree, env=env)
+    def add(name, argv, threads, desc, tree=False, env=None, **extra):
+        P[name] = dict(argv=argv, threads=threads, desc=desc, tree=tree, env=env, **extra)
 
     if "c-epoll" in ok:
         add("c-epoll", lambda p: [ok["c-epoll"], str(p)], 1, "C, epoll LT, 1 thread, 64 KiB static buffer (reference)")
@@ -392,6 +398,14 @@ def peer_table(ok, run_dir):
             1, "echod --threads 1")
         add("echod", lambda p: [ok["echod"], "--listen", f"127.0.0.1:{p}", "--log-level", "warning"],
             os.cpu_count() or 1, "echod, default threads")
+        # The log.reads target (>= 0.8x the throughput without): every read logged, asynchronously, to a real
+        # file, which the race empties after each run (echod appends with O_APPEND, so it writes on at 0).
+        reads_log = os.path.join(run_dir, "logs", "echod-1-reads.file.log")
+        add("echod-1-reads", lambda p: [ok["echod"], "--listen", f"127.0.0.1:{p}", "--threads", "1",
+                                        "--log-level", "info"],
+            1, "echod --threads 1, `log.reads: true`: every read logged to a file (text)",
+            env=dict(os.environ, ECHOD_LOG_READS="true", ECHOD_LOG_FILE=reads_log, ECHOD_LOG_FORMAT="text"),
+            workloads=READS_WORKLOADS, idle=False, logfile=reads_log, baseline="echod-1")
     if "nio" in ok:
         add("nio-1", lambda p: [ok["nio"], str(p), "1"], 1, "SwiftNIO 2.101 echo, 1 event loop")
         add("nio", lambda p: [ok["nio"], str(p)], os.cpu_count() or 1, "SwiftNIO 2.101 echo, System.coreCount loops")
@@ -446,7 +460,10 @@ service echo
 }}
 """
 
-ORDER = ["c-epoll", "echod-1", "echod", "nio-1", "nio", "libuv", "go", "uvloop-protocol", "uvloop-streams",
+# the workloads of the throughput targets, where echod-1-reads runs too (ratio to echod-1)
+READS_WORKLOADS = ("pp64-c1", "pp64-c50", "pp1k-c50", "pp16k-c10", "st64k-c10")
+
+ORDER = ["c-epoll", "echod-1", "echod-1-reads", "echod", "nio-1", "nio", "libuv", "go", "uvloop-protocol", "uvloop-streams",
          "asyncio-protocol", "asyncio-streams", "socat", "xinetd"]
 
 
@@ -670,13 +687,15 @@ def run_workload(ctxs, workload, args, ok, run_dir, pin_client, use_perf):
     """One workload over every live peer, interleaved: repeat r runs the peers in an order rotated by r,
     so slow drifts in the machine's state (other work, thermal, caches) fall on all peers alike."""
     wname, mode, conns, size, label = workload
+    ctxs = [c for c in ctxs if wname in c["spec"].get("workloads", (wname,))]
     clients = ["c"] if args.client == "c" or not ok.get("echod-bench") else (
         ["echod"] if args.client == "echod" else ["c", "echod"])
     for ctx in ctxs:
         ctx["res"]["workloads"][wname] = {"mode": mode, "connections": conns, "size": size, "label": label,
                                           "runs": [], "echod_runs": [], "discarded": []}
         ctx["retries"] = 0
-    for rep in range(args.repeats):
+    repeats = min(args.repeats, args.sweep_repeats) if wname in {x[0] for x in SWEEP} else args.repeats
+    for rep in range(repeats):
         k = rep % max(len(ctxs), 1)
         for ctx in ctxs[k:] + ctxs[:k]:
             name, proc, w = ctx["name"], ctx["proc"], ctx["res"]["workloads"][wname]
@@ -688,10 +707,14 @@ def run_workload(ctxs, workload, args, ok, run_dir, pin_client, use_perf):
                     break
                 tainted = False
                 for cl in clients if rep < args.echod_client_repeats else clients[:1]:
+                    if ctx["spec"].get("logfile"):
+                        drain_log_file(ctx["spec"]["logfile"])  # what checks and perf runs logged
                     out, err = measured_run(cl, ok, ctx["pid"], ctx["port"], mode, conns, size, args, pin_client)
                     if out is None:
                         w.setdefault("failures", []).append(err)
                         continue
+                    if ctx["spec"].get("logfile"):
+                        out["log"] = drain_log_file(ctx["spec"]["logfile"])
                     if cl == "c" or clients == ["echod"]:
                         tainted = (out["foreign_cpu_pct"] > args.foreign_limit and ctx["retries"] < args.retries
                                    and SCHEDULE.slack_left() > 2 * (args.duration + args.warmup + 0.3))
@@ -706,7 +729,8 @@ def run_workload(ctxs, workload, args, ok, run_dir, pin_client, use_perf):
                 wait_quiet(args.quiet_limit, min(5.0, SCHEDULE.slack_left() - (args.duration + args.warmup + 0.3)))
     for ctx in ctxs:
         name, w = ctx["name"], ctx["res"]["workloads"][wname]
-        if use_perf and not ctx["spec"]["tree"] and ctx["live"] and ctx["proc"].poll() is None:
+        if (use_perf and not ctx["spec"]["tree"] and ctx["live"] and ctx["proc"].poll() is None
+                and wname not in {x[0] for x in SWEEP}):
             path = os.path.join(run_dir, "logs", f"perf-{name}-{wname}.txt")
             pp = perf_start(ok, ctx["pid"], path)
             time.sleep(0.15)  # let perf attach to every thread
@@ -723,11 +747,98 @@ def run_workload(ctxs, workload, args, ok, run_dir, pin_client, use_perf):
             f"other-load {fmt_num(s.get('foreign_cpu_pct'))}%")
 
 
+def startup_phase(names, peers, procs, run_dir, runs):
+    """Exec to serving, per peer: time from just before Popen to the first connect that succeeds (tried every
+    0.5 ms), and for echod to READY=1 on a NOTIFY_SOCKET this script listens on. Fresh processes, one at a
+    time; Python peers get fewer runs (their start-up is ~10x longer and not in question)."""
+    import shutil as _sh
+    import tempfile
+    out = {}
+    for name in names:
+        spec = peers[name]
+        n = runs if not name.startswith(("asyncio", "uvloop")) else max(1, min(runs, 3))
+        ready, listening, failure = [], [], None
+        for _ in range(n):
+            port = free_port()
+            env = dict(spec.get("env") or os.environ)
+            nsock, tmp = None, None
+            if name.startswith("echod"):
+                tmp = tempfile.mkdtemp(prefix="echod-race-")
+                nsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                nsock.bind(os.path.join(tmp, "notify"))
+                nsock.setblocking(False)
+                env["NOTIFY_SOCKET"] = os.path.join(tmp, "notify")
+            t0 = time.monotonic()
+            proc = procs.start(name + "-startup", spec["argv"](port),
+                               os.path.join(run_dir, "logs", f"{name}-startup.log"), env=env, fast=True)
+            t_ready = t_listen = None
+            try:
+                deadline = t0 + 15
+                while time.monotonic() < deadline and (t_listen is None or (nsock and t_ready is None)):
+                    if proc.poll() is not None:
+                        failure = f"exited with {proc.returncode} while starting"
+                        break
+                    if nsock and t_ready is None:
+                        try:
+                            if b"READY=1" in nsock.recv(4096).split(b"\n"):
+                                t_ready = time.monotonic()
+                        except BlockingIOError:
+                            pass
+                    if t_listen is None:
+                        try:
+                            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                            t_listen = time.monotonic()
+                        except OSError:
+                            pass
+                    time.sleep(0.0005)
+            finally:
+                procs.stop(proc)
+                if nsock:
+                    nsock.close()
+                    _sh.rmtree(tmp, ignore_errors=True)
+            if t_listen is not None:
+                listening.append((t_listen - t0) * 1000)
+            if t_ready is not None:
+                ready.append((t_ready - t0) * 1000)
+            if failure:
+                break
+
+        def stats(v):
+            return {"median": statistics.median(v), "min": min(v), "max": max(v)} if v else None
+        out[name] = {"runs": n, "accept_ms": stats(listening), "ready_ms": stats(ready), "failure": failure}
+        r, a = out[name]["ready_ms"], out[name]["accept_ms"]
+        log(f"  {name:16s} start-up: " + (f"READY=1 {r['median']:.1f} ms, " if r else "")
+            + (f"listening {a['median']:.1f} ms" if a else "not listening") + f" (median of {n})"
+            + (f"; {failure}" if failure else ""))
+    return out
+
+
+def drain_log_file(path):
+    """Lines and `dropped N` counts in the log file since the last call, then empties it (see echod-1-reads)."""
+    time.sleep(0.05)  # the writer thread lingers up to 1 ms; let it finish the run's last records
+    lines = dropped = size = 0
+    try:
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(1 << 22)
+                if not chunk:
+                    break
+                size += len(chunk)
+                lines += chunk.count(b"\n")
+                for m in re.finditer(rb"dropped (\d+) records", chunk):
+                    dropped += int(m.group(1))
+        os.truncate(path, 0)
+    except OSError as e:
+        return {"error": str(e)}
+    return {"lines": lines, "dropped": dropped, "bytes": size}
+
+
 def idle_phase(live, args, procs, run_dir, pin_client):
     """Idle memory of every peer, each on a FRESH instance (see `idle_start`). Single-process servers are
     measured three at a time: Rss of one process does not depend on what else runs (unlike time), and the
     connections are opened and held, not driven. Fork-per-connection servers come after, one at a time:
     their figure is Pss, which other processes mapping the same libraries would dilute."""
+    live = [c for c in live if c["spec"].get("idle", True)]
     solo = [c for c in live if not c["spec"]["tree"]]
     tree = [c for c in live if c["spec"]["tree"]]
     for batch in [solo[i:i + 3] for i in range(0, len(solo), 3)] + [[c] for c in tree]:
@@ -947,6 +1058,48 @@ def write_table(path, meta, peers_res, notes):
                              + (" ⚠" if e.get("errors_total") else "") if e and e.get("ops_per_sec") else "–")
             L.append(f"| {r['peer']} | " + " | ".join(cells) + " |")
         L.append("")
+    reads = next((r for r in peers_res if r["peer"] == "echod-1-reads"), None)
+    base = next((r for r in peers_res if r["peer"] == "echod-1"), None)
+    if reads and base and any(reads["workloads"].get(w[0], {}).get("summary") for w in wl):
+        L.append("### `log.reads: true`: every read logged to a file")
+        L.append("")
+        L.append("echod-1-reads is echod-1 with `log.reads: true`, `log.level: info`, text to a file (emptied after "
+                 "each run). Target: at least 0.8× the throughput without. records = lines the file received per "
+                 "op (reads, plus each connection's open and close lines); dropped = records the full log queue "
+                 "refused (so that logging never blocks the loop), from the `dropped N records` lines.")
+        L.append("")
+        L.append("| workload | echod-1 ops/s | echod-1-reads ops/s | ratio | CPU µs/op without → with | records/op | "
+                 "dropped |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        for w in wl:
+            wr = reads["workloads"].get(w[0], {})
+            sr, sb = wr.get("summary"), base["workloads"].get(w[0], {}).get("summary")
+            if not sr or not sb:
+                continue
+            logs = [(r.get("log") or {}, r.get("ops_all") or 0) for r in wr.get("runs", [])]
+            lines = sum(x.get("lines", 0) for x, _ in logs)
+            ops_all = sum(n for _, n in logs)
+            dropped = sum(x.get("dropped", 0) for x, _ in logs)
+            L.append(f"| {w[0]} | {fmt_num(sb['ops_per_sec'])} | {fmt_num(sr['ops_per_sec'])} | "
+                     f"{ratio(sr['ops_per_sec'], sb['ops_per_sec'])} | {fmt_num(sb['server_cpu_us_per_op'])} → "
+                     f"{fmt_num(sr['server_cpu_us_per_op'])} | {fmt_num(lines / ops_all if ops_all else None)} | "
+                     f"{dropped} |")
+        L.append("")
+    if meta.get("startup"):
+        L.append("### Start-up: exec to serving")
+        L.append("")
+        L.append("Median (min–max) over the runs, ms: from just before the spawn to listening (the first connect "
+                 "that succeeds, tried every 0.5 ms), and for echod to `READY=1` on a NOTIFY_SOCKET. Target for "
+                 "echod: under 50 ms.")
+        L.append("")
+        L.append("| peer | runs | to READY=1 | to listening |")
+        L.append("|---|---:|---:|---:|")
+        for name, st in meta["startup"].items():
+            def cell(v):
+                return f"{fmt_num(v['median'])} ({fmt_num(v['min'])}–{fmt_num(v['max'])})" if v else "–"
+            L.append(f"| {name} | {st.get('runs', 0)} | {cell(st.get('ready_ms'))} | {cell(st.get('accept_ms'))} |"
+                     + (f" {st['failure']}" if st.get("failure") else ""))
+        L.append("")
     L.append("Workloads: " + "; ".join(f"`{w[0]}` = {w[4]}" for w in wl) +
              ". ops = round trips (stream: SIZE-byte messages echoed; connect: connections opened, echoed once "
              "and closed). ⚠ = errors, a failed check, or every run disturbed by other work. Server CPU µs/op = (utime+stime of the server and its "
@@ -1110,7 +1263,7 @@ def main():
     ap.add_argument("--workloads", default="", help="comma-separated subset of: "
                     + ",".join(w[0] for w in WORKLOADS) + "," + IDLE_WORKLOAD)
     ap.add_argument("--duration", type=float, default=None, help="seconds per workload run (default 0.6; quick 1)")
-    ap.add_argument("--warmup", type=float, default=0.15, help="warm-up seconds before each measured run")
+    ap.add_argument("--warmup", type=float, default=0.1, help="warm-up seconds before each measured run")
     ap.add_argument("--repeats", type=int, default=None,
                     help="repeats per workload with the C client (default 4; quick 1): the table shows their median")
     ap.add_argument("--echod", default=None, help="echod binary (default: $ECHOD_BIN, then .build/release/echod)")
@@ -1142,6 +1295,10 @@ def main():
                     help="leave out pingpong 64 B at 10 and 200 connections (the middle and right points of the "
                          "latency plot)")
     ap.add_argument("--sweep", dest="sweep", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--sweep-repeats", type=int, default=2,
+                    help="repeats of the sweep's extra workloads (default 2: they are there for the plot)")
+    ap.add_argument("--startup-runs", type=int, default=5,
+                    help="start-up timings per peer (exec to listening; echod also to READY=1); 0 = skip")
     ap.set_defaults(sweep=None)
     ap.add_argument("--out", default=None, help="results directory (default bench/results/<date-time>)")
     ap.add_argument("--retable", metavar="DIR", default=None,
@@ -1280,6 +1437,9 @@ def main():
             run_workload(live, wl, args, ok, run_dir, pin_client, use_perf)
             SCHEDULE.done(est_workload)
             _dump(run_dir, meta, results, notes)
+        if args.startup_runs > 0:
+            log(f"start-up: exec to listening (and to READY=1 for echod), {args.startup_runs} runs per peer")
+            meta["startup"] = startup_phase([c["name"] for c in live], peers, procs, run_dir, args.startup_runs)
         if IDLE_WORKLOAD in args.workloads:
             if not workloads:
                 SCHEDULE.done(est_start)
