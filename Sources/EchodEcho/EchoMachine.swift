@@ -20,12 +20,16 @@ public struct EchoMachine {
     public private(set) var lastRead: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
 
     /// - Parameters:
-    ///   - readBufferSize: the loop's shared read buffer (one per loop, not per connection). 256 KiB: a bulk
-    ///     sender's data comes in with fewer reads than with the usual 64 KiB (measured: 3.0 syscalls per 64 KiB
-    ///     message streamed, where servers reading 256 KiB at a time needed about 1.6), and only the pages a read
-    ///     fills are ever touched. Reads are still capped at `maxPending`.
+    ///   - readBufferSize: the loop's shared read buffer (one per loop, not per connection), and so the most
+    ///     one read takes and one write sends back. 64 KiB, as the C reference server reads. 256 KiB was tried:
+    ///     fewer system calls per bulk message (about 1.8 against 3.0) and less server CPU, but streaming
+    ///     throughput fell to about 0.9x the C server's in every interleaved A/B on the bench VM (st64k-c10,
+    ///     3 x 16-24 runs), because the peer then gets the echo in 256 KiB gulps and its own copy-out of them
+    ///     (`_copy_to_iter`, over half of the client's profile) ran about twice as slow per byte, out of cache.
+    ///     A user's client is the figure they measure, so echod hands the echo back at most 64 KiB per write,
+    ///     as the C server does. Reads are still capped at `maxPending`.
     ///   - maxPending: the per-connection bound on echo data not yet written back.
-    public init(readBufferSize: Int = 256 * 1024, maxPending: Int) {
+    public init(readBufferSize: Int = 64 * 1024, maxPending: Int) {
         self.readBufferSize = readBufferSize
         self.readBuffer = .allocate(byteCount: readBufferSize, alignment: 64)
         self.pool = BufferPool(bufferSize: maxPending)
