@@ -3,7 +3,7 @@
 
     python3 bench/run.py [--quick] [--only PEER,...] [--duration SECS] [--repeats N]
                          [--echod PATH] [--client c|echod|both] [--workloads W,...]
-                         [--pin auto|split|none] [--sweep] [--no-perf] [--budget SECS]
+                         [--pin auto|split|none] [--no-sweep] [--no-perf] [--budget SECS]
                          [--out DIR] [--retable DIR]
 
 What it does, unattended (about 8 minutes for the full field on 2 cores; see bench/README.md):
