@@ -706,7 +706,7 @@ def run_workload(ctxs, workload, args, ok, run_dir, pin_client, use_perf):
                     log(f"  {name}: {ctx['res']['status']}")
                     break
                 tainted = False
-                for cl in clients if rep < args.echod_client_repeats else clients[:1]:
+                for cl in clients if rep < args.echod_client_repeats else clients[:1]:  # C client first
                     if ctx["spec"].get("logfile"):
                         drain_log_file(ctx["spec"]["logfile"])  # what checks and perf runs logged
                     out, err = measured_run(cl, ok, ctx["pid"], ctx["port"], mode, conns, size, args, pin_client)
@@ -745,6 +745,46 @@ def run_workload(ctxs, workload, args, ok, run_dir, pin_client, use_perf):
             f"p99 {fmt_num(s.get('p99'))} us  cpu {fmt_num(s.get('server_cpu_us_per_op'))} us/op  "
             f"sys/op {fmt_num(w.get('syscalls_per_op'))}  err {s.get('errors_total', '?')}  "
             f"other-load {fmt_num(s.get('foreign_cpu_pct'))}%")
+
+
+def estimate_workload(n, n_fork, args, sweep=False):
+    """Seconds one workload takes over n peers (measured here: 58 s for 14 peers at the defaults)."""
+    repeats = min(args.repeats, args.sweep_repeats) if sweep else args.repeats
+    runs = repeats + (min(args.echod_client_repeats, repeats) if args.client == "both" else 0)
+    perf = 0 if (sweep or args.no_perf) else (n - n_fork) * (args.perf_duration + 0.3)
+    return n * runs * (args.duration + args.warmup + 0.06) + perf
+
+
+def estimate_idle(n, n_fork, args):
+    """Seconds of the idle-RSS phase (measured: 46 s for 12 single-process peers, 3 at a time, and 2 forking)."""
+    return (-(-(n - n_fork) // 3) * 9.0 + n_fork * 5.0) if IDLE_WORKLOAD in args.workloads else 0.0
+
+
+def fit_budget(workloads, args, n, n_fork, left):
+    """Trims the plan until its estimate fits in the `left` seconds of the budget, least valuable first: the
+    sweep points (they only add points to the latency plot), the 4th repeat, the `echod bench` round. Never
+    below 3 repeats (a median needs them): a plan that still does not fit runs over. Returns the workloads to
+    run and what was trimmed (said in the table)."""
+    sweep = {x[0] for x in SWEEP}
+
+    def total(wls):
+        return (sum(estimate_workload(n, n_fork, args, w[0] in sweep) for w in wls)
+                + estimate_idle(n, n_fork, args) + 3.0 + 5.0)
+    trimmed = []
+    if total(workloads) <= left:
+        return workloads, trimmed
+    if any(w[0] in sweep for w in workloads):
+        workloads = [w for w in workloads if w[0] not in sweep]
+        trimmed.append("left out the sweep points pp64-c10 and pp64-c200")
+    if total(workloads) > left and args.repeats > 3:
+        args.repeats = 3
+        trimmed.append("3 repeats instead of 4")
+    if total(workloads) > left and args.client == "both" and args.echod_client_repeats > 0:
+        args.echod_client_repeats = 0
+        trimmed.append("no `echod bench` round")
+    for t in trimmed:
+        log(f"budget: {t} (about {left:.0f} s left for the race, plan estimated at {total(workloads):.0f} s)")
+    return workloads, trimmed
 
 
 def startup_phase(names, peers, procs, run_dir, runs):
@@ -1012,6 +1052,9 @@ def write_table(path, meta, peers_res, notes):
                 f"{meta.get('echod_client_repeats', meta['repeats'])} of the rounds, second table"
                 if meta.get("client") == "both" else "")
              + f". Race took {meta.get('elapsed_s', '?')} s.")
+    if meta.get("trimmed"):
+        L.append("Trimmed to fit the time budget (`--budget`; `make bench` counts its builds): "
+                 + "; ".join(meta["trimmed"]) + ".")
     L.append(f"Pinning: {meta['pinning']}")
     L.append(f"Syscalls: {meta['perf']}")
     L.append("")
@@ -1283,7 +1326,8 @@ def main():
                     help="a run during which other processes used more than this %% of the machine is re-run")
     ap.add_argument("--retries", type=int, default=2, help="extra runs per workload allowed for such re-runs")
     ap.add_argument("--budget", type=float, default=None,
-                    help="seconds the race may take (default 560, quick 300; 0 = unbounded): waits for quiet and re-runs stop "
+                    help="seconds the race may take (default 570, quick 300; 0 = unbounded; from the start of `make bench` when it sets "
+                         "ECHOD_BENCH_T0): waits for quiet and re-runs stop "
                          "when a peer falls behind its share")
     ap.add_argument("--no-perf", action="store_true", help="skip the perf syscall counts")
     ap.add_argument("--perf-duration", type=float, default=0.3)
@@ -1400,16 +1444,24 @@ def main():
             "client": args.client if ok.get("echod-bench") else "c", "echod_client_repeats": args.echod_client_repeats,
             "pinning": pinning, "perf": perf_note, "python": platform.python_version(), "args": vars(args),
             "versions": _versions(ok), "pin_calibration": calib}
-    budget = args.budget if args.budget is not None else (300.0 if args.quick else 560.0)
+    budget = args.budget if args.budget is not None else (300.0 if args.quick else 570.0)
+    # `make bench` passes the time it started, so that the budget covers its builds too (a first run builds
+    # echod in release mode and SwiftNIO: about 3.5 minutes here); run alone, the budget starts with run.py.
+    before = 0.0
+    try:
+        before = max(0.0, time.time() - float(os.environ.get("ECHOD_BENCH_T0", "")))
+    except ValueError:
+        pass
+    deadline = START - before + (budget or 1e9)
+    if before:
+        log(f"`make bench` started {before:.0f} s before the race (packages and builds); budget {budget:.0f} s "
+            f"from then")
     workloads = [w for w in WORKLOADS if w[0] in args.workloads]
     n = len(wanted)
     n_fork = sum(1 for p in wanted if peers[p]["tree"])
-    # base time estimates (seconds) of each phase, measured on the 2-core machine
     est_start = n * 1.2
-    n_runs = args.repeats + (min(args.echod_client_repeats, args.repeats) if args.client == "both" else 0)
-    est_workload = n * n_runs * (args.duration + args.warmup + 0.05) + (n - n_fork) * (args.perf_duration + 0.3)
-    est_idle = -(-(n - n_fork) // 3) * 5.0 + n_fork * 6.0 if IDLE_WORKLOAD in args.workloads else 0.0
-    SCHEDULE.start(START + (budget or 1e9), est_start + len(workloads) * est_workload + est_idle)
+    SCHEDULE.start(deadline, est_start + len(workloads) * estimate_workload(n, n_fork, args)
+                   + estimate_idle(n, n_fork, args) + 3.0)
     results = []
     old_int = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _sigterm)
@@ -1428,21 +1480,26 @@ def main():
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda c: check_peer(c, ok, pin_client), [c for c in ctxs if c["live"]]))
         live = [c for c in ctxs if c["live"]]
-        for i, wl in enumerate(workloads):
-            if i == 0:
-                SCHEDULE.done(est_start)
+        n, n_fork = len(live), sum(1 for c in live if c["spec"]["tree"])
+        workloads, trimmed = fit_budget(workloads, args, n, n_fork, deadline - time.monotonic())
+        meta["trimmed"] = trimmed
+        meta["repeats"] = args.repeats
+        meta["echod_client_repeats"] = args.echod_client_repeats
+        SCHEDULE.start(deadline, sum(estimate_workload(n, n_fork, args, w[0] in {x[0] for x in SWEEP})
+                                     for w in workloads) + estimate_idle(n, n_fork, args) + 3.0)
+        for wl in workloads:
             busy, steal = wait_quiet(args.quiet_limit, min(args.quiet_wait, SCHEDULE.slack_left()))
-            log(f"workload {wl[0]}: {wl[4]} — {args.repeats} round(s) over {len(live)} peers"
+            is_sweep = wl[0] in {x[0] for x in SWEEP}
+            log(f"workload {wl[0]}: {wl[4]} — "
+                f"{min(args.repeats, args.sweep_repeats) if is_sweep else args.repeats} round(s) over {len(live)} peers"
                 + (f" (warning: background CPU use {busy}%)" if busy > args.quiet_limit else ""))
             run_workload(live, wl, args, ok, run_dir, pin_client, use_perf)
-            SCHEDULE.done(est_workload)
+            SCHEDULE.done(estimate_workload(n, n_fork, args, is_sweep))
             _dump(run_dir, meta, results, notes)
         if args.startup_runs > 0:
             log(f"start-up: exec to listening (and to READY=1 for echod), {args.startup_runs} runs per peer")
             meta["startup"] = startup_phase([c["name"] for c in live], peers, procs, run_dir, args.startup_runs)
         if IDLE_WORKLOAD in args.workloads:
-            if not workloads:
-                SCHEDULE.done(est_start)
             log(f"workload {IDLE_WORKLOAD}: server memory per idle connection")
             idle_phase(live, args, procs, run_dir, pin_client)
         for ctx in live:
