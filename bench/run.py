@@ -791,7 +791,6 @@ def startup_phase(names, peers, procs, run_dir, runs):
     """Exec to serving, per peer: time from just before Popen to the first connect that succeeds (tried every
     0.5 ms), and for echod to READY=1 on a NOTIFY_SOCKET this script listens on. Fresh processes, one at a
     time; Python peers get fewer runs (their start-up is ~10x longer and not in question)."""
-    import shutil as _sh
     import tempfile
     out = {}
     for name in names:
@@ -835,7 +834,7 @@ def startup_phase(names, peers, procs, run_dir, runs):
                 procs.stop(proc)
                 if nsock:
                     nsock.close()
-                    _sh.rmtree(tmp, ignore_errors=True)
+                    shutil.rmtree(tmp, ignore_errors=True)
             if t_listen is not None:
                 listening.append((t_listen - t0) * 1000)
             if t_ready is not None:
