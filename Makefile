@@ -69,3 +69,9 @@ clean:
 # make install / make uninstall (PREFIX, DESTDIR): binary, systemd units, /etc/echod/echod.yaml.
 include deploy/install.mk
 install: release
+
+# Shipping: make deb (Debian package), make image (OCI image), make kube-check (Kubernetes manifests, offline).
+# Each writes its artefacts to dist/ and installs the tools it needs.
+-include deploy/deb.mk
+-include deploy/image.mk
+-include deploy/kubernetes.mk
