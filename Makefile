@@ -6,8 +6,8 @@ SWIFT ?= swift
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Debian packages the build and the tests need: libsystemd (linked), the tools the end-to-end tests drive.
-APT_PACKAGES := pkg-config libsystemd-dev libhttp-parser-dev prometheus netcat-openbsd telnet socat curl systemd systemd-container iproute2 procps
+# Debian packages the build and the tests need: libsystemd, http-parser and libyaml (linked), the tools the end-to-end tests drive.
+APT_PACKAGES := pkg-config libsystemd-dev libhttp-parser-dev libyaml-dev prometheus netcat-openbsd telnet socat curl systemd systemd-container iproute2 procps
 PIP_PACKAGES := pytest pexpect
 # The peers of the benchmark race (make bench only).
 BENCH_APT_PACKAGES := gcc libuv1-dev golang-go xinetd linux-perf

@@ -8,7 +8,8 @@
 //          ├─ EchodEcho       (the echo service: connection table, RFC 862 state machine)
 //          │    └─ EchodEventLoop (epoll reactor: fds, timers, signals, wakeups; knows nothing of echo)
 //          │         └─ CEchodLinux (C shim for the Linux calls Glibc does not export)
-//          ├─ EchodConfig     (swift-configuration: YAML file + env + CLI, validation)
+//          ├─ EchodConfig     (swift-configuration: env + CLI; the YAML file through libyaml; validation)
+//          │    └─ CYAML      (libyaml)
 //          ├─ EchodLog        (swift-log backend: bounded queue, writer thread, sinks)
 //          │    └─ CSystemd   (libsystemd, journal sink only)
 //          ├─ EchodSystemd    (sd_notify, sd_listen_fds, watchdog; the only other libsystemd user)
@@ -26,8 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.0"),
-        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML"]),
-        .package(url: "https://github.com/jpsim/Yams", "5.4.0"..<"7.0.0"),
+        // No traits: the file is read with libyaml (EchodConfig/YAMLTree.swift says why not the YAML trait's Yams).
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: []),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
@@ -58,11 +59,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // libyaml through pkg-config (Debian libyaml-dev): the YAML parser of the configuration file.
+        .systemLibrary(
+            name: "CYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]
+        ),
         .target(
             name: "EchodConfig",
             dependencies: [
+                "CYAML",
                 .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .target(

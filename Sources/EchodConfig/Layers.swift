@@ -10,9 +10,9 @@ struct Candidate {
     var itemLines: [Int?] = []
 }
 
-/// One source of configuration values. Values are looked up through swift-configuration: an
-/// `InMemoryProvider` for the command line, an `EnvironmentVariablesProvider` for the environment and a
-/// `YAMLSnapshot` for the file.
+/// One source of configuration values. The command line's and the environment's are looked up through
+/// swift-configuration (an `InMemoryProvider` and an `EnvironmentVariablesProvider`); the file's come from the
+/// walk of its YAML tree in ``FileDocument``.
 ///
 /// The layers are asked one by one rather than through one `ConfigReader` over all of them, because a reader
 /// answers with the winning value only: it cannot say which layer that was (needed for `check-config`), and
@@ -58,11 +58,7 @@ enum Layer {
             guard let entry = document.entries[key.name] else { return nil }
             var candidate = Candidate(raw: .null, origin: .file(document.path), source: document.path, line: entry.line,
                                       itemLines: entry.itemLines)
-            guard !entry.isNull else { return candidate }
-            // No snapshot: swift-configuration refused the file, and that has been reported already.
-            guard let snapshot = document.snapshot,
-                  let content = try Self.content(snapshot, key.path, type, source: document.path, key: key, line: entry.line)
-            else { return nil }
+            guard let content = entry.content else { return candidate }
             candidate.raw = Self.raw(content, key)
             return candidate
         }
@@ -76,12 +72,12 @@ enum Layer {
 
     private static func content(
         _ snapshot: any ConfigSnapshot, _ path: [String], _ type: ConfigType,
-        source: String, key: SettingKey, line: Int? = nil
+        source: String, key: SettingKey
     ) throws(ConfigProblem) -> ConfigContent? {
         do {
             return try snapshot.value(forKey: AbsoluteConfigKey(path), type: type).value?.content
         } catch {
-            throw ConfigProblem(source: source, key: key.name, reason: "wrong type: expected \(key.expected) (\(error))", line: line)
+            throw ConfigProblem(source: source, key: key.name, reason: "wrong type: expected \(key.expected) (\(error))")
         }
     }
 

@@ -1,5 +1,5 @@
 import Configuration
-import Foundation
+import FoundationEssentials
 
 /// The result of a successful load: validated settings and where each value came from.
 public struct LoadedConfig: Sendable {

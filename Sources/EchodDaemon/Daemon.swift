@@ -310,7 +310,8 @@ func format1(_ x: Double) -> String {
     return "\(tenths / 10).\(tenths % 10)"
 }
 
-func writeStderr(_ text: String) {
+/// Writes `text` to standard error unbuffered, as one `write(2)` (start-up and command-line messages, not the log).
+public func writeStderr(_ text: String) {
     var bytes = Array(text.utf8)
     _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import EchodConfig
 import EchodDaemon
-import Foundation
+import FoundationEssentials
 
 /// The command line, and nothing else: every subcommand parses its options and calls into EchodDaemon.
 @main
@@ -64,11 +64,11 @@ extension Echod {
             do throws(ConfigError) {
                 let loaded = try ConfigLoader.load(path: options.config, overrides: options.overrides, environment: ProcessInfo.processInfo.environment)
                 print(loaded.render(), terminator: loaded.render().hasSuffix("\n") ? "" : "\n")
-                for warning in loaded.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+                for warning in loaded.warnings { writeStderr("warning: \(warning)\n") }
                 print("configuration OK")
             } catch {
-                for problem in error.problems { FileHandle.standardError.write(Data("error: \(problem)\n".utf8)) }
-                FileHandle.standardError.write(Data("configuration invalid: \(error.problems.count) problem(s)\n".utf8))
+                for problem in error.problems { writeStderr("error: \(problem)\n") }
+                writeStderr("configuration invalid: \(error.problems.count) problem(s)\n")
                 throw ExitCode(1)
             }
         }
