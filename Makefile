@@ -38,9 +38,12 @@ build:
 	$(SWIFT) build
 
 # Release builds link the Swift runtime and Foundation statically: the installed binary runs under systemd's
-# sandboxing without /opt/swift (or any Swift toolchain) on the host.
+# sandboxing without /opt/swift (or any Swift toolchain) on the host. Linked like a Debian package's binaries
+# (lintian's hardening checks): -z now resolves every symbol at start-up so that the whole GOT can be read-only
+# (full RELRO), and --disable-local-rpath drops SwiftPM's RUNPATH $ORIGIN, so echod in /usr/bin never loads a
+# shared library from the directory it was installed in (it needs none from there: only the system's own).
 release:
-	$(SWIFT) build -c release --static-swift-stdlib --product echod
+	$(SWIFT) build -c release --static-swift-stdlib --disable-local-rpath -Xlinker -z -Xlinker now --product echod
 
 run: deps release
 	$(RELEASE_BIN) $(ARGS)
