@@ -1,7 +1,8 @@
 """The container image from `make image` (localhost/echod:latest), run for real with podman and runc.
 
 What an operator relies on, checked through podman and the published ports as they would use them:
-- `podman run -p` with no extra flags echoes through the published port (echod listens on every interface);
+- `podman run -p` with no extra flags echoes through the published port (echod listens on every interface),
+  also where IPv6 is switched off, and under a restricted context (read-only root, no capabilities);
 - `podman healthcheck run` reports healthy; /livez and /readyz answer through the published admin port;
 - echod runs as uid/gid 65532; the image holds the binary, exactly the libraries `ldd` names for it, their
   Debian copyright files, /etc/passwd, /etc/group and the config: no shell, nothing else;
@@ -68,10 +69,10 @@ def source_version() -> str:
 class Running:
     """One `podman run -d` of the image with the echo and admin ports published on free loopback ports."""
 
-    def __init__(self):
+    def __init__(self, *options: str):
         self.name = f"echod-image-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.echo_port, self.admin_port = free_port(), free_port()
-        podman("run", "-d", "--name", self.name, *LIMITS,
+        podman("run", "-d", "--name", self.name, *LIMITS, *options,
                "-p", f"127.0.0.1:{self.echo_port}:{ECHO_PORT}", "-p", f"127.0.0.1:{self.admin_port}:{ADMIN_PORT}",
                IMAGE)
         self.wait_serving()
@@ -108,9 +109,13 @@ class Running:
         podman("rm", "--force", "--time", "0", self.name, check=False)
 
 
+# What Kubernetes' restricted security context imposes: the image must need none of what it takes away.
+RESTRICTED = ["--read-only", "--cap-drop", "all", "--security-opt", "no-new-privileges"]
+
+
 @pytest.fixture(scope="module")
 def container():
-    c = Running()
+    c = Running(*RESTRICTED)
     try:
         yield c
     finally:
@@ -177,6 +182,19 @@ def test_process_runs_as_65532(container):
     gid = re.search(r"^Gid:\s+(.*)$", status, re.M).group(1).split()
     assert uid == ["65532"] * 4 and gid == ["65532"] * 4, status
     assert Path(f"/proc/{pid}/exe").resolve().name == "echod"
+
+
+def test_serves_where_ipv6_is_switched_off():
+    """The image listens on [::] too (IPv6-only and dual-stack clusters need it). Where IPv6 is switched off
+    by sysctl, the usual way, binding [::] still works and IPv4 is served. (A kernel booted with
+    ipv6.disable=1 has no AF_INET6 at all: there echod refuses to start, saying so, and the config must
+    list 0.0.0.0 only.)"""
+    off = [f"--sysctl=net.ipv6.conf.{i}.disable_ipv6=1" for i in ("all", "default", "lo")]
+    c = Running(*off)
+    try:
+        assert "echo [::]:" in podman("logs", c.name).stderr
+    finally:
+        c.remove()
 
 
 def test_image_holds_the_binary_and_exactly_the_libraries_ldd_names(image_files):
