@@ -15,12 +15,14 @@ What an operator relies on, checked through podman and the published ports as th
 Podman runs with runc and the ulimits from /work/shared/notes/containers.md (crun refuses this machine's
 hybrid cgroups; the hard RLIMIT_NOFILE is 20000). Each container gets a unique name and is removed afterwards.
 """
+import hashlib
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -295,3 +297,30 @@ def test_oci_archive_is_a_valid_layout_with_labels(container):
     assert config["Entrypoint"] == ["/usr/bin/echod"]
     assert config["StopSignal"] == "SIGTERM"
     assert set(config["ExposedPorts"]) == {f"{ECHO_PORT}/tcp", f"{ADMIN_PORT}/tcp"}
+
+
+def test_rebuild_from_the_same_inputs_gives_the_same_image_id(tmp_path):
+    """Two builds of one commit give one image ID: file times and the creation time come from
+    SOURCE_DATE_EPOCH, and nothing of the build's own identity (buildah's working container) is kept."""
+    arch = subprocess.run(["dpkg", "--print-architecture"], text=True, capture_output=True, check=True).stdout.strip()
+    inventory_path = REPO / "dist" / f"echod_{source_version()}_{arch}.image.json"
+    if not inventory_path.is_file():
+        pytest.skip(f"reproducibility not checked: {inventory_path} is missing (make image writes it)")
+    inventory = json.loads(inventory_path.read_text())
+    args = inventory["build_args"]
+    binary = REPO / args[args.index("--binary") + 1]
+    if hashlib.sha256(binary.read_bytes()).hexdigest() != inventory["binary_sha256"]:
+        pytest.skip(f"reproducibility not checked: {binary} changed since make image (run make image again)")
+    name = f"localhost/echod-repro-check-{os.getpid()}"
+    for option, value in (("--name", name), ("--archive", str(tmp_path / "a.oci.tar")),
+                          ("--manifest", str(tmp_path / "inventory.json"))):
+        args[args.index(option) + 1] = value
+    tag, latest = args[args.index("--tag") + 1], args[args.index("--latest-tag") + 1]
+    try:
+        subprocess.run([sys.executable, str(REPO / "deploy/container/build_image.py"), *args], cwd=REPO,
+                       check=True, capture_output=True, timeout=180)
+        rebuilt = json.loads((tmp_path / "inventory.json").read_text())["image_id"]
+    finally:
+        # Removes only these tags when the rebuild is the same image as make image's.
+        podman("rmi", f"{name}:{tag}", f"{name}:{latest}", check=False)
+    assert rebuilt == inventory["image_id"]

@@ -176,7 +176,7 @@ def build_rootfs(root: Path, args, triplet: str, native_triplet: str) -> dict:
     if want is None:
         die(f"ARCH={args.arch}: this build knows {', '.join(ELF_MACHINE)}")
     if got != want:
-        die(f"{binary} is a {got} binary, not {args.arch}: an {args.arch} image needs an echod built on (or for) "
+        die(f"{binary} is built for {got}, not {args.arch}: an {args.arch} image needs an echod built on (or for) "
             f"{args.arch}; see the README")
     native = args.arch == args.native_arch
 
@@ -366,8 +366,10 @@ def main() -> None:
     run(["skopeo", "copy", "--quiet", f"containers-storage:{args.name}:{args.tag}",
          f"oci-archive:{archive}:{args.name}:{args.tag}"])
     size = int(run(["podman", "image", "inspect", "--format", "{{.Size}}", image_id]).strip())
+    # The arguments and the binary's digest let a later check rebuild from the same inputs (reproducibility).
     facts.update({"image_id": image_id, "image_bytes": size, "archive": str(archive),
-                  "archive_bytes": archive.stat().st_size})
+                  "archive_bytes": archive.stat().st_size, "build_args": sys.argv[1:],
+                  "binary_sha256": hashlib.sha256(Path(args.binary).read_bytes()).hexdigest()})
     Path(args.manifest).write_text(json.dumps(facts, indent=2) + "\n")
     log(f"{args.name}:{args.tag} and :{args.latest_tag} = {image_id[:12]}, {size / 1e6:.1f} MB "
         f"({len(facts['libraries'])} libraries from {len(facts['packages'])} Debian packages); "
