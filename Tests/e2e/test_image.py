@@ -77,7 +77,11 @@ class Running:
         podman("run", "-d", "--name", self.name, *LIMITS, *options,
                "-p", f"127.0.0.1:{self.echo_port}:{ECHO_PORT}", "-p", f"127.0.0.1:{self.admin_port}:{ADMIN_PORT}",
                IMAGE)
-        self.wait_serving()
+        try:
+            self.wait_serving()
+        except BaseException:
+            self.remove()  # the fixture never gets this object to clean up
+            raise
 
     def wait_serving(self, timeout=15.0):
         """Until a round trip through the published echo port works (the port forward exists before echod)."""
