@@ -1,6 +1,6 @@
 # The Debian package, included by the top-level Makefile (`-include deploy/deb.mk`).
 #
-#   make deb            [DEB_REVISION=1] [DEB_DIST=dist] [DEB_MAINTAINER="Name <address>"] [SOURCE_DATE_EPOCH=]
+#   make deb            [DEB_REVISION=1] [DEB_DIST=dist] [DEB_MAINTAINER="Name <address>"] [SOURCE_DATE_EPOCH=] [DEB_COMMIT=]
 #                       builds the release binary (make release), packages it with dpkg-buildpackage and debhelper,
 #                       checks it with lintian (errors and warnings fail), and leaves
 #                       $(DEB_DIST)/echod_VERSION-REVISION_ARCH.deb
@@ -32,6 +32,8 @@ DEB_FILE = echod_$(DEB_UPSTREAM_VERSION)-$(DEB_REVISION)_$(DEB_ARCH).deb
 # /usr/bin/echod, found by build ID, so that systemd-coredump's core dumps of echod can be read with symbols.
 DEB_DBGSYM_FILE = echod-dbgsym_$(DEB_UPSTREAM_VERSION)-$(DEB_REVISION)_$(DEB_ARCH).deb
 DEB_SOURCE_DATE_EPOCH = $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null))
+# The commit the changelog names (so that `zcat /usr/share/doc/echod/changelog.Debian.gz` says what was built).
+DEB_COMMIT ?= $(or $(shell git rev-parse --short=12 HEAD 2>/dev/null),unknown)
 
 # echod(8) is written by swift-argument-parser's generate-manual tool from `echod --experimental-dump-help`. The tool
 # is built on its own, from the very swift-argument-parser checkout echod was built with (same dump format), in a
@@ -79,7 +81,7 @@ deb-package:
 	rm "$(DEB_SRC)/debian/config-manpage.py"
 	sed -i 's|@DEB_MAINTAINER@|$(DEB_MAINTAINER)|' "$(DEB_SRC)/debian/control"
 	{ printf 'echod (%s-%s) unstable; urgency=medium\n\n' "$(DEB_UPSTREAM_VERSION)" "$(DEB_REVISION)"; \
-	  printf '  * echod %s, built from commit %s.\n\n' "$(DEB_UPSTREAM_VERSION)" "$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"; \
+	  printf '  * echod %s, built from commit %s.\n\n' "$(DEB_UPSTREAM_VERSION)" "$(DEB_COMMIT)"; \
 	  printf ' -- %s  %s\n' "$(DEB_MAINTAINER)" "$$(date -u -R -d @$(DEB_SOURCE_DATE_EPOCH))"; } > "$(DEB_SRC)/debian/changelog"
 	for unit in echod.service echod.socket; do \
 		sed 's|/usr/local/bin/echod|/usr/bin/echod|g' "deploy/$$unit" > "$(DEB_SRC)/debian/$$unit" || exit 1; \
