@@ -12,8 +12,8 @@ What an operator relies on, checked through podman and the published ports as th
   container exits 0 long before the SIGKILL timeout; logs go to stderr;
 - the OCI archive in dist/ is a valid OCI layout with the labels and the run-time configuration.
 
-Podman runs with runc and the ulimits from /work/shared/notes/containers.md (crun refuses this machine's
-hybrid cgroups; the hard RLIMIT_NOFILE is 20000). Each container gets a unique name and is removed afterwards.
+Podman runs with runc (crun refuses a hybrid cgroup layout) and explicit ulimits (podman's default nofile of
+1048576 fails where the hard limit is lower). Each container gets a unique name and is removed afterwards.
 """
 import hashlib
 import json
