@@ -508,8 +508,8 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
-    retries 3
-    option redispatch 1
+    # No retry and no redispatch: like kube-proxy, a connection sent to a pod that refuses it fails the client.
+    retries 0
 listen echo
     bind 127.0.0.1:{port}
     balance roundrobin
