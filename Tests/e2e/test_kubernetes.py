@@ -40,7 +40,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -368,9 +367,9 @@ def echo_once(port: int, payload: bytes) -> bytes:
 class KubePod:
     """One `podman kube play` of the rendered base under a unique name, ports published on free loopback ports."""
 
-    def __init__(self, env: dict, workdir: Path, name: str | None = None):
+    def __init__(self, env: dict, workdir: Path):
         self.env = env
-        self.name = name or f"echod-kube-{uuid.uuid4().hex[:8]}"
+        self.name = f"echod-kube-{uuid.uuid4().hex[:8]}"
         self.echo_port, self.admin_port = free_port(), free_port()
         self.base = documents("base")
         self.grace = pod_spec(self.base)["spec"]["terminationGracePeriodSeconds"]
@@ -437,8 +436,8 @@ class KubePod:
 def kube_pods(podman_env, tmp_path):
     made = []
 
-    def make(name=None) -> KubePod:
-        pod = KubePod(podman_env, tmp_path, name)
+    def make() -> KubePod:
+        pod = KubePod(podman_env, tmp_path)
         made.append(pod)
         return pod
 
@@ -529,11 +528,15 @@ class HAProxy:
                             for name, p in pods.items())
         cfg = workdir / "haproxy.cfg"
         cfg.write_text(HAPROXY_CFG.format(socket=self.socket, port=self.port, servers=servers))
-        self.log = open(workdir / "haproxy.log", "wb")
         self.log_path = workdir / "haproxy.log"
+        self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until("HAProxy's stats socket", lambda: self.socket.exists() or (
-            self.proc.poll() is not None and AssertionError(self.log_path.read_text())), timeout=10, interval=0.05)
+
+        def started():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"haproxy exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            return self.socket.exists()
+        wait_until("HAProxy's stats socket", started, timeout=10, interval=0.05)
 
     def command(self, line: str) -> str:
         with socket.socket(socket.AF_UNIX) as s:
