@@ -308,9 +308,15 @@ def test_upgrade_keeps_the_edited_config_and_restarts_the_service(installed, reb
     c.path(CONFIG).write_text(edited)
     before = c.show("echod.service", "InvocationID", "MainPID")
 
-    apt_get(c, "install", f"/opt/deb/2/{rebuilds['upgrade'].name}")
+    # apt-get runs an upgrade as dpkg's two phases; run them one by one to see the service in between. Unpacking the
+    # new files must not stop it (no downtime while dpkg works); configuring restarts it on the new binary.
+    c.run("dpkg", "--unpack", f"/opt/deb/2/{rebuilds['upgrade'].name}", check=True, timeout=120)
+    assert c.show("echod.service", "InvocationID", "MainPID") == before, "the service was stopped for the unpack"
+    assert echo_roundtrip(c, b"during the upgrade\n") == b"during the upgrade\n"
+    c.run("dpkg", "--configure", "echod", check=True, timeout=120)
 
-    assert c.run("dpkg-query", "-W", "-f=${Version}", "echod").stdout == f"{upstream_version()}-2"
+    assert c.run("dpkg-query", "-W", "-f=${Status} ${Version}", "echod").stdout == (
+        f"install ok installed {upstream_version()}-2")
     assert c.path(CONFIG).read_text() == edited, "the upgrade replaced the locally edited conffile"
     leftovers = [p.name for p in c.path("/etc/echod").iterdir() if p.name != "echod.yaml"]
     assert not leftovers, f"the upgrade left {leftovers} next to the conffile"
