@@ -7,9 +7,10 @@ more from the same release binary with `make deb-package` (the packaging step al
 revision 2, the "upgrade", and revision 1 again, whose bytes must equal the first build's.
 
 In the container (the machine's own root file system, read-only under a tmpfs overlay, private network), the
-package's directory is bound read-only and installed with `apt-get install --no-download ./echod_*.deb`: the
-dependencies must already be on the machine, and nothing may be fetched (there is no network in there anyway).
-One container serves the install checks and then the whole life cycle (upgrade, remove, purge), in file order.
+package's directory is bound read-only and installed with `apt-get install /opt/deb/1/echod_*.deb`: the dependencies
+must already be on the machine, and apt's output must show nothing fetched but the file itself (apt-get's
+--no-download cannot say it: it refuses local .deb files). One container serves the install checks and then the whole
+life cycle (upgrade, remove, purge), in file order.
 """
 import email.utils
 import hashlib
