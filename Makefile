@@ -37,7 +37,7 @@ bench-deps:
 build:
 	$(SWIFT) build
 
-# Release builds link the Swift runtime and Foundation statically: the installed binary runs under systemd's
+# Release builds link the Swift runtime and FoundationEssentials statically: the installed binary runs under systemd's
 # sandboxing without /opt/swift (or any Swift toolchain) on the host. Linked like a Debian package's binaries
 # (lintian's hardening checks): -z now resolves every symbol at start-up so that the whole GOT can be read-only
 # (full RELRO), and --disable-local-rpath drops SwiftPM's RUNPATH $ORIGIN, so echod in /usr/bin never loads a
@@ -51,10 +51,14 @@ run: deps release
 unit: deps build
 	$(SWIFT) test
 
-e2e: deps build
+# The end-to-end tests include the shipped artefacts: test_deb.py installs dist/'s package in a booted systemd,
+# test_image.py runs localhost/echod with podman, test_kubernetes.py validates and plays deploy/kubernetes/.
+SHIPPING := deb image kube-check
+
+e2e: deps build $(SHIPPING)
 	ECHOD_BIN=$(abspath $(DEBUG_BIN)) $(PYTHON) -m pytest -q Tests/e2e
 
-test: deps build
+test: deps build $(SHIPPING)
 	$(SWIFT) test
 	ECHOD_BIN=$(abspath $(DEBUG_BIN)) $(PYTHON) -m pytest -q -rs Tests/e2e
 
@@ -75,6 +79,6 @@ install: release
 
 # Shipping: make deb (Debian package), make image (OCI image), make kube-check (Kubernetes manifests, offline).
 # Each writes its artefacts to dist/ and installs the tools it needs.
--include deploy/deb.mk
--include deploy/image.mk
--include deploy/kubernetes.mk
+include deploy/deb.mk
+include deploy/image.mk
+include deploy/kubernetes.mk
