@@ -6,9 +6,11 @@
 Plays the rendered base (the ConfigMap and the Deployment, one replica) with podman, as the e2e tests do, and drives
 it with `echod bench` (ECHOD_BIN, else .build/release/echod) on the pod's IP, as a Service would reach it (connect
 mode through the published loopback port: see LOADS): idle, then one bounded run per load. For each it prints what the client got (round trips or connections per second, latency,
-errors) and what the pod spent: echod's CPU time (from /proc, user + system) per operation and its peak RSS
-(VmRSS, sampled every 50 ms). Last, peers that send without reading: each pins up to limits.max_pending_bytes in
-echod, the worst case per connection a memory limit must cover. Needs root and podman (runc; see the e2e tests).
+errors) and what the pod spent: echod's CPU time (from /proc, user + system) per operation, its peak RSS (VmRSS)
+and the peak memory of its cgroup (what a Kubernetes memory limit applies to: echod's memory, the page cache it
+brought in, and the kernel's memory for its sockets), both sampled every 50 ms. Last, peers that send without
+reading: each pins up to limits.max_pending_bytes in echod, the worst case per connection a memory limit must cover.
+Needs root and podman (runc; see the e2e tests).
 """
 import argparse
 import json
@@ -84,6 +86,16 @@ class Pod:
         status = Path(f"/proc/{self.pid}/status").read_text()
         return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
 
+    def cgroup_kib(self) -> int:
+        """The memory charged to echod's cgroup (v2 memory.current, v1 memory.usage_in_bytes, kernel memory included)."""
+        for line in Path(f"/proc/{self.pid}/cgroup").read_text().splitlines():
+            number, controllers, path = line.split(":", 2)
+            if number == "0" and (Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.current").exists():
+                return int((Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.current").read_text()) // 1024
+            if "memory" in controllers.split(","):
+                return int((Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.usage_in_bytes").read_text()) // 1024
+        raise RuntimeError("no memory cgroup")
+
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -94,11 +106,12 @@ class Pod:
 
 
 def under_load(pod: Pod, bench: str, args: list[str], via_loopback: bool, seconds: float) -> dict:
-    peak, done = [pod.rss_kib()], threading.Event()
+    peak, done = [pod.rss_kib(), pod.cgroup_kib()], threading.Event()
 
     def sample():
         while not done.wait(0.05):
             peak[0] = max(peak[0], pod.rss_kib())
+            peak[1] = max(peak[1], pod.cgroup_kib())
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -112,13 +125,13 @@ def under_load(pod: Pod, bench: str, args: list[str], via_loopback: bool, second
         sampler.join()
     result = json.loads(out.stdout)
     result["echod_cpu_s"] = pod.cpu_seconds() - cpu0
-    result["peak_rss_kib"] = peak[0]
+    result["peak_rss_kib"], result["peak_cgroup_kib"] = peak
     return result
 
 
-def stalled_peers(pod: Pod, count: int) -> float:
-    """KiB of echod RSS per peer that sends without ever reading."""
-    before = pod.rss_kib()
+def stalled_peers(pod: Pod, count: int) -> tuple[float, float]:
+    """KiB of echod RSS and of cgroup memory per peer that sends without ever reading."""
+    before = pod.rss_kib(), pod.cgroup_kib()
     peers = [socket.create_connection((pod.ip, pod.ports["echo"]), timeout=5) for _ in range(count)]
     try:
         chunk = b"x" * 65536
@@ -135,7 +148,7 @@ def stalled_peers(pod: Pod, count: int) -> float:
             if not progress:
                 break
         time.sleep(0.5)
-        return (pod.rss_kib() - before) / count
+        return (pod.rss_kib() - before[0]) / count, (pod.cgroup_kib() - before[1]) / count
     finally:
         for peer in peers:
             peer.close()
@@ -154,15 +167,20 @@ def main():
             time.sleep(1.0)
             cpu0 = pod.cpu_seconds()
             time.sleep(5.0)
-            print(f"idle: RSS {pod.rss_kib() / 1024:.1f} MiB, CPU {pod.cpu_seconds() - cpu0:.2f} s in 5 s")
+            print(f"idle: RSS {pod.rss_kib() / 1024:.1f} MiB, cgroup {pod.cgroup_kib() / 1024:.1f} MiB, "
+                  f"CPU {pod.cpu_seconds() - cpu0:.2f} s in 5 s")
             print(f"{'load':52} {'ops/s':>9} {'p50 us':>9} {'p99 us':>9} {'errors':>6} {'CPU us/op':>9} "
-                  f"{'peak RSS MiB':>12}")
+                  f"{'peak RSS MiB':>12} {'peak cgroup MiB':>15}")
             for label, args, via_loopback in LOADS:
                 r = under_load(pod, bench, args, via_loopback, options.seconds)
+                if not r["ops_all"]:
+                    print(f"{label:52} failed: {r.get('error_details')}", flush=True)
+                    continue
                 print(f"{label:52} {r['ops_per_s']:>9.0f} {r['latency_us']['p50']:>9.0f} {r['latency_us']['p99']:>9.0f} "
                       f"{r['errors_total']:>6} {1e6 * r['echod_cpu_s'] / r['ops_all']:>9.2f} "
-                      f"{r['peak_rss_kib'] / 1024:>12.1f}", flush=True)
-            print(f"peers sending without reading: {stalled_peers(pod, STALLED_PEERS):.0f} KiB of RSS each "
+                      f"{r['peak_rss_kib'] / 1024:>12.1f} {r['peak_cgroup_kib'] / 1024:>15.1f}", flush=True)
+            rss, cgroup = stalled_peers(pod, STALLED_PEERS)
+            print(f"peers sending without reading: {rss:.0f} KiB of RSS and {cgroup:.0f} KiB of cgroup memory each "
                   f"({STALLED_PEERS} peers)")
         finally:
             pod.down()
