@@ -4,9 +4,10 @@
 #                       builds the release binary (make release), packages it with dpkg-buildpackage and debhelper,
 #                       checks it with lintian (errors and warnings fail), and leaves
 #                       $(DEB_DIST)/echod_VERSION-REVISION_ARCH.deb
-#   make deb-package    the packaging step alone, from the binary already built (no release build, no lintian):
-#                       what the end-to-end test uses to build an "upgrade" (DEB_REVISION=2) and a second build to
-#                       compare bytes with, each with its own DEB_DIST and DEB_STAGE.
+#   make deb-package    the packaging step alone, from the binary and the generate-manual tool make deb built (no
+#                       release build, no lintian): what the end-to-end test uses to build an "upgrade"
+#                       (DEB_REVISION=2) and a second build to compare bytes with, each with its own DEB_DIST and
+#                       DEB_STAGE.
 #
 # Swift is not a Debian package, so debian/rules cannot build echod: make builds it, generates the man pages and
 # shell completions from it, and stages them in $(DEB_STAGE)/echod-VERSION/staged/, next to a debian/ directory
@@ -14,8 +15,11 @@
 #
 # Every input comes from the repository's own files: the version from Daemon.swift, the units from deploy/, the
 # conffile from config/echod.yaml, echod(8) and the completions from the binary's command-line definitions,
-# echod.yaml(5) from config/echod.yaml's comments. Two builds from the same commit give identical bytes: every
-# date comes from SOURCE_DATE_EPOCH (the last commit's time by default).
+# echod.yaml(5) from config/echod.yaml's comments. Two packagings of the same binary at the same commit give identical
+# bytes: every date comes from SOURCE_DATE_EPOCH (the last commit's time by default), dpkg-deb sorts the files and
+# clamps their times to it. (Two clean release builds of one commit, in different scratch directories, did not give
+# identical binaries on 2026-12-02, even with SWIFT_DETERMINISTIC_HASHING=1: swiftc scheduled a few instructions of
+# EchodConfig's Units.swift.o in another order, and every object's 16-byte .swift_modhash section differed.)
 
 DEB_REVISION ?= 1
 DEB_DIST ?= dist
@@ -37,8 +41,8 @@ DEB_COMMIT ?= $(or $(shell git rev-parse --short=12 HEAD 2>/dev/null),unknown)
 
 # echod(8) is written by swift-argument-parser's generate-manual tool from `echod --experimental-dump-help`. The tool
 # is built on its own, from the very swift-argument-parser checkout echod was built with (same dump format), in a
-# scratch directory of its own. Not the `swift package generate-manual` plugin: it builds every product of the
-# package in release mode WITHOUT --static-swift-stdlib in .build, relinking (and replacing) .build/release/echod
+# scratch directory of its own. Not the `swift package generate-manual` plugin: it builds (see its source) every
+# product of the package in release mode WITHOUT --static-swift-stdlib in .build, relinking (and replacing) .build/release/echod
 # with a binary that needs the toolchain's shared libraries, and it would document that binary instead of the one
 # shipped. The tool takes about 30 s to build once; it is rebuilt only when the checkout's commit changes.
 DEB_ARGUMENT_PARSER := .build/checkouts/swift-argument-parser
