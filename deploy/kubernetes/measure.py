@@ -1,7 +1,7 @@
 """Measure one echod pod, for the resources in base/deployment.yaml and README.md's "Running at scale".
 
     make image kube-check      # the image and the tools' Python (.build-kube/venv)
-    .build-kube/venv/bin/python deploy/kubernetes/measure.py [--seconds 3]
+    .build-kube/venv/bin/python deploy/kubernetes/measure.py [--seconds 3] [--connections N]
 
 Plays the rendered base (the ConfigMap and the Deployment, one replica) with podman, as the e2e tests do, and drives
 it with `echod bench` (ECHOD_BIN, else .build/release/echod) on the pod's IP, as a Service would reach it (connect
@@ -157,7 +157,13 @@ def stalled_peers(pod: Pod, count: int) -> tuple[float, float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measured time per load (after 0.5 s warm-up)")
+    parser.add_argument("--connections", type=int,
+                        help="instead of the loads: one pingpong run with this many connections (how many a pod holds; "
+                             "on its own, because each closed connection keeps a client port in TIME_WAIT for 60 s)")
     options = parser.parse_args()
+    loads = LOADS if options.connections is None else [
+        (f"pingpong, {options.connections:,} connections, 64 B",
+         ["--connections", str(options.connections), "--threads", "2"], False)]
     bench = os.environ.get("ECHOD_BIN") or str(REPO / ".build/release/echod")
     with tempfile.TemporaryDirectory(prefix="echod-measure-") as tmp:
         conf = Path(tmp) / "containers.conf"
@@ -171,7 +177,7 @@ def main():
                   f"CPU {pod.cpu_seconds() - cpu0:.2f} s in 5 s")
             print(f"{'load':52} {'ops/s':>9} {'p50 us':>9} {'p99 us':>9} {'errors':>6} {'CPU us/op':>9} "
                   f"{'peak RSS MiB':>12} {'peak cgroup MiB':>15}")
-            for label, args, via_loopback in LOADS:
+            for label, args, via_loopback in loads:
                 r = under_load(pod, bench, args, via_loopback, options.seconds)
                 if not r["ops_all"]:
                     print(f"{label:52} failed: {r.get('error_details')}", flush=True)
@@ -179,9 +185,10 @@ def main():
                 print(f"{label:52} {r['ops_per_s']:>9.0f} {r['latency_us']['p50']:>9.0f} {r['latency_us']['p99']:>9.0f} "
                       f"{r['errors_total']:>6} {1e6 * r['echod_cpu_s'] / r['ops_all']:>9.2f} "
                       f"{r['peak_rss_kib'] / 1024:>12.1f} {r['peak_cgroup_kib'] / 1024:>15.1f}", flush=True)
-            rss, cgroup = stalled_peers(pod, STALLED_PEERS)
-            print(f"peers sending without reading: {rss:.0f} KiB of RSS and {cgroup:.0f} KiB of cgroup memory each "
-                  f"({STALLED_PEERS} peers)")
+            if options.connections is None:
+                rss, cgroup = stalled_peers(pod, STALLED_PEERS)
+                print(f"peers sending without reading: {rss:.0f} KiB of RSS and {cgroup:.0f} KiB of cgroup memory "
+                      f"each ({STALLED_PEERS} peers)")
         finally:
             pod.down()
 
