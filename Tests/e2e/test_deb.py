@@ -332,13 +332,23 @@ def test_upgrade_keeps_the_edited_config_and_restarts_the_service(installed, reb
     assert echo_roundtrip(c, b"after the upgrade\n") == b"after the upgrade\n"
 
 
-def test_remove_stops_the_service_and_keeps_the_config(installed):
+def test_operator_opts_in_to_the_socket(installed):
+    """README's switch to socket activation, on the packaged units; it leaves the socket running for the removal."""
     c = installed
+    c.run("systemctl", "disable", "--now", "echod.service", check=True, timeout=30)
+    c.run("systemctl", "enable", "--now", "echod.socket", check=True, timeout=30)
+    assert echo_roundtrip(c, b"socket-activated\n") == b"socket-activated\n"
     wait_active(c, "echod.service")
+    assert c.show("echod.service", "TriggeredBy")["TriggeredBy"] == "echod.socket"
+
+
+def test_remove_stops_the_service_and_socket_and_keeps_the_config(installed):
+    c = installed
     assert c.path("/var/log/private/echod").is_dir(), "LogsDirectory= made no /var/log/private/echod to purge later"
     apt_get(c, "remove", "echod")
     assert c.run("dpkg-query", "-W", "-f=${Status}", "echod").stdout == "deinstall ok config-files"
-    assert c.run("systemctl", "is-active", "echod.service").stdout.strip() != "active"
+    for unit in ("echod.service", "echod.socket"):
+        assert c.run("systemctl", "is-active", unit).stdout.strip() != "active", f"{unit} still active after remove"
     with pytest.raises(ConnectionRefusedError):
         c.connect(ECHO_PORT).close()
     assert c.path(CONFIG).is_file(), "remove (not purge) deleted the configuration"
