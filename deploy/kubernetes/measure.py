@@ -5,12 +5,12 @@
 
 Plays the rendered base (the ConfigMap and the Deployment, one replica) with podman, as the e2e tests do, and drives
 it with `echod bench` (ECHOD_BIN, else .build/release/echod) on the pod's IP, as a Service would reach it (connect
-mode through the published loopback port: see LOADS): idle, then one bounded run per load. For each it prints what the client got (round trips or connections per second, latency,
-errors) and what the pod spent: echod's CPU time (from /proc, user + system) per operation, its peak RSS (VmRSS)
-and the peak memory of its cgroup (what a Kubernetes memory limit applies to: echod's memory, the page cache it
-brought in, and the kernel's memory for its sockets), both sampled every 50 ms. Last, peers that send without
-reading: each pins up to limits.max_pending_bytes in echod, the worst case per connection a memory limit must cover.
-Needs root and podman (runc; see the e2e tests).
+mode through the published loopback port: see LOADS): idle, then one bounded run per load. For each it prints what
+the client got (round trips or connections per second, latency, errors) and what the pod spent: echod's CPU time
+(from /proc, user + system) per operation, its peak RSS (VmRSS) and the peak memory of its cgroup (what a Kubernetes
+memory limit applies to: echod's memory, the page cache it brought in, and the kernel's memory for its sockets), both
+sampled every 50 ms. Last, peers that send without reading: each pins up to limits.max_pending_bytes in echod, the
+worst case per connection a memory limit must cover. Needs root and podman (runc; see the e2e tests).
 """
 import argparse
 import json
@@ -27,7 +27,11 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-CONTAINERS_CONF = '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=1024:1024"]\n[engine]\nruntime = "runc"\n'
+CONTAINERS_CONF = """[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=1024:1024"]
+[engine]
+runtime = "runc"
+"""
 # (label, echod bench arguments, through the published loopback port instead of the pod IP).
 # Connect mode goes through loopback: towards any other address one client address runs out of ephemeral ports
 # within seconds (each closed connection holds its port in TIME_WAIT for 60 s; the kernel reuses them early only
@@ -87,13 +91,14 @@ class Pod:
         return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
 
     def cgroup_kib(self) -> int:
-        """The memory charged to echod's cgroup (v2 memory.current, v1 memory.usage_in_bytes, kernel memory included)."""
+        """Memory charged to echod's cgroup, kernel memory included (v2 memory.current, v1 memory.usage_in_bytes)."""
         for line in Path(f"/proc/{self.pid}/cgroup").read_text().splitlines():
             number, controllers, path = line.split(":", 2)
             if number == "0" and (Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.current").exists():
                 return int((Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.current").read_text()) // 1024
             if "memory" in controllers.split(","):
-                return int((Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.usage_in_bytes").read_text()) // 1024
+                usage = Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.usage_in_bytes"
+                return int(usage.read_text()) // 1024
         raise RuntimeError("no memory cgroup")
 
     def cpu_seconds(self) -> float:
@@ -182,7 +187,8 @@ def main():
                 if not r["ops_all"]:
                     print(f"{label:52} failed: {r.get('error_details')}", flush=True)
                     continue
-                print(f"{label:52} {r['ops_per_s']:>9.0f} {r['latency_us']['p50']:>9.0f} {r['latency_us']['p99']:>9.0f} "
+                latency = r["latency_us"]
+                print(f"{label:52} {r['ops_per_s']:>9.0f} {latency['p50']:>9.0f} {latency['p99']:>9.0f} "
                       f"{r['errors_total']:>6} {1e6 * r['echod_cpu_s'] / r['ops_all']:>9.2f} "
                       f"{r['peak_rss_kib'] / 1024:>12.1f} {r['peak_cgroup_kib'] / 1024:>15.1f}", flush=True)
             if options.connections is None:

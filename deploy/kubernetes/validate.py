@@ -57,7 +57,8 @@ def problems(document, custom):
         try:
             kv.validate(document, version, strict=True)
         except kv.SchemaNotFoundError:
-            return "nothing", [f"no schema for {key[1]} {key[0]}: not a Kubernetes kind, nor a custom resource known here"]
+            return "nothing", [f"no schema for {key[1]} {key[0]}: neither a Kubernetes kind nor a custom resource "
+                               "known here"]
         except kv.ValidationError as e:
             found.append(f"Kubernetes {version}: {'.'.join(map(str, e.path)) or '(top)'}: {e.message}")
     return f"Kubernetes {' and '.join(VERSIONS)}", found
