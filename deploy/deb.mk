@@ -13,13 +13,14 @@
 # shell completions from it, and stages them in $(DEB_STAGE)/echod-VERSION/staged/, next to a debian/ directory
 # made of deploy/debian/ plus what is generated per build (control's Maintainer, the changelog, the units).
 #
-# Every input comes from the repository's own files: the version from Daemon.swift, the units from deploy/, the
-# conffile from config/echod.yaml, echod(8) and the completions from the binary's command-line definitions,
-# echod.yaml(5) from config/echod.yaml's comments. Two packagings of the same binary at the same commit give identical
-# bytes: every date comes from SOURCE_DATE_EPOCH (the last commit's time by default), dpkg-deb sorts the files and
-# clamps their times to it. (Two clean release builds of one commit, in different scratch directories, did not give
-# identical binaries on 2026-12-02, even with SWIFT_DETERMINISTIC_HASHING=1: swiftc scheduled a few instructions of
-# EchodConfig's Units.swift.o in another order, and every object's 16-byte .swift_modhash section differed.)
+# Every input comes from the repository's own files: the version from Daemon.swift, the units and the socket-only
+# drop-in (an example in /usr/share/doc/echod/examples) from deploy/, the conffile from config/echod.yaml, echod(8)
+# and the completions from the binary's command-line definitions, echod.yaml(5) from config/echod.yaml's comments.
+# Two packagings of the same binary at the same commit give identical bytes: every date comes from
+# SOURCE_DATE_EPOCH (the last commit's time by default), dpkg-deb sorts the files and clamps their times to it.
+# (Two clean release builds of one commit, in different scratch directories, did not give identical binaries on
+# 2026-12-02, even with SWIFT_DETERMINISTIC_HASHING=1: swiftc scheduled a few instructions of EchodConfig's
+# Units.swift.o in another order, and every object's 16-byte .swift_modhash section differed.)
 
 DEB_REVISION ?= 1
 DEB_DIST ?= dist
@@ -92,6 +93,8 @@ deb-package:
 	done
 	install -m 0755 "$(DEB_BIN)" "$(DEB_SRC)/staged/echod"
 	install -m 0644 config/echod.yaml "$(DEB_SRC)/staged/echod.yaml"
+	@# The drop-in for a socket-only setup (README, "Running under systemd"): documentation, not installed as a unit.
+	install -D -m 0644 deploy/echod-socket-only.conf "$(DEB_SRC)/staged/examples/echod-socket-only.conf"
 	@# bash-completion sources the file, never runs it: the generated script's "#!/bin/bash" line is dropped.
 	"$(DEB_SRC)/staged/echod" --generate-completion-script bash | sed '1{/^#!/d}' > "$(DEB_SRC)/staged/completions/bash/echod"
 	"$(DEB_SRC)/staged/echod" --generate-completion-script zsh > "$(DEB_SRC)/staged/completions/zsh/_echod"

@@ -158,6 +158,8 @@ def test_contents_come_from_the_repo(unpacked):
         assert (unpacked / "lib/systemd/system" / unit).read_text() == expected, unit
     assert "ExecStart=/usr/bin/echod " in (unpacked / "lib/systemd/system/echod.service").read_text()
     assert (unpacked / CONFIG.lstrip("/")).read_text() == (REPO / "config" / "echod.yaml").read_text()
+    assert (unpacked / "usr/share/doc/echod/examples/echod-socket-only.conf").read_text() == (
+        DEPLOY / "echod-socket-only.conf").read_text()
     assert (unpacked / "DEBIAN" / "conffiles").read_text().split() == [CONFIG]
     listen = re.search(r"^listen: (.*)$", (REPO / "config" / "echod.yaml").read_text(), re.M).group(1)
     assert f"127.0.0.1:{ECHO_PORT}" in listen, f"the test expects echo on {ECHO_PORT}; config/echod.yaml has {listen}"
