@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 RELEASE_BIN = REPO / ".build" / "release" / "echod"
 CONFIG = "/etc/echod/echod.yaml"
-ECHO_PORT = 8888  # the port of config/echod.yaml's default listen addresses (checked in test_contents_come_from_the_repo)
+# The port of config/echod.yaml's default listen addresses (test_contents_come_from_the_repo checks it).
+ECHO_PORT = 8888
 MAX_EXPOSURE = 1.5
 COMPLETIONS = {
     "bash": "/usr/share/bash-completion/completions/echod",
@@ -168,8 +169,8 @@ def test_contents_come_from_the_repo(unpacked):
 
 
 def test_every_config_key_is_in_echod_yaml_5(unpacked):
-    result = subprocess.run([str(unpacked / "usr/bin/echod"), "check-config", "--config", str(REPO / "config" / "echod.yaml")],
-                            capture_output=True, text=True, timeout=10)
+    result = subprocess.run([str(unpacked / "usr/bin/echod"), "check-config", "--config",
+                             str(REPO / "config" / "echod.yaml")], capture_output=True, text=True, timeout=10)
     assert result.returncode == 0, result.stderr
     keys = dotted_keys(result.stdout)
     assert len(keys) >= 10 and "limits.max_connections" in keys, result.stdout
@@ -220,7 +221,7 @@ def box(deb, rebuilds, tmp_path_factory):
         if policy.exists():
             policy.unlink()
         state = c.run("dpkg-query", "-W", "-f=${Status}", "echod").stdout
-        assert "installed" not in state, f"echod is already installed on this machine ({state}): cannot test a fresh install"
+        assert "installed" not in state, f"echod is already installed here ({state}): cannot test a fresh install"
         yield c
 
 
