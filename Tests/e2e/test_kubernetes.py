@@ -431,6 +431,9 @@ class KubePod:
         podman("kube", "down", str(self.file), env=self.env, check=False)
         if self.pod_id:
             podman("pod", "rm", "-f", self.pod_id, env=self.env, check=False)
+        # kube play makes a named volume of each ConfigMap volume and kube down leaves it: remove it once no pod
+        # uses it (while another test pod still does, this fails and that pod's down removes it).
+        podman("volume", "rm", one(self.base, "ConfigMap")["metadata"]["name"], env=self.env, check=False)
 
 
 @pytest.fixture

@@ -69,6 +69,7 @@ class Pod:
             self.loopback_port = echo["hostPort"] = s.getsockname()[1]
         echo["hostIP"] = "127.0.0.1"
         self.env, self.file = env, workdir / "pod.yaml"
+        self.volume = next(d for d in docs if d["kind"] == "ConfigMap")["metadata"]["name"]
         self.file.write_text(yaml.safe_dump_all(docs))
         run("podman", "kube", "play", str(self.file), env=env)
         self.pod = f"{deployment['metadata']['name']}-pod-0"
@@ -106,8 +107,9 @@ class Pod:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def down(self):
-        # podman 4.3's kube down kills at once; nothing here needs a drain.
+        # podman 4.3's kube down kills at once; nothing here needs a drain. It leaves the ConfigMap's volume.
         subprocess.run(["podman", "kube", "down", str(self.file)], env=self.env, capture_output=True)
+        subprocess.run(["podman", "volume", "rm", self.volume], env=self.env, capture_output=True)
 
 
 def under_load(pod: Pod, bench: str, args: list[str], via_loopback: bool, seconds: float) -> dict:
