@@ -16,6 +16,8 @@ For real (needs root, podman and the image from `make image`, localhost/echod:la
   fails no connection.
 
 What podman 4.3 (Debian 12) does differently from a kubelet, and what the tests do about it:
+- it plays no DaemonSet (it skips the kind, then rejects the ConfigMap as unused): the DaemonSet overlay is checked
+  offline, as the Deployment's pod with only the node-level changes (which pod does run, below);
 - it runs `replicas` pods of a Deployment, all asking for the same hostPorts: the tests play one replica;
 - it turns a livenessProbe into a podman healthcheck run through a shell inside the container (an httpGet
   probe as `curl -f http://localhost:0/livez || exit 1`, the named port unresolved; an exec probe as the command
