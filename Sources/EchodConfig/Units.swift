@@ -75,10 +75,14 @@ enum Units {
 
     // MARK: Sizes
 
+    /// Every size unit, in the order ``formatSize(_:)`` tries them: largest first, powers of 1024 before powers
+    /// of 1000. One table for parsing and printing; and a table rather than array literals inside the loop,
+    /// because with literals the optimiser unrolled the loop and materialised the constants in an order that
+    /// changed from build to build (swiftlang/swift#77168), so two builds of one commit differed.
     private static let sizeUnits: [(name: String, bytes: Int128)] = [
-        ("b", 1),
-        ("kib", 1 << 10), ("mib", 1 << 20), ("gib", 1 << 30), ("tib", 1 << 40),
-        ("kb", 1_000), ("mb", 1_000_000), ("gb", 1_000_000_000), ("tb", 1_000_000_000_000),
+        ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10),
+        ("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1_000),
+        ("B", 1),
     ]
 
     /// `4096`, `4096B`, `64KiB`, `1MiB`, `1GiB`; `KB`/`MB`/`GB` are powers of 1000. Case-insensitive.
@@ -93,7 +97,7 @@ enum Units {
         let multiplier: Int128
         if unitText.isEmpty {
             multiplier = 1
-        } else if let unit = sizeUnits.first(where: { $0.name == unitText.lowercased() }) {
+        } else if let unit = sizeUnits.first(where: { $0.name.lowercased() == unitText.lowercased() }) {
             multiplier = unit.bytes
         } else {
             throw InvalidValue(reason: "unknown size unit \(quoted(String(unitText))); use B, KiB, MiB, GiB (powers of 1024) or KB, MB, GB (powers of 1000)")
@@ -107,13 +111,9 @@ enum Units {
 
     /// The shortest exact spelling: `256KiB`, `1GiB`, `64KB`, `1000`.
     static func formatSize(_ bytes: Int) -> String {
-        for (name, unit) in [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
-        where bytes >= unit && bytes % unit == 0 {
-            return "\(bytes / unit)\(name)"
-        }
-        for (name, unit) in [("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1_000)]
-        where bytes >= unit && bytes % unit == 0 {
-            return "\(bytes / unit)\(name)"
+        let value = Int128(bytes)
+        for unit in sizeUnits where unit.bytes > 1 && value >= unit.bytes && value % unit.bytes == 0 {
+            return "\(value / unit.bytes)\(unit.name)"
         }
         return "\(bytes)"
     }
