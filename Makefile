@@ -24,7 +24,7 @@ endef
 DEBUG_BIN := .build/debug/echod
 RELEASE_BIN := .build/release/echod
 
-.PHONY: all build release run test deps bench-deps unit e2e bench clean
+.PHONY: all build release run test deps bench-deps unit e2e bench repro-check clean
 all: build
 
 deps:
@@ -42,8 +42,17 @@ build:
 # (lintian's hardening checks): -z now resolves every symbol at start-up so that the whole GOT can be read-only
 # (full RELRO), and --disable-local-rpath drops SwiftPM's RUNPATH $ORIGIN, so echod in /usr/bin never loads a
 # shared library from the directory it was installed in (it needs none from there: only the system's own).
+#
+# Reproducible (two builds of one commit, in one place, give the same bytes; make repro-check shows it): paths are
+# written relative to the checkout (-file-prefix-map); no debug references to the build's clang module cache,
+# whose signatures change per build (-no-clang-module-breadcrumbs); and each object's .swift_modhash, a per-build
+# hash used only to skip code generation in incremental builds, stays zero (-disable-incremental-llvm-codegen).
+RELEASE_FLAGS := -c release --static-swift-stdlib --disable-local-rpath -Xlinker -z -Xlinker now \
+	-Xswiftc -file-prefix-map -Xswiftc $(CURDIR)=. -Xcc -ffile-prefix-map=$(CURDIR)=. \
+	-Xswiftc -Xfrontend -Xswiftc -no-clang-module-breadcrumbs \
+	-Xswiftc -Xfrontend -Xswiftc -disable-incremental-llvm-codegen
 release:
-	$(SWIFT) build -c release --static-swift-stdlib --disable-local-rpath -Xlinker -z -Xlinker now --product echod
+	$(SWIFT) build $(RELEASE_FLAGS) --product echod
 
 run: deps release
 	$(RELEASE_BIN) $(ARGS)
@@ -69,6 +78,22 @@ BENCH_T0 := $(shell date +%s.%N)
 endif
 bench: deps bench-deps release
 	ECHOD_BENCH_T0=$(BENCH_T0) ECHOD_BIN=$(abspath $(RELEASE_BIN)) $(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# Two clean release builds of the committed tree, in one fresh clone, each packaged by make deb-package: the
+# binaries and the .debs must be byte-identical. About 5 minutes on 2 cores; not part of make test.
+REPRO_DIR := .build-repro
+repro-check:
+	rm -rf $(REPRO_DIR) && git clone -q . $(REPRO_DIR)/src
+	set -e; for i in 1 2; do \
+	  rm -rf $(REPRO_DIR)/src/.build; \
+	  $(MAKE) -C $(REPRO_DIR)/src --no-print-directory release deb-manual-tool >/dev/null; \
+	  $(MAKE) -C $(REPRO_DIR)/src --no-print-directory deb-package DEB_DIST=../dist$$i DEB_STAGE=../stage$$i >/dev/null; \
+	  cp $(REPRO_DIR)/src/.build/release/echod $(REPRO_DIR)/echod.$$i; \
+	done
+	cd $(REPRO_DIR) && sha256sum echod.1 echod.2 dist1/*.deb dist2/*.deb
+	cmp $(REPRO_DIR)/echod.1 $(REPRO_DIR)/echod.2
+	for f in $(REPRO_DIR)/dist1/*.deb; do cmp "$$f" "$(REPRO_DIR)/dist2/$${f##*/}"; done
+	@echo "repro-check: two clean builds gave byte-identical binaries and packages"
 
 clean:
 	rm -rf .build .build-*
