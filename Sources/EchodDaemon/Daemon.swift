@@ -183,7 +183,14 @@ public final class Daemon: @unchecked Sendable {
         do {
             let passed = try Listeners.fromSystemd()
             socketActivated = !passed.isEmpty
-            listeners = socketActivated ? passed : try Listeners.bind(settings.listen)
+            if socketActivated {
+                listeners = passed
+            } else {
+                let (bound, skipped) = try Listeners.bind(settings.listen)
+                try Listeners.requireSome(bound, skipped: skipped)
+                logSkipped(skipped)
+                listeners = bound
+            }
         } catch {
             throw StartError(description: error.description)
         }
@@ -226,6 +233,15 @@ public final class Daemon: @unchecked Sendable {
                     self.control.execute { self.loopFailed(i, error) }
                 }
             }
+        }
+    }
+
+    /// One warning per configured IPv6 address this host cannot serve (``Listeners/bind(_:)`` says when that is).
+    func logSkipped(_ skipped: [Listeners.Skipped]) {
+        for s in skipped {
+            logger.warning("this host has no IPv6: not listening on this address", metadata: [
+                "address": .string(s.address.description), "error": .stringConvertible(s.error),
+            ])
         }
     }
 

@@ -25,29 +25,64 @@ struct ListenerError: Error, CustomStringConvertible {
 }
 
 enum Listeners {
-    /// Binds a listening socket for each configured address.
-    static func bind(_ addresses: [ListenAddress]) throws(ListenerError) -> [Listener] {
-        var result: [Listener] = []
-        for address in addresses {
-            do {
-                result.append(try bind(address))
-            } catch {
-                for l in result { Syscall.close(l.fd) }
-                throw error
-            }
-        }
-        return result
+    /// A configured address left out because this host has no IPv6 (see ``bind(_:)``).
+    struct Skipped {
+        var address: ListenAddress
+        var error: IOError
     }
 
-    static func bind(_ address: ListenAddress) throws(ListenerError) -> Listener {
-        guard let socketAddress = SocketAddress(host: address.host, port: address.port) else {
-            throw ListenerError(description: "listen \(address): not a numeric address")
+    /// Binds a listening socket for each configured address; all or nothing, except for IPv6 on a host without it.
+    ///
+    /// An IPv6 address is skipped, not an error, when the host has no IPv6: the kernel has none (`socket` fails with
+    /// EAFNOSUPPORT: booted with `ipv6.disable=1`, or a `RestrictAddressFamilies=` without AF_INET6), or IPv6 is
+    /// switched off (`net.ipv6.conf.*.disable_ipv6=1`: then even the loopback `::1` cannot be bound,
+    /// EADDRNOTAVAIL). The default configuration lists `[::1]:8888` beside `127.0.0.1:8888` so that `localhost`
+    /// works whichever address a client resolves; on such a host no client can come over IPv6 either, and refusing
+    /// to start would make the default configuration (and the Debian package's start on install) fail there. Any
+    /// other failure is an error, and so is an address that is merely absent (`[2001:db8::1]`: maybe not up yet).
+    /// The caller decides whether what is left is enough (none at all is not).
+    static func bind(_ addresses: [ListenAddress]) throws(ListenerError) -> (bound: [Listener], skipped: [Skipped]) {
+        var result: [Listener] = []
+        var skipped: [Skipped] = []
+        for address in addresses {
+            do throws(BindError) {
+                result.append(try bind(address))
+            } catch {
+                switch error {
+                case .noIPv6(let cause):
+                    skipped.append(Skipped(address: address, error: cause))
+                case .failed(let failure):
+                    for l in result { Syscall.close(l.fd) }
+                    throw failure
+                }
+            }
         }
-        do {
+        return (result, skipped)
+    }
+
+    /// Refuses a configuration of which no address could be bound (every one was IPv6 on a host without it).
+    static func requireSome(_ bound: [Listener], skipped: [Skipped]) throws(ListenerError) {
+        guard bound.isEmpty, !skipped.isEmpty else { return }
+        let reasons = skipped.map { "\($0.address): \($0.error)" }.joined(separator: "; ")
+        throw ListenerError(description: "listen: this host has no IPv6, and no other address is configured (\(reasons))")
+    }
+
+    private enum BindError: Error {
+        case noIPv6(IOError)
+        case failed(ListenerError)
+    }
+
+    private static func bind(_ address: ListenAddress) throws(BindError) -> Listener {
+        guard let socketAddress = SocketAddress(host: address.host, port: address.port) else {
+            throw .failed(ListenerError(description: "listen \(address): not a numeric address"))
+        }
+        do throws(IOError) {
             let fd = try Socket.listen(on: socketAddress)
             return Listener(fd: fd, address: socketAddress, role: .echo, passed: false, configured: address)
         } catch {
-            throw ListenerError(description: "listen \(address): \(error)")
+            let noIPv6 = address.family == .ipv6
+                && (error.errno == EAFNOSUPPORT || (error.errno == EADDRNOTAVAIL && address.host == "::1"))
+            throw noIPv6 ? .noIPv6(error) : .failed(ListenerError(description: "listen \(address): \(error)"))
         }
     }
 

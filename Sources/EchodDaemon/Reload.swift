@@ -79,12 +79,15 @@ extension Daemon {
         let current = Set(listeners.compactMap(\.configured))
         let wanted = Set(addresses)
         let added: [Listener]
+        let removed = listeners.filter { $0.configured.map { !wanted.contains($0) } ?? false }
         do {
-            added = try Listeners.bind(addresses.filter { !current.contains($0) })
+            let (bound, skipped) = try Listeners.bind(addresses.filter { !current.contains($0) })
+            if listeners.count - removed.count == 0 { try Listeners.requireSome(bound, skipped: skipped) }
+            logSkipped(skipped)
+            added = bound
         } catch {
             throw StartError(description: error.description)
         }
-        let removed = listeners.filter { $0.configured.map { !wanted.contains($0) } ?? false }
         listeners.removeAll { l in removed.contains { $0.fd == l.fd } }
         listeners.append(contentsOf: added)
         for w in workers {

@@ -193,8 +193,8 @@ def test_process_runs_as_65532(container):
 def test_serves_where_ipv6_is_switched_off():
     """The image listens on [::] too (IPv6-only and dual-stack clusters need it). Where IPv6 is switched off
     by sysctl, the usual way, binding [::] still works and IPv4 is served. (A kernel booted with
-    ipv6.disable=1 has no AF_INET6 at all: there echod refuses to start, saying so, and the config must
-    list 0.0.0.0 only.)"""
+    ipv6.disable=1 has no AF_INET6 at all: there echod skips [::] with a warning and serves IPv4;
+    test_real_systemd.py checks that case.)"""
     off = [f"--sysctl=net.ipv6.conf.{i}.disable_ipv6=1" for i in ("all", "default", "lo")]
     c = Running(*off)
     try:

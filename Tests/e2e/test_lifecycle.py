@@ -1,6 +1,7 @@
 """Start-up, configuration errors, check-config, SIGTERM drain and logging through the real binary."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -116,6 +117,36 @@ def test_bind_failure_is_a_clear_error(start_echod, port):
         out = run(["--listen", f"127.0.0.1:{port}"])
     assert out.returncode == 1
     assert f"127.0.0.1:{port}" in out.stderr and "Address already in use" in out.stderr
+
+
+# The embedded defaults listen on 127.0.0.1:8888 and [::1]:8888. Where IPv6 is switched off
+# (net.ipv6.conf.*.disable_ipv6=1), [::1] cannot be bound: echod must serve IPv4 and say why, not refuse to start,
+# or the defaults (and the Debian package's start on install) fail on such hosts. Run in a network namespace of
+# the test's own, with its own loopback, so that nothing of the machine's is touched.
+NO_IPV6_SCRIPT = r"""
+ip link set lo up
+sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.lo.disable_ipv6=1
+"$0" --log-format text 2>"$1" &
+pid=$!
+for i in $(seq 200); do nc -z 127.0.0.1 8888 2>/dev/null && break; sleep 0.05; done
+printf 'hello over IPv4\n' | nc -N -w 5 127.0.0.1 8888
+kill -TERM $pid
+wait $pid
+echo "exit=$?"
+"""
+
+
+def test_defaults_serve_ipv4_where_ipv6_is_switched_off(tmp_path):
+    missing = [tool for tool in ("unshare", "ip", "sysctl", "nc") if shutil.which(tool) is None]
+    if os.geteuid() != 0 or missing:
+        pytest.skip(f"needs root and {', '.join(missing) or 'nothing else'} for a private network namespace")
+    log = tmp_path / "stderr.log"
+    result = subprocess.run(["unshare", "--net", "sh", "-c", NO_IPV6_SCRIPT, echod_binary(), str(log)],
+                            capture_output=True, text=True, timeout=30)
+    text = log.read_text()
+    assert result.stdout.splitlines() == ["hello over IPv4", "exit=0"], result.stdout + result.stderr + text
+    assert "this host has no IPv6: not listening on this address address=[::1]:8888" in text, text
+    assert "listeners=\"echo 127.0.0.1:8888\"" in text, text
 
 
 def test_json_log_lines_and_connection_records(start_echod, port):

@@ -14,6 +14,7 @@ at /opt/echod and /usr/local/bin/echod (the unit's ExecStart=) is a symlink to i
 One container serves the whole module (boot and halt take well under a second each); every test starts from
 stopped units, the base configuration and no drop-in.
 """
+import json
 import os
 import re
 import shutil
@@ -137,6 +138,37 @@ def test_invalid_config_fails_start_and_is_not_restarted(c):
     props = c.show("echod.service", "ActiveState", "Result", "ExecMainStatus", "NRestarts")
     assert props == {"ActiveState": "failed", "Result": "exit-code", "ExecMainStatus": "78", "NRestarts": "0"}, \
         str(props) + journal(c)
+
+
+def test_host_without_ipv6_serves_ipv4_and_warns(c):
+    # A kernel without IPv6 as the unit sees it: RestrictAddressFamilies= without AF_INET6 makes socket(AF_INET6)
+    # fail with EAFNOSUPPORT, as on a host booted with ipv6.disable=1. The IPv6 address is skipped with a warning;
+    # refusing to start would make the default configuration (127.0.0.1 and ::1) fail on such hosts.
+    c.write(CONFIG_PATH, "listen: ['127.0.0.1:7', '[::1]:7']\n")
+    c.write(f"{DROP_IN_DIR}/no-ipv6.conf", "[Service]\nRestrictAddressFamilies=\nRestrictAddressFamilies=AF_INET AF_UNIX\n")
+    c.run("systemctl", "daemon-reload", check=True)
+
+    start(c)
+
+    assert round_trip(c, 7, b"over IPv4\n") == b"over IPv4\n", journal(c)
+    warnings = [r for r in journal_records(c) if r.get("MESSAGE", "").startswith("this host has no IPv6")]
+    assert [(r.get("ECHOD_ADDRESS"), "Address family not supported" in r.get("ECHOD_ERROR", "")) for r in warnings] \
+        == [("[::1]:7", True)], str(warnings) + journal(c)
+
+    # With nothing but IPv6 configured, nothing can be served: that stays an error.
+    c.run("systemctl", "stop", "echod", check=True)
+    c.write(CONFIG_PATH, "listen: ['[::1]:7']\n")
+    result = c.run("systemctl", "start", "echod", timeout=30)
+    assert result.returncode != 0, "started with no address it could serve" + journal(c)
+    assert any("this host has no IPv6, and no other address is configured" in r.get("ECHOD_ERROR", "")
+               for r in journal_records(c)), journal(c)
+
+
+def journal_records(box) -> list[dict]:
+    """echod.service's journal entries with every field: the journal sink writes metadata as fields of their own
+    (ECHOD_ADDRESS=, ECHOD_ERROR=), which the short output leaves out."""
+    out = box.run("journalctl", "--no-pager", "-o", "json", "-u", "echod.service", check=True).stdout
+    return [json.loads(line) for line in out.splitlines()]
 
 
 # -- hardening --------------------------------------------------------------------------------------------------
