@@ -3,7 +3,7 @@
 //
 // The targets are the layers. Arrows point down only:
 //
-//   echod (CLI: parses the command line, nothing else)
+//   echod (CLI: parses the command line and calls a layer below; check-config calls EchodConfig itself)
 //     └─ EchodDaemon (wires everything together: loops, echo, config, logging, systemd)
 //          ├─ EchodEcho       (the echo service: connection table, RFC 862 state machine)
 //          │    └─ EchodEventLoop (epoll reactor: fds, timers, signals, wakeups; knows nothing of echo)
@@ -14,7 +14,9 @@
 //          │    └─ CSystemd   (libsystemd, journal sink only)
 //          ├─ EchodSystemd    (sd_notify, sd_listen_fds, watchdog; the only other libsystemd user)
 //          └─ EchodAdmin      (HTTP /livez /readyz /metrics on an event loop; http-parser, swift-prometheus)
-//   echod also uses EchodProbe (health-check client) and EchodBench (load generator), both on EchodEventLoop.
+//          (EchodAdmin also uses CEchodLinux)
+//   echod also uses EchodProbe (health-check client) and EchodBench (load generator, also on CEchodLinux), both on
+//   EchodEventLoop. Tests/e2e/test_package_graph.py fails when a target imports a module it does not declare here.
 import PackageDescription
 
 let package = Package(
@@ -93,6 +95,7 @@ let package = Package(
             name: "EchodAdmin",
             dependencies: [
                 "EchodEventLoop",
+                "CEchodLinux",
                 "CHTTPParser",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -109,6 +112,7 @@ let package = Package(
             name: "EchodBench",
             dependencies: [
                 "EchodEventLoop",
+                "CEchodLinux",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
@@ -128,6 +132,7 @@ let package = Package(
             name: "echod",
             dependencies: [
                 "EchodDaemon",
+                "EchodConfig",
                 "EchodProbe",
                 "EchodBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -136,9 +141,11 @@ let package = Package(
         .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop"]),
         .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop"]),
         .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig"]),
-        .testTarget(name: "EchodLogTests", dependencies: ["EchodLog"]),
+        .testTarget(name: "EchodLogTests", dependencies: ["EchodLog", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EchodSystemdTests", dependencies: ["EchodSystemd"]),
-        .testTarget(name: "EchodAdminTests", dependencies: ["EchodAdmin", "EchodEventLoop"]),
+        .testTarget(
+            name: "EchodAdminTests",
+            dependencies: ["EchodAdmin", "EchodEventLoop", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodEventLoop"]),
         .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop"]),
     ]
