@@ -1,6 +1,5 @@
 import CEchodLinux
 import Glibc
-import Synchronization
 
 /// Accepts connections from one listening socket on one loop and hands each to `onAccept`.
 ///
@@ -34,7 +33,6 @@ public final class Acceptor: EventHandler {
     private var backoff: Duration = .zero
     private var registered = false
     private var enabled = false
-    private let pausedFlag = Atomic<Bool>(false)
     private var peer = sockaddr_storage()
 
     /// The longest run of accepts in one turn, so that a connection flood cannot starve established connections.
@@ -49,16 +47,12 @@ public final class Acceptor: EventHandler {
         self.onEvent = onEvent
     }
 
-    /// Whether accepting is paused for descriptor exhaustion right now (readable from any thread).
-    public var isPausedForExhaustion: Bool { pausedFlag.load(ordering: .relaxed) }
-
     /// Starts accepting on this loop.
     public func start() throws(IOError) {
         // The retry timer is made now: at exhaustion time there would be no descriptor left for its timerfd.
         if retryTimer == nil {
             retryTimer = try LoopTimer(loop: loop) { [unowned self] in
                 guard (try? self.arm()) != nil else { return }
-                self.pausedFlag.store(false, ordering: .relaxed)
                 self.onEvent(.retrying)
             }
         }
@@ -77,7 +71,6 @@ public final class Acceptor: EventHandler {
             loop.deregister(fd: listenerFD, willClose: false)
             registered = false
         }
-        pausedFlag.store(false, ordering: .relaxed)
     }
 
     private func arm() throws(IOError) {
@@ -94,7 +87,6 @@ public final class Acceptor: EventHandler {
                 accepted += 1
                 if backoff != .zero {
                     backoff = .zero
-                    pausedFlag.store(false, ordering: .relaxed)
                     onEvent(.resumed)
                 }
                 let address = withUnsafePointer(to: &peer) { SocketAddress($0) }
@@ -126,7 +118,6 @@ public final class Acceptor: EventHandler {
             registered = false
         }
         backoff = backoff == .zero ? Self.minimumBackoff : min(backoff * 2, Self.maximumBackoff)
-        pausedFlag.store(true, ordering: .relaxed)
         onEvent(.paused(error, retryAfter: backoff))
         retryTimer?.schedule(after: backoff)
     }
