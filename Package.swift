@@ -28,7 +28,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
-        .package(url: "https://github.com/apple/swift-system", from: "1.8.0"),
         // No traits: the file is read with libyaml (EchodConfig/YAMLTree.swift says why not the YAML trait's Yams).
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: []),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
@@ -47,16 +46,21 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // The text a user types and reads: durations, sizes, HOST:PORT, escaping, numbers. Pure Swift, no libc.
+        .target(name: "EchodText"),
+        // The syscall layer: every call into the kernel goes through it (typed IOError, EINTR handled once).
+        .target(
+            name: "EchodSystem",
+            dependencies: ["CEchodLinux"]
+        ),
         .target(
             name: "EchodEventLoop",
-            dependencies: [
-                "CEchodLinux",
-                .product(name: "SystemPackage", package: "swift-system"),
-            ]
+            dependencies: ["CEchodLinux", "EchodSystem"]
         ),
         .target(
             name: "EchodEcho",
             dependencies: [
+                "EchodSystem",
                 "EchodEventLoop",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -70,6 +74,8 @@ let package = Package(
         .target(
             name: "EchodConfig",
             dependencies: [
+                "EchodText",
+                "EchodSystem",
                 "CYAML",
                 .product(name: "Configuration", package: "swift-configuration"),
             ]
@@ -77,13 +83,15 @@ let package = Package(
         .target(
             name: "EchodLog",
             dependencies: [
+                "EchodText",
+                "EchodSystem",
                 "CSystemd",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "EchodSystemd",
-            dependencies: ["CSystemd"]
+            dependencies: ["EchodSystem", "CSystemd"]
         ),
         // nodejs/http-parser (Debian libhttp-parser-dev: allocation-free, fuzzed for a decade); no pkg-config file.
         .systemLibrary(
@@ -94,6 +102,7 @@ let package = Package(
         .target(
             name: "EchodAdmin",
             dependencies: [
+                "EchodSystem",
                 "EchodEventLoop",
                 "CEchodLinux",
                 "CHTTPParser",
@@ -105,12 +114,14 @@ let package = Package(
         // `echod probe`: a health-check client for scripts and orchestrators.
         .target(
             name: "EchodProbe",
-            dependencies: ["EchodEventLoop"]
+            dependencies: ["EchodSystem", "EchodText", "EchodEventLoop"]
         ),
         // `echod bench`: the load generator, on echod's own event loop.
         .target(
             name: "EchodBench",
             dependencies: [
+                "EchodSystem",
+                "EchodText",
                 "EchodEventLoop",
                 "CEchodLinux",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -119,6 +130,8 @@ let package = Package(
         .target(
             name: "EchodDaemon",
             dependencies: [
+                "EchodSystem",
+                "EchodText",
                 "EchodEventLoop",
                 "EchodEcho",
                 "EchodConfig",
@@ -131,6 +144,8 @@ let package = Package(
         .executableTarget(
             name: "echod",
             dependencies: [
+                "EchodSystem",
+                "EchodText",
                 "EchodDaemon",
                 "EchodConfig",
                 "EchodProbe",
@@ -138,15 +153,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop"]),
-        .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop"]),
-        .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig"]),
+        .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop", "EchodSystem"]),
+        .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop", "EchodSystem"]),
+        .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodText"]),
         .testTarget(name: "EchodLogTests", dependencies: ["EchodLog", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EchodSystemdTests", dependencies: ["EchodSystemd"]),
         .testTarget(
             name: "EchodAdminTests",
-            dependencies: ["EchodAdmin", "EchodEventLoop", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodEventLoop"]),
-        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop"]),
+            dependencies: ["EchodAdmin", "EchodEventLoop", "EchodSystem", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodEventLoop", "EchodSystem"]),
+        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem"]),
     ]
 )

@@ -1,3 +1,4 @@
+import EchodSystem
 import EchodEventLoop
 
 /// One named health condition, evaluated by the daemon at request time.

@@ -1,3 +1,4 @@
+import EchodText
 import Configuration
 
 /// The configuration file, read into a tree by ``YAMLTree`` (libyaml) and walked key by key against

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import EchodText
 import Glibc
 #endif
 

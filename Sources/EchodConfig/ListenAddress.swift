@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import EchodText
 import Glibc
 #endif
 
@@ -106,9 +107,4 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
         guard ok != nil else { return nil }
         return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
-}
-
-extension Character {
-    /// `0`...`9` only: `isNumber` would also accept other scripts' digits and fractions.
-    var isASCIIDigit: Bool { ("0"..."9").contains(self) }
 }

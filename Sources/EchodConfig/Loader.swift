@@ -1,3 +1,4 @@
+import EchodText
 import Configuration
 import FoundationEssentials
 

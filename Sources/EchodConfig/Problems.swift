@@ -1,3 +1,5 @@
+import EchodText
+
 /// One thing wrong with the configuration, named precisely enough to fix it without reading code:
 /// where it came from, which key, the offending value, and why it was refused.
 ///
@@ -76,26 +78,4 @@ public enum ConfigOrigin: Sendable, Equatable, CustomStringConvertible {
         case .commandLine(let flag): "command line \(flag)"
         }
     }
-}
-
-/// Quotes a value for a message so that empty strings, spaces and control characters stay visible.
-func quoted(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        case "\r": out += "\\r"
-        default:
-            if scalar.value < 0x20 || scalar.value == 0x7F {
-                let hex = String(scalar.value, radix: 16, uppercase: true)
-                out += "\\x" + (hex.count < 2 ? "0" + hex : hex)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
 }

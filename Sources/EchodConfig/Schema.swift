@@ -1,3 +1,5 @@
+import EchodText
+
 /// A value as one source gave it, before parsing: every source hands over text, so one parser serves all.
 enum RawValue {
     case text(String)

@@ -1,3 +1,5 @@
+import EchodText
+
 /// Parsers for single values. All layers hand values over as text (a YAML scalar, an environment
 /// variable, an option), so one parser per kind of value gives the same rules and the same messages
 /// wherever a value was written.

@@ -1,3 +1,4 @@
+import EchodText
 import CYAML
 
 /// A YAML document as a tree of scalars, lists and mappings with their line numbers, read with libyaml.

@@ -3,7 +3,9 @@ import EchodConfig
 import EchodEcho
 import EchodEventLoop
 import EchodLog
+import EchodSystem
 import EchodSystemd
+import EchodText
 import Glibc
 import Logging
 
@@ -261,7 +263,7 @@ public final class Daemon: @unchecked Sendable {
             "listeners": .string(listeners.map { "\($0.role.rawValue) \($0.label)" }.joined(separator: ", ")),
             "threads": .stringConvertible(settings.threads),
             "config": .string(config!.filePath ?? "embedded defaults"),
-            "startup_ms": .string(String(format1(elapsed))),
+            "startup_ms": .string(NumberText.fixed(elapsed, decimals: 1)),
         ])
         lastStatus = statusText()
         notifier.ready(status: lastStatus)
@@ -319,15 +321,4 @@ final class UncheckedBox<T>: @unchecked Sendable {
 /// A counter confined to the control loop, captured by closures that run there.
 final class Counter: @unchecked Sendable {
     var value = 0
-}
-
-func format1(_ x: Double) -> String {
-    let tenths = Int((x * 10).rounded())
-    return "\(tenths / 10).\(tenths % 10)"
-}
-
-/// Writes `text` to standard error unbuffered, as one `write(2)` (start-up and command-line messages, not the log).
-public func writeStderr(_ text: String) {
-    var bytes = Array(text.utf8)
-    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
 }

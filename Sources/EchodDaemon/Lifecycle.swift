@@ -2,7 +2,9 @@ import EchodConfig
 import EchodEcho
 import EchodEventLoop
 import EchodLog
+import EchodSystem
 import EchodSystemd
+import EchodText
 import Logging
 
 extension Daemon {
@@ -95,8 +97,8 @@ extension Daemon {
     }
 
     static func humanRate(_ r: Double) -> String {
-        if r >= 1_000_000 { return format1(r / 1_000_000) + "M" }
-        if r >= 1_000 { return format1(r / 1_000) + "k" }
+        if r >= 1_000_000 { return NumberText.fixed(r / 1_000_000, decimals: 1) + "M" }
+        if r >= 1_000 { return NumberText.fixed(r / 1_000, decimals: 1) + "k" }
         return String(Int(r))
     }
 

@@ -1,5 +1,6 @@
 import EchodConfig
 import EchodEventLoop
+import EchodSystem
 import EchodSystemd
 import Glibc
 

@@ -1,3 +1,4 @@
+import EchodSystem
 import EchodConfig
 import EchodEcho
 import EchodEventLoop

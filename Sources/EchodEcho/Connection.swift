@@ -1,3 +1,4 @@
+import EchodSystem
 import EchodEventLoop
 
 /// Why a connection ended. Used in the close log line and as a metric label.

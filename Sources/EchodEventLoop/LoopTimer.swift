@@ -1,3 +1,4 @@
+import EchodSystem
 import CEchodLinux
 
 /// A timer on an event loop, backed by its own timerfd: expiry is an ordinary readiness event, so timers need no

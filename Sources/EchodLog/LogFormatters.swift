@@ -1,3 +1,4 @@
+import EchodText
 import Logging
 
 /// Renders records as bytes for the `text` and `json` formats. Runs on the writer thread only (this is where
@@ -59,7 +60,7 @@ enum LogFormatter {
                 out.append(contentsOf: bytes)
             } else {
                 out.append(UInt8(ascii: "\""))
-                appendEscapedUTF8(bytes, escapeQuote: true, json: false, to: &out)
+                Escaping.appendEscapedUTF8(bytes, escapeQuote: true, json: false, to: &out)
                 out.append(UInt8(ascii: "\""))
             }
         }
@@ -79,7 +80,7 @@ enum LogFormatter {
         }
         if ascii { return true }
         for scalar in string.unicodeScalars where scalar.value >= 0x80 {
-            if needsEscape(scalar.value) || scalar.properties.isWhitespace { return false }
+            if Escaping.needsEscape(scalar.value) || scalar.properties.isWhitespace { return false }
         }
         return true
     }
@@ -88,69 +89,8 @@ enum LogFormatter {
     static func appendEscaped(_ string: String, quote: Bool, to out: inout [UInt8]) {
         if quote { out.append(UInt8(ascii: "\"")) }
         var string = string
-        string.withUTF8 { appendEscapedUTF8($0, escapeQuote: quote, json: false, to: &out) }
+        string.withUTF8 { Escaping.appendEscapedUTF8($0, escapeQuote: quote, json: false, to: &out) }
         if quote { out.append(UInt8(ascii: "\"")) }
-    }
-
-    /// The escaping shared by text and JSON, on the UTF-8 bytes of a (valid UTF-8) string, copying unescaped runs
-    /// in bulk:
-    /// - `\` → `\\`, `"` → `\"` (when `escapeQuote`), LF/CR/TAB → `\n` `\r` `\t`, and in JSON BS/FF → `\b` `\f`;
-    /// - other C0 controls, DEL, C1 controls (UTF-8 `C2 80`–`C2 9F`) and U+2028/U+2029 (`E2 80 A8`/`A9`) → `\uXXXX`;
-    /// - every other byte as is.
-    static func appendEscapedUTF8(
-        _ bytes: UnsafeBufferPointer<UInt8>, escapeQuote: Bool, json: Bool, to out: inout [UInt8]
-    ) {
-        let n = bytes.count
-        var runStart = 0
-        var i = 0
-        while i < n {
-            let b = bytes[i]
-            var length = 1
-            var scalar = UInt32(b)
-            if b >= 0x20 && b < 0x7F {
-                if b != 0x5C && (b != 0x22 || !escapeQuote) {
-                    i += 1
-                    continue
-                }
-            } else if b >= 0x80 {
-                if b == 0xC2 && i + 1 < n && bytes[i + 1] <= 0x9F {
-                    scalar = UInt32(bytes[i + 1])
-                    length = 2
-                } else if b == 0xE2 && i + 2 < n && bytes[i + 1] == 0x80 && (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9) {
-                    scalar = bytes[i + 2] == 0xA8 ? 0x2028 : 0x2029
-                    length = 3
-                } else {
-                    i += 1
-                    continue
-                }
-            }
-            if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
-            switch scalar {
-            case 0x5C, 0x22:
-                out.append(0x5C)
-                out.append(b)
-            case 0x0A:
-                out.append(0x5C)
-                out.append(UInt8(ascii: "n"))
-            case 0x0D:
-                out.append(0x5C)
-                out.append(UInt8(ascii: "r"))
-            case 0x09:
-                out.append(0x5C)
-                out.append(UInt8(ascii: "t"))
-            case 0x08 where json:
-                out.append(0x5C)
-                out.append(UInt8(ascii: "b"))
-            case 0x0C where json:
-                out.append(0x5C)
-                out.append(UInt8(ascii: "f"))
-            default:
-                appendUnicodeEscape(scalar, to: &out)
-            }
-            i += length
-            runStart = i
-        }
-        if runStart < n { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<n])) }
     }
 
     // MARK: json
@@ -166,14 +106,14 @@ enum LogFormatter {
         out.append(contentsOf: #"","level":""#.utf8)
         out.append(contentsOf: record.level.rawValue.utf8)
         out.append(contentsOf: #"","label":"#.utf8)
-        appendJSONString(record.label, to: &out)
+        Escaping.appendJSONString(record.label, to: &out)
         out.append(contentsOf: #","msg":"#.utf8)
-        appendJSONString(record.event.message.description, to: &out)
+        Escaping.appendJSONString(record.event.message.description, to: &out)
         for (key, value) in record.renderedMetadataEntries() {
             out.append(UInt8(ascii: ","))
             switch key {
-            case "ts", "level", "label", "msg": appendJSONString("meta." + key, to: &out)
-            default: appendJSONString(key, to: &out)
+            case "ts", "level", "label", "msg": Escaping.appendJSONString("meta." + key, to: &out)
+            default: Escaping.appendJSONString(key, to: &out)
             }
             out.append(UInt8(ascii: ":"))
             appendJSONValue(value, to: &out)
@@ -184,9 +124,9 @@ enum LogFormatter {
     static func appendJSONValue(_ value: Logger.MetadataValue, to out: inout [UInt8]) {
         switch value {
         case .string(let string):
-            appendJSONString(string, to: &out)
+            Escaping.appendJSONString(string, to: &out)
         case .stringConvertible(let convertible):
-            appendJSONString(convertible.description, to: &out)
+            Escaping.appendJSONString(convertible.description, to: &out)
         case .array(let array):
             out.append(UInt8(ascii: "["))
             for (index, element) in array.enumerated() {
@@ -198,43 +138,12 @@ enum LogFormatter {
             out.append(UInt8(ascii: "{"))
             for (index, entry) in dictionary.sorted(by: { $0.key < $1.key }).enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
-                appendJSONString(entry.key, to: &out)
+                Escaping.appendJSONString(entry.key, to: &out)
                 out.append(UInt8(ascii: ":"))
                 appendJSONValue(entry.value, to: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
-    }
-
-    /// A JSON string literal (RFC 8259): `"` and `\` escaped, C0 controls as `\n`-style or `\u00XX`; DEL, C1 controls
-    /// and U+2028/U+2029 escaped too (legal raw in JSON, but they confuse terminals and JavaScript readers).
-    static func appendJSONString(_ string: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        var string = string
-        string.withUTF8 { appendEscapedUTF8($0, escapeQuote: true, json: true, to: &out) }
-        out.append(UInt8(ascii: "\""))
-    }
-
-    // MARK: shared
-
-    /// C0 controls, DEL, C1 controls (U+0085 NEL among them) and the Unicode line/paragraph separators: the
-    /// characters that could break a line or drive a terminal.
-    @inline(__always)
-    static func needsEscape(_ v: UInt32) -> Bool {
-        v < 0x20 || (v >= 0x7F && v <= 0x9F) || v == 0x2028 || v == 0x2029
-    }
-
-    /// `\uXXXX` (only called for scalars in the BMP).
-    static func appendUnicodeEscape(_ v: UInt32, to out: inout [UInt8]) {
-        @inline(__always) func hex(_ nibble: UInt32) -> UInt8 {
-            UInt8(truncatingIfNeeded: nibble < 10 ? 0x30 + nibble : 0x57 + nibble)
-        }
-        out.append(UInt8(ascii: "\\"))
-        out.append(UInt8(ascii: "u"))
-        out.append(hex((v >> 12) & 0xF))
-        out.append(hex((v >> 8) & 0xF))
-        out.append(hex((v >> 4) & 0xF))
-        out.append(hex(v & 0xF))
     }
 
     /// ISO-8601 UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ`, computed arithmetically (no `gmtime_r`, no locale,

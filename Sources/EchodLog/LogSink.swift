@@ -1,3 +1,4 @@
+import EchodSystem
 import Glibc
 
 /// Where the writer thread puts text/json bytes: the stderr descriptor (not owned) or a log file (owned).

@@ -1,3 +1,4 @@
+import EchodSystem
 import CSystemd
 import Glibc
 

@@ -1,3 +1,5 @@
+import EchodSystem
+import EchodText
 import Glibc
 import Logging
 import Synchronization
@@ -115,7 +117,7 @@ final class ReadLabel: Sendable {
 
         var json: [UInt8] = []
         json.append(contentsOf: #"","level":"info","label":"#.utf8)
-        LogFormatter.appendJSONString(label, to: &json)
+        Escaping.appendJSONString(label, to: &json)
         json.append(contentsOf: #","msg":"read","bytes":"#.utf8)
         jsonPrefix = json
 

@@ -1,3 +1,4 @@
+import EchodSystem
 import ArgumentParser
 import EchodConfig
 import EchodDaemon

@@ -1,3 +1,4 @@
+import EchodSystem
 import EchodAdmin
 import EchodEventLoop
 import Glibc

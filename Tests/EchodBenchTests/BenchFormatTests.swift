@@ -1,3 +1,4 @@
+import EchodSystem
 import EchodBench
 import EchodEventLoop
 import Foundation

@@ -1,3 +1,4 @@
+import EchodText
 import Foundation
 import Testing
 

@@ -1,3 +1,4 @@
+import EchodText
 import Testing
 
 @testable import EchodConfig

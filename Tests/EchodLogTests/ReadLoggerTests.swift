@@ -1,3 +1,4 @@
+import EchodSystem
 import Foundation
 import Glibc
 import Logging

@@ -16,7 +16,15 @@ public struct IOError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "\(operation): \(String(cString: strerror(errno))) (errno \(errno))"
+        "\(operation): \(reason)"
+    }
+
+    /// The errno as text with its number, `Too many open files (errno 24)`, for messages that name the operation
+    /// their own way ("cannot open log file '/x': ...").
+    public var reason: String {
+        // glibc's strerror is thread-safe for known codes (static strings) and uses a thread-local buffer otherwise.
+        guard let text = strerror(errno) else { return "errno \(errno)" }
+        return "\(String(cString: text)) (errno \(errno))"
     }
 
     public static func == (a: IOError, b: IOError) -> Bool {
@@ -26,9 +34,11 @@ public struct IOError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// Runs a system call that returns -1 on failure, retrying on EINTR.
 ///
-/// The one place where EINTR is handled: every wrapper in this module goes through it, so no caller ever sees it.
+/// The one place where EINTR is handled: the wrappers in ``Syscall`` and ``Socket`` go through it (or retry the same
+/// way where EAGAIN needs a case of its own), so no caller ever sees it. Other modules use it for the rare call that
+/// has no wrapper of its own yet.
 @inline(__always)
-func retryingInterrupts<R: BinaryInteger>(_ operation: StaticString, _ body: () -> R) throws(IOError) -> R {
+public func retryingInterrupts<R: BinaryInteger>(_ operation: StaticString, _ body: () -> R) throws(IOError) -> R {
     while true {
         let result = body()
         if result >= 0 { return result }
@@ -36,6 +46,15 @@ func retryingInterrupts<R: BinaryInteger>(_ operation: StaticString, _ body: () 
         if code == EINTR { continue }
         throw IOError(operation, errno: code)
     }
+}
+
+/// The outcome of writing a whole buffer on a cold path (``Syscall/writeAll(_:_:shouldAbandon:)``).
+public enum WriteOutcome: Equatable, Sendable {
+    case written
+    /// A write error other than EINTR/EAGAIN.
+    case failed(IOError)
+    /// Gave up waiting for a non-blocking descriptor to become writable because the caller asked to.
+    case abandoned
 }
 
 /// The outcome of a non-blocking read or write: EAGAIN is an expected state, not an error, so it is a case here.

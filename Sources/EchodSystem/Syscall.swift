@@ -1,9 +1,12 @@
 import CEchodLinux
 import Glibc
 
-/// Thin wrappers around the Linux calls the loop uses, in the style of swift-system: typed errors, EINTR retried,
-/// EAGAIN turned into `IOResult.wouldBlock` where it is an expected outcome. Nothing else in echod calls these C
-/// functions directly.
+/// Thin wrappers around the Linux calls echod makes, in the style of swift-system: typed errors (``IOError``: the
+/// call and its errno), EINTR retried, EAGAIN turned into `IOResult.wouldBlock` where it is an expected outcome.
+/// The event loop, the log writer, the config reader, systemd notification, the probe and the load generator all
+/// call the kernel through this module; none of them handles EINTR itself. (apple/swift-system is not used: it
+/// has no sockets, epoll, eventfd, timerfd or signalfd, and two styles of wrapper side by side would be two
+/// concepts for one.)
 public enum Syscall {
     /// `read(2)` on a non-blocking descriptor. The corresponding C function is `read`.
     @inline(__always)
@@ -28,6 +31,83 @@ public enum Syscall {
             if code == EINTR { continue }
             if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
             throw IOError("write", errno: code)
+        }
+    }
+
+    /// Writes all of `bytes` to `fd`, blocking or not, for the cold paths (log sink, stderr, stdout, files):
+    /// EINTR retried; short writes continued; EAGAIN on a non-blocking descriptor (a stderr pipe inherited as
+    /// O_NONBLOCK) waits for POLLOUT in one-second slices, asking `shouldAbandon` between them so that a shutdown can
+    /// give up on a reader that never comes back. Never for the echo path, which must not block.
+    public static func writeAll(
+        _ fd: Int32, _ bytes: UnsafeRawBufferPointer, shouldAbandon: () -> Bool = { false }
+    ) -> WriteOutcome {
+        guard var pointer = bytes.baseAddress else { return .written }
+        var remaining = bytes.count
+        while remaining > 0 {
+            let n = Glibc.write(fd, pointer, remaining)
+            if n > 0 {
+                pointer += n
+                remaining -= n
+                continue
+            }
+            if n == 0 { continue }  // not expected for count > 0; try again
+            let code = echod_errno()
+            switch code {
+            case EINTR:
+                continue
+            case EAGAIN, EWOULDBLOCK:
+                while true {
+                    if shouldAbandon() { return .abandoned }
+                    do throws(IOError) {
+                        // Writable, or POLLERR/POLLHUP which the next write reports.
+                        if try poll(fd, events: Int16(POLLOUT), timeoutMilliseconds: 1000) != 0 { break }
+                    } catch {
+                        return .failed(error)
+                    }
+                }
+            default:
+                return .failed(IOError("write", errno: code))
+            }
+        }
+        return .written
+    }
+
+    /// `poll(2)` on one descriptor: the returned events, 0 on timeout. EINTR returns 0 too, so that a caller with a
+    /// deadline recomputes what is left and polls again. A negative timeout waits without limit.
+    public static func poll(_ fd: Int32, events: Int16, timeoutMilliseconds: Int32) throws(IOError) -> Int16 {
+        var pfd = pollfd(fd: fd, events: events, revents: 0)
+        let n = Glibc.poll(&pfd, 1, timeoutMilliseconds)
+        if n > 0 { return pfd.revents }
+        if n == 0 { return 0 }
+        let code = echod_errno()
+        if code == EINTR { return 0 }
+        throw IOError("poll", errno: code)
+    }
+
+    /// `open(2)`, EINTR retried; `O_CLOEXEC` is always added.
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) throws(IOError) -> Int32 {
+        try retryingInterrupts("open") { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    /// `fstat(2)`.
+    public static func fileStatus(_ fd: Int32) throws(IOError) -> stat {
+        var info = stat()
+        _ = try retryingInterrupts("fstat") { fstat(fd, &info) }
+        return info
+    }
+
+    /// Reads a blocking descriptor to its end, refusing more than `limit` bytes (nil when the data goes past it).
+    /// For small files: the config file, /proc entries.
+    public static func readToEnd(_ fd: Int32, limit: Int) throws(IOError) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: min(16 * 1024, limit + 1))
+        while true {
+            let count = try chunk.withUnsafeMutableBufferPointer { (raw) throws(IOError) -> Int in
+                try retryingInterrupts("read") { Glibc.read(fd, raw.baseAddress, raw.count) }
+            }
+            if count == 0 { return bytes }
+            bytes += chunk[..<count]
+            if bytes.count > limit { return nil }
         }
     }
 
@@ -137,7 +217,9 @@ public enum Syscall {
         return UInt64(limit.rlim_cur)
     }
 
-    /// The current monotonic time in nanoseconds, without `Duration`'s 128-bit arithmetic (read twice per loop turn).
+    /// The current monotonic time in nanoseconds (CLOCK_MONOTONIC), without `Duration`'s 128-bit arithmetic (read
+    /// twice per loop turn). The one clock of echod's timeouts, rate limits and watchdog: it never jumps with the
+    /// wall clock.
     @inline(__always)
     public static func monotonicNanoseconds() -> Int64 {
         var ts = timespec()

@@ -1,11 +1,17 @@
-/// Why one value was refused. The loader adds where it came from and turns it into a ``ConfigProblem``.
-struct InvalidValue: Error {
-    var reason: String
+/// Why one value was refused: a sentence for the user. The config loader adds where the value came from; the
+/// command line prints it next to the option.
+public struct InvalidValue: Error, Sendable, Equatable {
+    public var reason: String
+
+    public init(reason: String) { self.reason = reason }
 }
 
 /// Durations and byte sizes in human units, parsed exactly (no floating point) and formatted back in the
 /// shortest exact form, so that what `check-config` prints can be pasted into a file unchanged.
-enum Units {
+///
+/// The one grammar for both, wherever a user types one: the configuration file, `ECHOD_*` variables, and the
+/// options of `echod`, `echod probe` and `echod bench`.
+public enum Units {
     // MARK: Durations
 
     /// Units of a duration, largest first; the index is the order a compound duration must follow.
@@ -19,7 +25,7 @@ enum Units {
     ]
 
     /// `500ms`, `30s`, `5m`, `1h`, `1m30s`, `1.5s`; a bare number is seconds. Units are case-insensitive.
-    static func parseDuration(_ text: String) throws(InvalidValue) -> Duration {
+    public static func parseDuration(_ text: String) throws(InvalidValue) -> Duration {
         let example = "expected a duration such as 500ms, 30s, 5m, 1h or 1m30s"
         guard !text.isEmpty else { throw InvalidValue(reason: "empty value; \(example)") }
         guard !text.hasPrefix("-") else { throw InvalidValue(reason: "a duration cannot be negative") }
@@ -61,7 +67,7 @@ enum Units {
     }
 
     /// The shortest exact spelling: `0s`, `500ms`, `45s`, `5m`, `1m30s`, `1h`.
-    static func format(_ duration: Duration) -> String {
+    public static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         var remaining = Int128(seconds) * 1_000_000_000 + Int128(attoseconds / 1_000_000_000)
         guard remaining > 0 else { return "0s" }
@@ -79,15 +85,18 @@ enum Units {
     /// of 1000. One table for parsing and printing; and a table rather than array literals inside the loop,
     /// because with literals the optimiser unrolled the loop and materialised the constants in an order that
     /// changed from build to build (swiftlang/swift#77168), so two builds of one commit differed.
+    ///
+    /// One-letter units (`4k`, `1M`) are refused on purpose: coreutils reads `k` as 1024 and Kubernetes as 1000, so
+    /// either reading would surprise someone; the error names the unambiguous spellings.
     private static let sizeUnits: [(name: String, bytes: Int128)] = [
         ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10),
         ("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1_000),
         ("B", 1),
     ]
 
-    /// `4096`, `4096B`, `64KiB`, `1MiB`, `1GiB`; `KB`/`MB`/`GB` are powers of 1000. Case-insensitive.
+    /// `4096`, `4096B`, `64KiB`, `1MiB`, `1GiB`, ; `KB`/`MB`/`GB` are powers of 1000. Case-insensitive.
     /// A fraction is accepted only when it comes to whole bytes (`1.5KiB` is 1536).
-    static func parseSize(_ text: String) throws(InvalidValue) -> Int {
+    public static func parseSize(_ text: String) throws(InvalidValue) -> Int {
         let example = "expected a size such as 4096, 64KiB, 1MiB or 1GiB"
         guard !text.isEmpty else { throw InvalidValue(reason: "empty value; \(example)") }
         guard !text.hasPrefix("-") else { throw InvalidValue(reason: "a size cannot be negative") }
@@ -110,7 +119,7 @@ enum Units {
     }
 
     /// The shortest exact spelling: `256KiB`, `1GiB`, `64KB`, `1000`.
-    static func formatSize(_ bytes: Int) -> String {
+    public static func formatSize(_ bytes: Int) -> String {
         let value = Int128(bytes)
         for unit in sizeUnits where unit.bytes > 1 && value >= unit.bytes && value % unit.bytes == 0 {
             return "\(value / unit.bytes)\(unit.name)"
@@ -161,4 +170,9 @@ enum Units {
         return DecimalNumber(
             text: text, whole: Int128(digits)!, fraction: Int128(fractionText) ?? 0, fractionDigits: fractionText.count)
     }
+}
+
+extension Character {
+    /// `0`...`9` only: `isNumber` would also accept other scripts' digits and fractions.
+    public var isASCIIDigit: Bool { ("0"..."9").contains(self) }
 }
