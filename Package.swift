@@ -1,22 +1,23 @@
 // swift-tools-version:6.2
 // echod: a TCP echo daemon on a hand-written epoll event loop.
 //
-// The targets are the layers. Arrows point down only:
+// The targets are the layers. Arrows point down only; each target declares every module it imports
+// (Tests/e2e/test_package_graph.py fails otherwise):
 //
 //   echod (CLI: parses the command line and calls a layer below; check-config calls EchodConfig itself)
-//     └─ EchodDaemon (wires everything together: loops, echo, config, logging, systemd)
-//          ├─ EchodEcho       (the echo service: connection table, RFC 862 state machine)
-//          │    └─ EchodEventLoop (epoll reactor: fds, timers, signals, wakeups; knows nothing of echo)
-//          │         └─ CEchodLinux (C shim for the Linux calls Glibc does not export)
-//          ├─ EchodConfig     (swift-configuration: env + CLI; the YAML file through libyaml; validation)
-//          │    └─ CYAML      (libyaml)
-//          ├─ EchodLog        (swift-log backend: bounded queue, writer thread, sinks)
-//          │    └─ CSystemd   (libsystemd, journal sink only)
-//          ├─ EchodSystemd    (sd_notify, sd_listen_fds, watchdog; the only other libsystemd user)
-//          └─ EchodAdmin      (HTTP /livez /readyz /metrics on an event loop; http-parser, swift-prometheus)
-//          (EchodAdmin also uses CEchodLinux)
-//   echod also uses EchodProbe (health-check client) and EchodBench (load generator, also on CEchodLinux), both on
-//   EchodEventLoop. Tests/e2e/test_package_graph.py fails when a target imports a module it does not declare here.
+//     ├─ EchodDaemon (wires everything together: loops, echo, config, logging, systemd, admin)
+//     │    ├─ EchodEcho       (the echo service: connection table, RFC 862 state machine)
+//     │    ├─ EchodAdmin      (HTTP /livez /readyz /metrics on an event loop; http-parser, swift-prometheus)
+//     │    ├─ EchodConfig     (swift-configuration: env + CLI; the YAML file through libyaml (CYAML); validation)
+//     │    ├─ EchodLog        (swift-log backend: bounded queue, writer thread, sinks; journal through CSystemd)
+//     │    └─ EchodSystemd    (sd_notify, sd_listen_fds, watchdog through libsystemd (CSystemd))
+//     ├─ EchodProbe (health-check client) and EchodBench (load generator)
+//     │
+//   EchodEventLoop  (epoll reactor: fds, timers, signals, wakeups; knows nothing of echo), used by Echo, Admin,
+//                   Probe, Bench and the daemon
+//   EchodSystem     (the syscall layer: every kernel call, IOError, EINTR handled once, sockets, the monotonic
+//                   clock, threads, name resolution, the rate limiter), under everything above; on CEchodLinux
+//   EchodText       (what users type and read: durations, sizes, HOST:PORT, escaping, numbers), pure Swift
 import PackageDescription
 
 let package = Package(
