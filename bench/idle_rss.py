@@ -32,59 +32,9 @@ import socket
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-def read_status_kb(pid, key="VmRSS"):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def descendants(pid):
-    """All descendant PIDs of pid (via /proc/*/task/*/children)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                try:
-                    with open(f"/proc/{p}/task/{tid}/children") as f:
-                        kids = [int(x) for x in f.read().split()]
-                except OSError:
-                    kids = []
-                out.extend(kids)
-                todo.extend(kids)
-        except OSError:
-            pass
-    return out
-
-
-def rollup_kb(pid, key):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def memory_kb(pid, tree):
-    """VmRSS comes from per-CPU counters that the kernel folds in lazily (it can lag by a few hundred kB);
-    smaps_rollup's Rss walks the page tables: the same quantity, exact. Use it when readable."""
-    if not tree:
-        rss = rollup_kb(pid, "Rss")
-        return rss if rss is not None else read_status_kb(pid)
-    return sum(rollup_kb(p, "Pss") or 0 for p in [pid] + descendants(pid))
-
-
-def fd_count(pid):
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return 0
+from race.procfs import descendants, fd_count, memory_kb, rollup_kb, vm_rss_kib
 
 
 def raise_nofile(need):
@@ -244,7 +194,7 @@ def main():
         "pid": a.pid,
         "port": a.port,
         "metric": "Pss(tree)" if a.tree else ("Rss" if rollup_kb(a.pid, "Rss") is not None else "VmRSS"),
-        "vmrss_kb_after_close": read_status_kb(a.pid),
+        "vmrss_kb_after_close": vm_rss_kib(a.pid),
         "requested": a.connections,
         "connections": n,
         "connect_failures": failed,

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import echod_binary, free_port, recv_exactly, wait_for_port
+from conftest import echod_binary, free_port, recv_exactly
 
 PATHS = ("/livez", "/healthz", "/readyz", "/metrics")
 
@@ -21,9 +21,8 @@ def config(port, admin_port, extra="", threads=2):
 
 def start_with_admin(start_echod, port, extra="", threads=2, **kwargs):
     admin_port = free_port()
-    e = start_echod(config=config(port, admin_port, extra, threads), wait_port=port, **kwargs)
-    wait_for_port(admin_port, proc=e.proc)
-    # The ports accept (into the backlog) as soon as they are bound; /readyz says when start-up is complete.
+    e = start_echod(config=config(port, admin_port, extra, threads), ready=True, **kwargs)
+    # READY=1 came once every listener, the admin one too, was bound; /readyz must say the same.
     deadline = time.monotonic() + 10
     while curl(admin_port, "/readyz")[0] != 200:
         assert time.monotonic() < deadline, "echod never became ready"
@@ -170,7 +169,7 @@ def test_serving_all_paths(start_echod, port):
 
 
 def test_admin_is_off_unless_configured(start_echod, port):
-    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", ready=True)
     assert listening_sockets(e.pid) == [port]
 
 
@@ -179,8 +178,7 @@ def test_admin_from_the_command_line(start_echod, port):
     flag = "--admin-listen" if "--admin-listen" in help_text else "--admin"
     assert flag in help_text, help_text
     admin = free_port()
-    e = start_echod(args=["--listen", f"127.0.0.1:{port}", flag, f"127.0.0.1:{admin}"], wait_port=port)
-    wait_for_port(admin, proc=e.proc)
+    e = start_echod(args=["--listen", f"127.0.0.1:{port}", flag, f"127.0.0.1:{admin}"], ready=True)
     assert curl(admin, "/livez") == (200, "ok\n")
     assert sorted(listening_sockets(e.pid)) == sorted([port, admin])
 
@@ -300,7 +298,6 @@ def test_metric_names_and_build_info(start_echod, port):
 
 def test_echo_counters_grow_by_exactly_what_was_echoed(start_echod, port):
     e, admin = start_with_admin(start_echod, port)
-    time.sleep(0.3)  # wait_for_port's own connection must be closed and counted
     before = scrape(admin)
     payloads = [b"a" * 1000, os.urandom(70_000), b"xyz"]
     total = 0

@@ -33,7 +33,7 @@ def parse_json(result):
     ("connect", 4, 64),
 ])
 def test_bench_each_mode_against_echod(start_echod, port, mode, connections, size):
-    start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     r = run_bench(f"127.0.0.1:{port}", "--mode", mode, "--connections", str(connections), "--size", str(size),
                   "--duration", "1s", "--warmup", "200ms", "--threads", "2", "--json")
     report = parse_json(r)
@@ -51,7 +51,7 @@ def test_bench_each_mode_against_echod(start_echod, port, mode, connections, siz
 
 
 def test_bench_table_when_piped_has_no_progress_line(start_echod, port):
-    start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     r = run_bench(f"127.0.0.1:{port}", "--duration", "1.2s", "--warmup", "0s", "--connections", "2")
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stdout  # progress only on a terminal

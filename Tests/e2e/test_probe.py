@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import echod_binary, free_port, wait_for_port
+from conftest import echod_binary, free_port
 
 OK_LINE = r"^ok {target} {size} bytes in \d+\.\d\d ms$"
 
@@ -102,7 +102,7 @@ def http_responder(response: bytes):
 
 
 def test_probe_live_echod_is_healthy(start_echod, port):
-    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", ready=True)
     rc, out, err = probe(f"127.0.0.1:{port}")
     assert rc == 0, out + err
     assert re.match(OK_LINE.format(target=re.escape(f"127.0.0.1:{port}"), size=64), out.strip()), out
@@ -112,14 +112,14 @@ def test_probe_live_echod_is_healthy(start_echod, port):
 
 
 def test_probe_resolves_localhost(start_echod, port):
-    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", ready=True)
     rc, out, err = probe(f"localhost:{port}")
     assert rc == 0, out + err
     assert out.startswith(f"ok localhost:{port} 64 bytes in ")
 
 
 def test_probe_json(start_echod, port):
-    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", ready=True)
     rc, out, _ = probe(f"127.0.0.1:{port}", "--json", "--payload-size", "16")
     assert rc == 0
     assert out.count("\n") == 1
@@ -193,8 +193,7 @@ def test_probe_http_against_fake_servers(fake_server):
 def test_probe_http_against_the_admin_endpoint(start_echod, port):
     admin = free_port()
     e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\nadmin:\n  listen: '127.0.0.1:{admin}'\n"
-                           "shutdown:\n  drain_timeout: 20s\n", wait_port=port)
-    wait_for_port(admin, proc=e.proc)
+                           "shutdown:\n  drain_timeout: 20s\n", ready=True)  # READY=1: admin listens too
     for path in ("/livez", "/healthz", "/readyz", "/metrics"):
         rc, out, _ = probe("--http", f"http://127.0.0.1:{admin}{path}")
         assert rc == 0, out

@@ -156,7 +156,7 @@ def test_watchdog_pings_only_while_every_loop_turns(notify, port, start_echod):
 
 
 def test_no_notify_socket_means_no_notifications_and_no_errors(port, start_echod):
-    e = start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    e = start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     assert e.stop() == 0
     assert "error" not in e.log().lower()
 
