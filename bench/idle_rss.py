@@ -23,6 +23,7 @@ Bytes per connection = (memory after - memory before) / N.  The kernel's own
 socket memory is not in RSS; this is the server's user-space cost.
 Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 """
+
 import argparse
 import json
 import os
@@ -204,16 +205,20 @@ def main():
         "kb_after_echo": after_echo,
         "kb_after_close": after_close,
         "bytes_per_conn_idle": round((idle - before) * 1024 / n, 1) if n else None,
-        "bytes_per_conn_after_echo": round((after_echo - before) * 1024 / n, 1) if (n and after_echo is not None) else None,
+        "bytes_per_conn_after_echo": round((after_echo - before) * 1024 / n, 1)
+        if (n and after_echo is not None)
+        else None,
         "echo_failures": echo_failures,
         "seconds": round(time.monotonic() - t0, 2),
     }
     if a.json:
         print(json.dumps(res))
     else:
-        print(f"{res['metric']} before {before} kB, {n} idle connections -> {idle} kB "
-              f"({res['bytes_per_conn_idle']} B/conn); after one echo each {after_echo} kB "
-              f"({res['bytes_per_conn_after_echo']} B/conn, {echo_failures} failures); after close {after_close} kB")
+        print(
+            f"{res['metric']} before {before} kB, {n} idle connections -> {idle} kB "
+            f"({res['bytes_per_conn_idle']} B/conn); after one echo each {after_echo} kB "
+            f"({res['bytes_per_conn_after_echo']} B/conn, {echo_failures} failures); after close {after_close} kB"
+        )
     return 0 if n == a.connections and not echo_failures else 1
 
 

@@ -1,4 +1,5 @@
 """End-to-end fixtures: start the real echod binary on free loopback ports and talk to it as users do."""
+
 import os
 import signal
 import socket
@@ -60,8 +61,11 @@ class Echod:
             self.config_path = cfg
             cmd += ["--config", str(cfg)]
         cmd += list(args)
-        full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_", "JOURNAL_STREAM"))}
+        full_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_", "JOURNAL_STREAM"))
+        }
         full_env.update(env or {})
         self.notify = None
         if ready:
@@ -73,8 +77,9 @@ class Echod:
         if stderr is None:
             self._log_file = open(self.log_path, "wb")  # noqa: SIM115 (open while echod runs; closed in close())
             stderr = self._log_file
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                                     env=full_env, preexec_fn=preexec_fn)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=full_env, preexec_fn=preexec_fn
+        )
         self.pid = self.proc.pid
         if self.notify is not None:
             try:
@@ -107,7 +112,7 @@ class Echod:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"echod did not stop within {timeout}s after SIGTERM\n{self.log()}")
+            raise AssertionError(f"echod did not stop within {timeout}s after SIGTERM\n{self.log()}") from None
 
     def close(self) -> None:
         if self.proc.poll() is None:

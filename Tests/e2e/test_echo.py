@@ -1,4 +1,5 @@
 """Echo semantics through the real binary: nc, telnet, asyncio, raw sockets, IPv6, half-close."""
+
 import asyncio
 import hashlib
 import os
@@ -9,7 +10,6 @@ import threading
 
 import pexpect
 import pytest
-
 from conftest import free_port, recv_exactly
 
 
@@ -67,25 +67,29 @@ def test_asyncio_client_on_embedded_defaults(start_echod):
 def _blast(port: int, host: str, size: int, seed: int, errors: list):
     try:
         data = hashlib.sha256(str(seed).encode()).digest() * (size // 32)
-        data = bytes((b ^ (i * 31)) & 0xFF for i, b in enumerate(data[: 1 << 16])) + data[(1 << 16):]
+        data = bytes((b ^ (i * 31)) & 0xFF for i, b in enumerate(data[: 1 << 16])) + data[(1 << 16) :]
         received = bytearray()
         with socket.create_connection((host, port), timeout=20) as s:
+
             def reader():
                 while len(received) < len(data):
                     chunk = s.recv(1 << 18)
                     if not chunk:
                         break
                     received.extend(chunk)
+
             t = threading.Thread(target=reader)
             t.start()
             view = memoryview(data)
             for off in range(0, len(data), 65536):
-                s.sendall(view[off:off + 65536])
+                s.sendall(view[off : off + 65536])
             t.join(timeout=60)
         if bytes(received) != data:
-            errors.append(f"conn {seed}: got {len(received)} of {len(data)} bytes, first mismatch at "
-                          f"{next((i for i, (a, b) in enumerate(zip(received, data)) if a != b), len(received))}")
-    except Exception as exc:  # noqa: BLE001 - any failure is a test failure, reported with its connection
+            errors.append(
+                f"conn {seed}: got {len(received)} of {len(data)} bytes, first mismatch at "
+                f"{next((i for i, (a, b) in enumerate(zip(received, data, strict=False)) if a != b), len(received))}"
+            )
+    except Exception as exc:
         errors.append(f"conn {seed}: {exc!r}")
 
 
@@ -131,6 +135,7 @@ def test_half_close_echoes_everything_pending_then_closes(start_echod, port):
                 if not chunk:
                     return
                 received.extend(chunk)
+
         t = threading.Thread(target=reader)
         t.start()
         s.sendall(data)

@@ -1,4 +1,5 @@
 """Start-up, configuration errors, check-config, SIGTERM drain and logging through the real binary."""
+
 import json
 import os
 import shutil
@@ -8,7 +9,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import Echod, echod_binary, free_port, recv_exactly
 
 
@@ -49,8 +49,19 @@ def test_check_config_prints_effective_values_and_origins(tmp_path):
     out = run(["check-config", "--config", str(cfg), "--threads", "3"], env={"ECHOD_LOG_LEVEL": "debug"})
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    for key in ("listen", "threads", "max_connections", "max_connections_per_ip", "idle_timeout", "max_pending_bytes",
-                "drain_timeout", "level", "format", "reads", "queue_capacity"):
+    for key in (
+        "listen",
+        "threads",
+        "max_connections",
+        "max_connections_per_ip",
+        "idle_timeout",
+        "max_pending_bytes",
+        "drain_timeout",
+        "level",
+        "format",
+        "reads",
+        "queue_capacity",
+    ):
         assert key in text, f"{key} missing from check-config output"
     lines = {line.split(":")[0].strip(): line for line in text.splitlines() if ":" in line}
     assert "45s" in lines["idle_timeout"] and str(cfg) in lines["idle_timeout"]
@@ -141,12 +152,16 @@ def test_defaults_serve_ipv4_where_ipv6_is_switched_off(tmp_path):
     if os.geteuid() != 0 or missing:
         pytest.skip(f"needs root and {', '.join(missing) or 'nothing else'} for a private network namespace")
     log = tmp_path / "stderr.log"
-    result = subprocess.run(["unshare", "--net", "sh", "-c", NO_IPV6_SCRIPT, echod_binary(), str(log)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["unshare", "--net", "sh", "-c", NO_IPV6_SCRIPT, echod_binary(), str(log)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     text = log.read_text()
     assert result.stdout.splitlines() == ["hello over IPv4", "exit=0"], result.stdout + result.stderr + text
     assert "this host has no IPv6: not listening on this address address=[::1]:8888" in text, text
-    assert "listeners=\"echo 127.0.0.1:8888\"" in text, text
+    assert 'listeners="echo 127.0.0.1:8888"' in text, text
 
 
 def test_json_log_lines_and_connection_records(start_echod, port):

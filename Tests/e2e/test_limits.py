@@ -1,4 +1,5 @@
 """Backpressure, idle timeout, connection limits and descriptor exhaustion through the real binary."""
+
 import resource
 import socket
 import time

@@ -6,8 +6,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from race import report, summary, workloads  # noqa: E402 (on the path above)
-from race.model import (  # noqa: E402
+from race import report, summary, workloads
+from race.model import (
     IdleResult,
     Latency,
     LogCount,
@@ -15,8 +15,8 @@ from race.model import (  # noqa: E402
     PeerResult,
     Race,
     Run,
-    Stats,
     StartupResult,
+    Stats,
     WorkloadResult,
     from_json,
     to_json,
@@ -26,10 +26,18 @@ PP1, PP50 = workloads.ALL[0], workloads.ALL[2]
 
 
 def run(ops, p99=50.0, cpu=10.0, errors=0, foreign=0.0, ops_all=None, log=None):
-    return Run(ops_per_sec=ops, ops=int(ops), ops_all=ops_all or int(ops), mb_per_sec=ops * 64 / 1e6,
-               latency_us=Latency(p99 / 2, p99 * 0.8, p99, p99 * 1.5, p99 * 3, p99 / 2),
-               errors={"mismatch": errors}, errors_total=errors, foreign_cpu_pct=foreign, server_cpu_us_per_op=cpu,
-               log=log)  # fmt: skip
+    return Run(
+        ops_per_sec=ops,
+        ops=int(ops),
+        ops_all=ops_all or int(ops),
+        mb_per_sec=ops * 64 / 1e6,
+        latency_us=Latency(p99 / 2, p99 * 0.8, p99, p99 * 1.5, p99 * 3, p99 / 2),
+        errors={"mismatch": errors},
+        errors_total=errors,
+        foreign_cpu_pct=foreign,
+        server_cpu_us_per_op=cpu,
+        log=log,
+    )
 
 
 def workload(w, runs, echod_runs=(), discarded=()):
@@ -43,14 +51,32 @@ def peer(name, wls, status="ok", idle=None):
 
 
 def meta(**kw):
-    base = dict(date="2026-12-02 08:00", cpu="test CPU", cores=2, kernel="test", repeats=3, duration=0.6,
-                warmup=0.1, client="c", echod_client_repeats=0, pinning="none (test)", perf="test")  # fmt: skip
+    base = {
+        "date": "2026-12-02 08:00",
+        "cpu": "test CPU",
+        "cores": 2,
+        "kernel": "test",
+        "repeats": 3,
+        "duration": 0.6,
+        "warmup": 0.1,
+        "client": "c",
+        "echod_client_repeats": 0,
+        "pinning": "none (test)",
+        "perf": "test",
+    }
     return Meta(**{**base, **kw})
 
 
 def test_fmt_num_three_significant_digits_and_units():
     assert [report.fmt_num(v) for v in (None, 0.5, 9.5, 12.34, 123.4, 12345, 1_234_567)] == [
-        "–", "0.50", "9.50", "12.3", "123", "12.3k", "1.23M"]  # fmt: skip
+        "–",
+        "0.50",
+        "9.50",
+        "12.3",
+        "123",
+        "12.3k",
+        "1.23M",
+    ]
     assert report.fmt_num("n/a") == "n/a"
 
 
@@ -78,11 +104,23 @@ def test_summary_of_all_disturbed_runs_uses_them_flagged():
 
 
 def two_peer_race():
-    c = peer("c-epoll", {PP1.name: workload(PP1, [run(30000), run(40000), run(50000)], [run(20000)]),
-                         PP50.name: workload(PP50, [run(100000, p99=400)] * 3)})  # fmt: skip
-    e = peer("echod-1", {PP1.name: workload(PP1, [run(44000, cpu=9.0), run(10000, cpu=30.0), run(46000, cpu=9.5)],
-                                            [run(30000, errors=2)]),
-                         PP50.name: workload(PP50, [run(120000, p99=300)] * 3)}, status="INCORRECT: lost")  # fmt: skip
+    c = peer(
+        "c-epoll",
+        {
+            PP1.name: workload(PP1, [run(30000), run(40000), run(50000)], [run(20000)]),
+            PP50.name: workload(PP50, [run(100000, p99=400)] * 3),
+        },
+    )
+    e = peer(
+        "echod-1",
+        {
+            PP1.name: workload(
+                PP1, [run(44000, cpu=9.0), run(10000, cpu=30.0), run(46000, cpu=9.5)], [run(30000, errors=2)]
+            ),
+            PP50.name: workload(PP50, [run(120000, p99=300)] * 3),
+        },
+        status="INCORRECT: lost",
+    )
     return Race(meta(), {}, [c, e])
 
 
@@ -120,16 +158,23 @@ def test_detail_row_gives_every_column_against_the_reference():
 
 def test_log_reads_row_records_per_op_over_all_runs_and_dropped_summed():
     base = peer("echod-1", {PP1.name: workload(PP1, [run(44000, cpu=9.5)] * 3)})
-    reads_runs = [run(36000, cpu=11.0, log=LogCount(36000, 0, 1)), run(35000, cpu=11.5, log=LogCount(30000, 5000, 1)),
-                  run(37000, cpu=10.5, log=LogCount(37000, 0, 1))]  # fmt: skip
+    reads_runs = [
+        run(36000, cpu=11.0, log=LogCount(36000, 0, 1)),
+        run(35000, cpu=11.5, log=LogCount(30000, 5000, 1)),
+        run(37000, cpu=10.5, log=LogCount(37000, 0, 1)),
+    ]
     reads = peer("echod-1-reads", {PP1.name: workload(PP1, reads_runs)})
     assert report.log_reads_row(PP1, reads, base) == "| pp64-c1 | 44.0k | 36.0k | 0.82× | 9.50 → 11.0 | 0.95 | 5000 |"
     assert report.log_reads_row(PP50, reads, base) is None
 
 
 def test_startup_and_idle_rows():
-    m = meta(startup={"echod-1": StartupResult(5, Stats(10.0, 8.5, 12.5), Stats(9.5, 8.0, 12.0), None),
-                      "go": StartupResult(5, None, None, "exited with 1 while starting")})  # fmt: skip
+    m = meta(
+        startup={
+            "echod-1": StartupResult(5, Stats(10.0, 8.5, 12.5), Stats(9.5, 8.0, 12.0), None),
+            "go": StartupResult(5, None, None, "exited with 1 while starting"),
+        }
+    )
     assert rows(report.startup(m)) == [
         "| echod-1 | 5 | 9.50 (8.00–12.0) | 10.0 (8.50–12.5) |",
         "| go | 5 | – | – | exited with 1 while starting",
@@ -162,9 +207,17 @@ def test_svg_plots_each_peer_over_its_connection_counts():
 
 
 def test_results_json_keeps_its_shape_both_ways():
-    raw = {"ops_per_sec": 100.0, "ops": 60, "ops_all": 70, "mb_per_sec": 0.1, "errors": {"lost": 0},
-           "errors_total": 0, "latency_us": {"p50": 1, "p90": 2, "p99": 3, "p999": 4, "max": 5, "mean": 1.5},
-           "mode": "pingpong", "threads": 1}  # fmt: skip
+    raw = {
+        "ops_per_sec": 100.0,
+        "ops": 60,
+        "ops_all": 70,
+        "mb_per_sec": 0.1,
+        "errors": {"lost": 0},
+        "errors_total": 0,
+        "latency_us": {"p50": 1, "p90": 2, "p99": 3, "p999": 4, "max": 5, "mean": 1.5},
+        "mode": "pingpong",
+        "threads": 1,
+    }
     r = from_json(Run, raw)
     assert r.extra == {"mode": "pingpong", "threads": 1} and r.latency_us.p99 == 3
     out = to_json(r)
