@@ -37,6 +37,7 @@ import signal
 import time
 
 from . import measure, model, options, peers, phases, procfs, report, summary, workloads
+from .clients import perf_works
 from .context import Plan, Race, Server
 from .log import Log
 from .options import Options
@@ -132,7 +133,7 @@ def choose_pinning(r: Race, cpus: list[int]) -> tuple[str, model.Calibration | N
 
 
 def perf_plan(r: Race) -> tuple[bool, str]:
-    use, note = (False, "disabled (--no-perf)") if r.opts.no_perf else measure_perf(r)
+    use, note = (False, "disabled (--no-perf)") if r.opts.no_perf else perf_works(r.tools)
     if use:
         note = (
             f"`perf stat -e raw_syscalls:sys_enter -p PID` over a separate {r.opts.perf_duration} s run of each "
@@ -140,12 +141,6 @@ def perf_plan(r: Race) -> tuple[bool, str]:
         )
     r.log(f"syscalls: {note}")
     return use, note
-
-
-def measure_perf(r: Race) -> tuple[bool, str]:
-    from .clients import perf_works
-
-    return perf_works(r.tools)
 
 
 def wanted_peers(r: Race, specs: dict[str, peers.PeerSpec]) -> list[str]:

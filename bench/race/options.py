@@ -40,7 +40,14 @@ def parser() -> argparse.ArgumentParser:
     from . import cli
 
     ap = argparse.ArgumentParser(description=cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = ap.add_argument
+    _what_to_race(ap.add_argument)
+    _placement_and_load(ap.add_argument)
+    _phases_and_output(ap)
+    return ap
+
+
+def _what_to_race(add) -> None:
+    """Peers, workloads, durations and clients."""
     add("--quick", action="store_true", help="smoke test: 1 repeat, 1 s per workload, no sweep")
     add("--only", default="", help="comma-separated peers (the C reference is always added)")
     add(
@@ -70,6 +77,10 @@ def parser() -> argparse.ArgumentParser:
         default=1,
         help="with --client both: rounds in which `echod bench` runs too (default 1)",
     )
+
+
+def _placement_and_load(add) -> None:
+    """Pinning, other work on the machine, the time budget."""
     add(
         "--pin",
         choices=["auto", "split", "none"],
@@ -99,6 +110,11 @@ def parser() -> argparse.ArgumentParser:
         help="seconds the race may take (default 570, quick 300; 0 = unbounded; from the start of `make bench` "
         "when it sets ECHOD_BENCH_T0): waits for quiet and re-runs stop when a peer falls behind its share",
     )
+
+
+def _phases_and_output(ap: argparse.ArgumentParser) -> None:
+    """perf, idle memory, the sweep, start-up timings, where the results go."""
+    add = ap.add_argument
     add("--no-perf", action="store_true", help="skip the perf syscall counts")
     add("--perf-duration", type=float, default=0.3)
     add("--idle-connections", type=int, default=10000)
@@ -136,7 +152,6 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="only re-render DIR/table.md and DIR/latency.svg from DIR/results.json (no race)",
     )
-    return ap
 
 
 def parse(argv: list[str] | None = None) -> Options:
