@@ -7,6 +7,7 @@ field named `extra` holds the keys the class does not name (echoclient's other o
 """
 
 import dataclasses
+import statistics
 import types
 import typing
 from dataclasses import dataclass, field
@@ -126,14 +127,14 @@ class CheckResult:
 class IdleResult:
     """bench/idle_rss.py's JSON, or the reason it has none."""
 
-    connections: int | None = None
-    metric: str | None = None
-    kb_before: int | None = None
-    kb_idle: int | None = None
-    kb_after_echo: int | None = None
-    kb_after_close: int | None = None
-    bytes_per_conn_idle: float | None = None
-    bytes_per_conn_after_echo: float | None = None
+    connections: int | None = optional()
+    metric: str | None = optional()
+    kb_before: int | None = optional()
+    kb_idle: int | None = optional()
+    kb_after_echo: int | None = optional()
+    kb_after_close: int | None = optional()
+    bytes_per_conn_idle: float | None = optional()
+    bytes_per_conn_after_echo: float | None = optional()
     failure: str | None = optional()
     extra: dict[str, typing.Any] = field(default_factory=dict)
 
@@ -146,8 +147,6 @@ class Stats:
 
     @classmethod
     def of(cls, values: list[float]) -> "Stats | None":
-        import statistics
-
         return cls(statistics.median(values), min(values), max(values)) if values else None
 
 
@@ -208,7 +207,7 @@ class Meta:
     args: dict[str, typing.Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     pin_calibration: Calibration | None = None
-    trimmed: list[str] = optional([])
+    trimmed: list[str] = field(default_factory=list)
     elapsed_s: float | None = optional()
     startup: dict[str, StartupResult] = optional({})
 
