@@ -69,7 +69,7 @@ def header(meta: Meta, notes: dict[str, str], peers: list[PeerResult]) -> list[s
     second = (
         f"; `echod bench` (echod's own load generator, every byte verified too) ran beside it in "
         f"{meta.echod_client_repeats} of the rounds, second table"
-        if meta.client == "both"
+        if meta.client == "both" and meta.echod_client_repeats > 0
         else ""
     )
     elapsed = meta.elapsed_s if meta.elapsed_s is not None else "?"

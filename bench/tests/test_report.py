@@ -228,3 +228,10 @@ def test_results_json_keeps_its_shape_both_ways():
     assert again == race
     w = to_json(race)["peers"][0]["workloads"]["pp64-c1"]
     assert "syscalls_per_op" not in w and "failures" not in w and w["summary"]["ops_per_sec"] == 40000
+
+
+def test_header_names_the_second_client_only_when_it_ran():
+    said = "`echod bench` (echod's own load generator, every byte verified too) ran beside it in 1 of the rounds"
+    assert said in "\n".join(report.header(meta(client="both", echod_client_repeats=1), {}, []))
+    trimmed = "\n".join(report.header(meta(client="both", echod_client_repeats=0, trimmed=["no round"]), {}, []))
+    assert "ran beside it" not in trimmed and "Trimmed to fit the time budget" in trimmed
