@@ -90,13 +90,13 @@ def race(opts: Options, log: Log, run_dir: str) -> int:
     wanted = wanted_peers(r, specs)
     plan = Plan(workloads.in_table_order(opts.workloads), opts.repeats, opts.echod_client_repeats)
     meta = new_meta(r, pinning, perf_note, calib, cpus, plan)
-    results = model.Race(meta, tools.notes, [])
+    results = model.Results(meta, tools.notes, [])
     deadline = race_deadline(r)
     n_fork = sum(1 for p in wanted if specs[p].tree)
     r.schedule.start(deadline, len(wanted) * 1.2 + measure.estimate(plan, len(wanted), n_fork, opts))
     old_term = signal.signal(signal.SIGTERM, _sigterm)
     try:
-        run_phases(r, [specs[p] for p in wanted], cpus if pinning.startswith("split") else None, plan, results)
+        run_phases(r, [specs[p] for p in wanted], cpus if r.pin_client is not None else None, plan, results)
     except KeyboardInterrupt:
         log("interrupted: stopping the servers this script started")
     finally:
@@ -192,7 +192,7 @@ def race_deadline(r: Race) -> float:
     return r.log.start - before + (r.opts.budget or 1e9)
 
 
-def run_phases(r: Race, specs: list[peers.PeerSpec], cpus: list[int] | None, plan: Plan, res: model.Race) -> None:
+def run_phases(r: Race, specs: list[peers.PeerSpec], cpus: list[int] | None, plan: Plan, res: model.Results) -> None:
     """Servers up and checked, the budget applied, every workload, start-up timings, idle memory."""
     servers = start_servers(r, specs, cpus, res)
     live = [s for s in servers if s.live]
@@ -219,7 +219,7 @@ def run_phases(r: Race, specs: list[peers.PeerSpec], cpus: list[int] | None, pla
         s.result.other_load_median_pct = summary.other_load_median(s.result)
 
 
-def start_servers(r: Race, specs: list[peers.PeerSpec], cpus: list[int] | None, res: model.Race) -> list[Server]:
+def start_servers(r: Race, specs: list[peers.PeerSpec], cpus: list[int] | None, res: model.Results) -> list[Server]:
     """Every server started and checked; the checks only verify bytes (no timing), so they run four servers at a
     time: about 12 s instead of 34."""
     busy, _ = measure.wait_quiet(r.opts.quiet_limit, min(r.opts.quiet_wait, r.schedule.slack_left()))
@@ -245,7 +245,7 @@ def run_one_workload(r: Race, live: list[Server], w: workloads.Workload, plan: P
     r.schedule.done(measure.estimate_workload(n, n_fork, r.opts, plan, sweep))
 
 
-def write_outputs(run_dir: str, res: model.Race, log: Log) -> int:
+def write_outputs(run_dir: str, res: model.Results, log: Log) -> int:
     dump(run_dir, res)
     table = report.render_table(res)
     with open(os.path.join(run_dir, "table.md"), "w") as f:
@@ -266,7 +266,7 @@ def write_outputs(run_dir: str, res: model.Race, log: Log) -> int:
 def retable(run_dir: str, foreign_limit: float) -> int:
     """Re-summarise the raw runs of an earlier race and render its table and plot with the current code."""
     with open(os.path.join(run_dir, "results.json")) as f:
-        res = model.from_json(model.Race, json.load(f))
+        res = model.from_json(model.Results, json.load(f))
     for p in res.peers:
         for w in p.workloads.values():
             summary.summarise_workload(w, foreign_limit)
@@ -282,7 +282,7 @@ def retable(run_dir: str, foreign_limit: float) -> int:
     return 0
 
 
-def dump(run_dir: str, res: model.Race) -> None:
+def dump(run_dir: str, res: model.Results) -> None:
     with open(os.path.join(run_dir, "results.json"), "w") as f:
         json.dump(model.to_json(res), f, indent=1, default=str)
 

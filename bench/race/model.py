@@ -213,7 +213,7 @@ class Meta:
 
 
 @dataclass
-class Race:
+class Results:
     meta: Meta
     notes: dict[str, str]
     peers: list[PeerResult]

@@ -3,7 +3,7 @@
 import math
 
 from . import workloads
-from .model import EchodSummary, IdleResult, Meta, PeerResult, Race, Stats, Summary
+from .model import EchodSummary, IdleResult, Meta, PeerResult, Results, Stats, Summary
 from .peers import REFERENCE
 from .workloads import Workload
 
@@ -46,7 +46,7 @@ def table_workloads(peers: list[PeerResult]) -> list[Workload]:
     return workloads.in_table_order(name for p in peers for name in p.workloads)
 
 
-def render_table(race: Race) -> str:
+def render_table(race: Results) -> str:
     """The whole table.md of a race."""
     peers = race.peers
     ref = next((p for p in peers if p.peer == REFERENCE), None)

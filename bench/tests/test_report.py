@@ -13,7 +13,7 @@ from race.model import (
     LogCount,
     Meta,
     PeerResult,
-    Race,
+    Results,
     Run,
     StartupResult,
     Stats,
@@ -121,7 +121,7 @@ def two_peer_race():
         },
         status="INCORRECT: lost",
     )
-    return Race(meta(), {}, [c, e])
+    return Results(meta(), {}, [c, e])
 
 
 def rows(lines):
@@ -224,7 +224,7 @@ def test_results_json_keeps_its_shape_both_ways():
     assert out["mode"] == "pingpong" and "log" not in out and out["ops_all"] == 70
     race = two_peer_race()
     race.peers[0].idle = IdleResult(failure="x")
-    again = from_json(Race, json.loads(json.dumps(to_json(race))))
+    again = from_json(Results, json.loads(json.dumps(to_json(race))))
     assert again == race
     w = to_json(race)["peers"][0]["workloads"]["pp64-c1"]
     assert "syscalls_per_op" not in w and "failures" not in w and w["summary"]["ops_per_sec"] == 40000
