@@ -24,7 +24,7 @@ endef
 DEBUG_BIN := .build/debug/echod
 RELEASE_BIN := .build/release/echod
 
-.PHONY: all build release run test deps bench-deps unit e2e bench repro-check clean
+.PHONY: all build release run test deps bench-deps unit e2e bench lint-python repro-check clean
 all: build
 
 deps:
@@ -69,6 +69,7 @@ e2e: deps build $(SHIPPING)
 
 test: deps build $(SHIPPING)
 	$(SWIFT) test
+	$(PYTHON) -m pytest -q bench/tests
 	ECHOD_BIN=$(abspath $(DEBUG_BIN)) $(PYTHON) -m pytest -q -rs Tests/e2e
 
 # The race against the other echo servers (bench/README.md); not part of make test. BENCH_ARGS=--quick for a smoke run.
@@ -78,6 +79,13 @@ BENCH_T0 := $(shell date +%s.%N)
 endif
 bench: deps bench-deps release
 	ECHOD_BENCH_T0=$(BENCH_T0) ECHOD_BIN=$(abspath $(RELEASE_BIN)) $(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# Python lint (ruff.toml): every finding of `ruff check`, and any file `ruff format` would change, fails.
+# ruff comes from PyPI (Debian 12 has no ruff package), installed like the tests' PIP_PACKAGES.
+lint-python:
+	@$(PYTHON) -m ruff --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q ruff
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 # Two clean release builds of the committed tree, in one fresh clone, each packaged by make deb-package: the
 # binaries and the .debs must be byte-identical. About 5 minutes on 2 cores; not part of make test.

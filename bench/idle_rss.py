@@ -23,6 +23,7 @@ Bytes per connection = (memory after - memory before) / N.  The kernel's own
 socket memory is not in RSS; this is the server's user-space cost.
 Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 """
+
 import argparse
 import json
 import os
@@ -32,59 +33,9 @@ import socket
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-def read_status_kb(pid, key="VmRSS"):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def descendants(pid):
-    """All descendant PIDs of pid (via /proc/*/task/*/children)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                try:
-                    with open(f"/proc/{p}/task/{tid}/children") as f:
-                        kids = [int(x) for x in f.read().split()]
-                except OSError:
-                    kids = []
-                out.extend(kids)
-                todo.extend(kids)
-        except OSError:
-            pass
-    return out
-
-
-def rollup_kb(pid, key):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def memory_kb(pid, tree):
-    """VmRSS comes from per-CPU counters that the kernel folds in lazily (it can lag by a few hundred kB);
-    smaps_rollup's Rss walks the page tables: the same quantity, exact. Use it when readable."""
-    if not tree:
-        rss = rollup_kb(pid, "Rss")
-        return rss if rss is not None else read_status_kb(pid)
-    return sum(rollup_kb(p, "Pss") or 0 for p in [pid] + descendants(pid))
-
-
-def fd_count(pid):
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return 0
+from race.procfs import descendants, fd_count, memory_kb, rollup_kb, vm_rss_kib
 
 
 def raise_nofile(need):
@@ -196,7 +147,7 @@ def echo_once(socks, timeout):
     return bad
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pid", type=int, required=True, help="server process id")
     ap.add_argument("--host", default="127.0.0.1")
@@ -211,60 +162,75 @@ def main():
     a = ap.parse_args()
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         sys.exit("idle_rss.py only targets loopback")
+    return a
 
-    raise_nofile(a.connections + 256)
+
+def accepted_count(pid, tree, base):
+    """What the server holds beyond `base`: descendants (tree) or open descriptors."""
+    return (len(descendants(pid)) if tree else fd_count(pid)) - base
+
+
+def measure(a):
+    """Steps 1 to 5 of the module's description; the readings, in kB."""
     t0 = time.monotonic()
-    base_fds = fd_count(a.pid)
-    base_procs = len(descendants(a.pid))
+    base = len(descendants(a.pid)) if a.tree else fd_count(a.pid)
     time.sleep(min(a.settle, 0.5))
-    before = memory_kb(a.pid, a.tree)
+    r = {"kb_before": memory_kb(a.pid, a.tree)}
 
-    socks, failed = open_connections(a.host, a.port, a.connections, a.batch, a.timeout)
-    n = len(socks)
-    if a.tree:
-        wait_stable(lambda: len(descendants(a.pid)) - base_procs, n, 30.0, quiet=1.0)
-    else:
-        wait_stable(lambda: fd_count(a.pid) - base_fds, n, 30.0)
-    accepted = (len(descendants(a.pid)) - base_procs) if a.tree else (fd_count(a.pid) - base_fds)
+    socks, r["connect_failures"] = open_connections(a.host, a.port, a.connections, a.batch, a.timeout)
+    n = r["connections"] = len(socks)
+    wait_stable(lambda: accepted_count(a.pid, a.tree, base), n, 30.0, quiet=1.0 if a.tree else 0.5)
+    r["accepted_delta"] = accepted_count(a.pid, a.tree, base)
     time.sleep(a.settle)
-    idle = memory_kb(a.pid, a.tree)
+    r["kb_idle"] = memory_kb(a.pid, a.tree)
 
-    after_echo, echo_failures = None, None
+    r["kb_after_echo"], r["echo_failures"] = None, None
     if not a.no_echo and n:
-        echo_failures = echo_once(socks, 30.0)
+        r["echo_failures"] = echo_once(socks, 30.0)
         time.sleep(a.settle)
-        after_echo = memory_kb(a.pid, a.tree)
+        r["kb_after_echo"] = memory_kb(a.pid, a.tree)
 
     for s in socks:
         s.close()
     time.sleep(a.settle)
-    after_close = memory_kb(a.pid, a.tree)
+    r["kb_after_close"] = memory_kb(a.pid, a.tree)
+    r["seconds"] = round(time.monotonic() - t0, 2)
+    return r
 
+
+def per_connection(kb, before, n):
+    """Bytes per connection of a reading, or None without connections or reading."""
+    return round((kb - before) * 1024 / n, 1) if n and kb is not None else None
+
+
+def main():
+    a = parse_args()
+    raise_nofile(a.connections + 256)
+    m = measure(a)
+    n, before = m["connections"], m["kb_before"]
     res = {
         "pid": a.pid,
         "port": a.port,
         "metric": "Pss(tree)" if a.tree else ("Rss" if rollup_kb(a.pid, "Rss") is not None else "VmRSS"),
-        "vmrss_kb_after_close": read_status_kb(a.pid),
+        "vmrss_kb_after_close": vm_rss_kib(a.pid),
         "requested": a.connections,
-        "connections": n,
-        "connect_failures": failed,
-        "accepted_delta": accepted,
-        "kb_before": before,
-        "kb_idle": idle,
-        "kb_after_echo": after_echo,
-        "kb_after_close": after_close,
-        "bytes_per_conn_idle": round((idle - before) * 1024 / n, 1) if n else None,
-        "bytes_per_conn_after_echo": round((after_echo - before) * 1024 / n, 1) if (n and after_echo is not None) else None,
-        "echo_failures": echo_failures,
-        "seconds": round(time.monotonic() - t0, 2),
+        **{k: m[k] for k in ("connections", "connect_failures", "accepted_delta")},
+        **{k: m[k] for k in ("kb_before", "kb_idle", "kb_after_echo", "kb_after_close")},
+        "bytes_per_conn_idle": per_connection(m["kb_idle"], before, n),
+        "bytes_per_conn_after_echo": per_connection(m["kb_after_echo"], before, n),
+        "echo_failures": m["echo_failures"],
+        "seconds": m["seconds"],
     }
     if a.json:
         print(json.dumps(res))
     else:
-        print(f"{res['metric']} before {before} kB, {n} idle connections -> {idle} kB "
-              f"({res['bytes_per_conn_idle']} B/conn); after one echo each {after_echo} kB "
-              f"({res['bytes_per_conn_after_echo']} B/conn, {echo_failures} failures); after close {after_close} kB")
-    return 0 if n == a.connections and not echo_failures else 1
+        print(
+            f"{res['metric']} before {before} kB, {n} idle connections -> {m['kb_idle']} kB "
+            f"({res['bytes_per_conn_idle']} B/conn); after one echo each {m['kb_after_echo']} kB "
+            f"({res['bytes_per_conn_after_echo']} B/conn, {m['echo_failures']} failures); "
+            f"after close {m['kb_after_close']} kB"
+        )
+    return 0 if n == a.connections and not m["echo_failures"] else 1
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ thread each) and checks that the client reports errors for each fault, then
 checks that it reports none against the C epoll reference.  Exit 0 when every
 expectation holds.  Bounded: each client run lasts under 2 s.
 """
+
 import argparse
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
-import json
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.join(BENCH, "results", "bin")
@@ -59,7 +60,7 @@ def faulty_server(fault):
         while not stop.is_set():
             try:
                 s, _ = ls.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 break
@@ -71,9 +72,26 @@ def faulty_server(fault):
 
 
 def run_client(client, port, mode, size, conns=2, secs=0.5):
-    r = subprocess.run([client, f"127.0.0.1:{port}", "--mode", mode, "--size", str(size), "--connections", str(conns),
-                        "--duration", str(secs), "--drain-timeout", "1", "--json"],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [
+            client,
+            f"127.0.0.1:{port}",
+            "--mode",
+            mode,
+            "--size",
+            str(size),
+            "--connections",
+            str(conns),
+            "--duration",
+            str(secs),
+            "--drain-timeout",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return json.loads(r.stdout.strip().splitlines()[-1]), r.returncode
 
 
@@ -106,7 +124,8 @@ def main():
         ok = any(out["errors"].get(e, 0) > 0 for e in expect) and rc == 1
         passed += ok
         failed += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {fault:12s} {mode:9s} -> errors {out['errors']} (want {'/'.join(expect)}) rc={rc}")
+        verdict, want = "ok  " if ok else "FAIL", "/".join(expect)
+        print(f"{verdict} {fault:12s} {mode:9s} -> errors {out['errors']} (want {want}) rc={rc}")
 
     if os.access(a.reference, os.X_OK):
         ls = socket.socket()
@@ -116,20 +135,28 @@ def main():
         p = subprocess.Popen([a.reference, str(port)], stdout=subprocess.DEVNULL)
         try:
             import time
+
             for _ in range(100):
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                     break
                 except OSError:
                     time.sleep(0.02)
-            for mode, size, conns in (("pingpong", 1, 1), ("pingpong", 100000, 3), ("stream", 65536, 4),
-                                      ("stream", 3, 5), ("connect", 64, 4)):
+            for mode, size, conns in (
+                ("pingpong", 1, 1),
+                ("pingpong", 100000, 3),
+                ("stream", 65536, 4),
+                ("stream", 3, 5),
+                ("connect", 64, 4),
+            ):
                 out, rc = run_client(a.client, port, mode, size, conns, 0.3)
                 ok = rc == 0 and out["errors_total"] == 0 and out["ops"] > 0
                 passed += ok
                 failed += not ok
-                print(f"{'ok  ' if ok else 'FAIL'} c-epoll      {mode:9s} size {size}: {out['ops']} ops, "
-                      f"errors {out['errors_total']}")
+                print(
+                    f"{'ok  ' if ok else 'FAIL'} c-epoll      {mode:9s} size {size}: {out['ops']} ops, "
+                    f"errors {out['errors_total']}"
+                )
         finally:
             p.terminate()
             p.wait(timeout=5)

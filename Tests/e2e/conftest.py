@@ -1,8 +1,10 @@
 """End-to-end fixtures: start the real echod binary on free loopback ports and talk to it as users do."""
+
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -10,6 +12,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The /proc readers live once, in the race's package (bench/race/procfs.py), which bench/idle_rss.py uses too.
+sys.path.insert(0, str(REPO / "bench"))
+from race.procfs import cpu_seconds, vm_rss_kib  # noqa: E402, F401 (on the path above; the tests import them here)
 
 
 def echod_binary() -> str:
@@ -39,22 +44,13 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0, pro
     raise AssertionError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
-def vm_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Echod:
     """One echod process. Its stderr goes to a file (or a pipe the caller controls)."""
 
-    def __init__(self, args=(), config: str | None = None, env=None, stderr=None, preexec_fn=None, wait_port=None):
+    def __init__(self, args=(), config: str | None = None, env=None, stderr=None, preexec_fn=None, ready=False):
+        """ready: wait until echod says READY=1 on a NOTIFY_SOCKET of this test's own (it does once every listener
+        is bound and every loop serves); the test then starts on a serving daemon with no probe connection of ours
+        open. A test that passes its own NOTIFY_SOCKET reads it itself."""
         self.tmp = tempfile.TemporaryDirectory(prefix="echod-e2e-")
         self.dir = Path(self.tmp.name)
         self.log_path = self.dir / "stderr.log"
@@ -65,17 +61,32 @@ class Echod:
             self.config_path = cfg
             cmd += ["--config", str(cfg)]
         cmd += list(args)
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_", "JOURNAL_STREAM"))}
+        full_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_", "JOURNAL_STREAM"))
+        }
         full_env.update(env or {})
+        self.notify = None
+        if ready:
+            if "NOTIFY_SOCKET" in full_env:
+                raise ValueError("ready=True uses its own NOTIFY_SOCKET: read the one you pass instead")
+            self.notify = ReadySocket(self.dir / "notify.sock")
+            full_env["NOTIFY_SOCKET"] = str(self.notify.path)
         self._log_file = None
         if stderr is None:
-            self._log_file = open(self.log_path, "wb")
+            self._log_file = open(self.log_path, "wb")  # noqa: SIM115 (open while echod runs; closed in close())
             stderr = self._log_file
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                                     env=full_env, preexec_fn=preexec_fn)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=full_env, preexec_fn=preexec_fn
+        )
         self.pid = self.proc.pid
-        if wait_port is not None:
-            wait_for_port(wait_port, proc=self.proc)
+        if self.notify is not None:
+            try:
+                self.notify.wait_ready(self)
+            except AssertionError:
+                self.close()  # no fixture holds this instance yet
+                raise
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -101,7 +112,7 @@ class Echod:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"echod did not stop within {timeout}s after SIGTERM\n{self.log()}")
+            raise AssertionError(f"echod did not stop within {timeout}s after SIGTERM\n{self.log()}") from None
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -109,7 +120,39 @@ class Echod:
             self.proc.wait()
         if self._log_file:
             self._log_file.close()
+        if self.notify is not None:
+            self.notify.close()
         self.tmp.cleanup()
+
+
+class ReadySocket:
+    """An AF_UNIX datagram socket standing in for systemd's notification socket, for `Echod(ready=True)`. It stays
+    open while echod runs, so that echod's later notifications (STATUS=, STOPPING=1) are delivered as under
+    systemd; they are never read (a few small datagrams, far below the socket's buffer)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+
+    def wait_ready(self, echod: "Echod", timeout: float = 10.0) -> None:
+        """Returns at the first datagram with a READY=1 line; fails with echod's stderr if it exits first or stays
+        silent for `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if echod.proc.poll() is not None:
+                raise AssertionError(f"echod exited with {echod.proc.returncode} before READY=1\n{echod.log()}")
+            self.sock.settimeout(min(0.05, left))
+            try:
+                message = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if b"READY=1" in message.split(b"\n"):
+                return
+        raise AssertionError(f"echod did not send READY=1 within {timeout}s\n{echod.log()}")
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ The recipe of shared/notes/real-systemd.md, as a context manager:
 Needs root, systemd-nspawn (Debian: systemd-container), nsenter/unshare (util-linux) and writable cgroup hierarchies;
 `Container.unavailable()` says why not, and entering skips the calling test with that reason (pytest.skip).
 """
+
 import ctypes
 import os
 import shutil
@@ -55,8 +56,9 @@ def cgroup_hierarchies() -> list[Path]:
 
 
 class Container:
-    def __init__(self, units: Path, binds: dict[str, Path] | None = None, name: str | None = None,
-                 boot_timeout: float = 30.0):
+    def __init__(
+        self, units: Path, binds: dict[str, Path] | None = None, name: str | None = None, boot_timeout: float = 30.0
+    ):
         self.name = name or f"echod-e2e-{uuid.uuid4().hex[:8]}"
         self.units = Path(units)
         self.binds = {k: Path(v) for k, v in (binds or {}).items()}
@@ -76,8 +78,12 @@ class Container:
         """Why a container cannot be booted here, or None when it can."""
         if os.geteuid() != 0:
             return "booting systemd in a container needs root (systemd-nspawn, unshare, cgroups)"
-        for tool, package in (("systemd-nspawn", "systemd-container"), ("nsenter", "util-linux"),
-                              ("unshare", "util-linux"), ("systemctl", "systemd")):
+        for tool, package in (
+            ("systemd-nspawn", "systemd-container"),
+            ("nsenter", "util-linux"),
+            ("unshare", "util-linux"),
+            ("systemctl", "systemd"),
+        ):
             if shutil.which(tool) is None:
                 return f"{tool} is not installed (Debian package: {package})"
         hierarchies = cgroup_hierarchies()
@@ -119,12 +125,24 @@ class Container:
             group.mkdir()
             self.cgroups.append(group)
         nspawn = [
-            "systemd-nspawn", "-q", "-D", str(root), "--volatile=overlay", "--boot", f"--machine={self.name}",
-            "--register=no", "--keep-unit", "--private-network", "--link-journal=no", "--resolv-conf=off",
-            "--timezone=off", "--console=read-only",
+            "systemd-nspawn",
+            "-q",
+            "-D",
+            str(root),
+            "--volatile=overlay",
+            "--boot",
+            f"--machine={self.name}",
+            "--register=no",
+            "--keep-unit",
+            "--private-network",
+            "--link-journal=no",
+            "--resolv-conf=off",
+            "--timezone=off",
+            "--console=read-only",
             f"--bind-ro={self.units}:/etc/systemd/system.attached",
             *[f"--bind-ro={source}:{target}" for target, source in self.binds.items()],
-            "--", f"systemd.unit={BOOT_TARGET}",
+            "--",
+            f"systemd.unit={BOOT_TARGET}",
         ]
         # The shell joins the run's cgroups, binds / (not recursively: nspawn refuses a populated /dev, and / itself)
         # in the private mount namespace unshare made, and becomes systemd-nspawn: one pid from Popen to nspawn.
@@ -135,20 +153,26 @@ class Container:
         with open(self.console_log, "wb") as console:
             self.process = subprocess.Popen(
                 ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(root), *nspawn],
-                stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=env)
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         deadline = time.monotonic() + self.boot_timeout
         self.pid1 = self._wait_for_pid1(deadline)
         while not Path(f"/proc/{self.pid1}/root/run/systemd/private").exists():
             self._check_alive(deadline, "systemd's private socket")
             time.sleep(0.05)
-        state = self.run("systemctl", "is-system-running", "--wait",
-                         timeout=max(1.0, deadline - time.monotonic())).stdout.strip()
+        state = self.run(
+            "systemctl", "is-system-running", "--wait", timeout=max(1.0, deadline - time.monotonic())
+        ).stdout.strip()
         if state not in ("running", "degraded"):
             raise RuntimeError(f"container booted into state {state!r}\n{self.console()}")
         self.state = state
         self._netns = os.open(f"/proc/{self.pid1}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self._net_thread = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{self.name}-net",
-                                              initializer=self._join_netns)
+        self._net_thread = ThreadPoolExecutor(
+            max_workers=4, thread_name_prefix=f"{self.name}-net", initializer=self._join_netns
+        )
 
     def _wait_for_pid1(self, deadline: float) -> int:
         while True:
@@ -160,16 +184,17 @@ class Container:
                     stat = (entry / "stat").read_text()
                 except OSError:
                     continue
-                comm = stat[stat.index("(") + 1:stat.rindex(")")]
-                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+                comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+                ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
                 if ppid == self.process.pid and comm == "systemd":
                     return int(entry.name)
             time.sleep(0.05)
 
     def _check_alive(self, deadline: float, waiting_for: str):
         if self.process.poll() is not None:
-            raise RuntimeError(f"systemd-nspawn exited ({self.process.returncode}) while waiting for {waiting_for}\n"
-                               f"{self.console()}")
+            raise RuntimeError(
+                f"systemd-nspawn exited ({self.process.returncode}) while waiting for {waiting_for}\n{self.console()}"
+            )
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {self.boot_timeout}s waiting for {waiting_for}\n{self.console()}")
 
@@ -220,14 +245,38 @@ class Container:
 
     # -- driving it ---------------------------------------------------------------------------------------------
 
-    def run(self, *cmd: str, check: bool = False, timeout: float = 30.0, input: str | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        *cmd: str,
+        check: bool = False,
+        timeout: float = 30.0,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess:
         """Runs a command inside the container (all its namespaces), with a clean environment."""
         extra = [f"{k}={v}" for k, v in (env or {}).items()]
-        argv = ["nsenter", "-t", str(self.pid1), "-a", "env", "-i", f"PATH={PATH}", "SYSTEMD_COLORS=0",
-                "SYSTEMD_PAGER=", "SYSTEMD_LOG_COLOR=0", *extra, *cmd]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input,
-                                stdin=None if input is not None else subprocess.DEVNULL)
+        argv = [
+            "nsenter",
+            "-t",
+            str(self.pid1),
+            "-a",
+            "env",
+            "-i",
+            f"PATH={PATH}",
+            "SYSTEMD_COLORS=0",
+            "SYSTEMD_PAGER=",
+            "SYSTEMD_LOG_COLOR=0",
+            *extra,
+            *cmd,
+        ]
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout}{result.stderr}")
         return result
@@ -235,8 +284,9 @@ class Container:
     def popen(self, *cmd: str) -> subprocess.Popen:
         """Starts a command inside the container without waiting (output captured as text)."""
         argv = ["nsenter", "-t", str(self.pid1), "-a", "env", "-i", f"PATH={PATH}", "SYSTEMD_COLORS=0", *cmd]
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
 
     def path(self, inside: str) -> Path:
         """A path inside the container, as seen from here (through /proc/PID1/root; writes land in the overlay)."""
@@ -254,6 +304,7 @@ class Container:
 
     def connect(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0):
         import socket
+
         return self.in_netns(socket.create_connection, (host, port), timeout=timeout).result()
 
     def show(self, unit: str, *properties: str) -> dict[str, str]:

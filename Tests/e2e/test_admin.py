@@ -1,4 +1,5 @@
 """The admin HTTP endpoint (/livez, /healthz, /readyz, /metrics) of the real binary, in each daemon state."""
+
 import os
 import re
 import resource
@@ -9,8 +10,7 @@ import subprocess
 import time
 
 import pytest
-
-from conftest import echod_binary, free_port, recv_exactly, wait_for_port
+from conftest import echod_binary, free_port, recv_exactly
 
 PATHS = ("/livez", "/healthz", "/readyz", "/metrics")
 
@@ -21,9 +21,8 @@ def config(port, admin_port, extra="", threads=2):
 
 def start_with_admin(start_echod, port, extra="", threads=2, **kwargs):
     admin_port = free_port()
-    e = start_echod(config=config(port, admin_port, extra, threads), wait_port=port, **kwargs)
-    wait_for_port(admin_port, proc=e.proc)
-    # The ports accept (into the backlog) as soon as they are bound; /readyz says when start-up is complete.
+    e = start_echod(config=config(port, admin_port, extra, threads), ready=True, **kwargs)
+    # READY=1 came once every listener, the admin one too, was bound; /readyz must say the same.
     deadline = time.monotonic() + 10
     while curl(admin_port, "/readyz")[0] != 200:
         assert time.monotonic() < deadline, "echod never became ready"
@@ -158,8 +157,9 @@ def test_serving_all_paths(start_echod, port):
     assert "echod_connections_accepted_total" in scrape(admin)
     # HEAD works for every path, including unknown ones.
     for path in PATHS + ("/nope",):
-        out = subprocess.run(["curl", "-sS", "-I", "--max-time", "5", f"http://127.0.0.1:{admin}{path}"],
-                             capture_output=True, timeout=10)
+        out = subprocess.run(
+            ["curl", "-sS", "-I", "--max-time", "5", f"http://127.0.0.1:{admin}{path}"], capture_output=True, timeout=10
+        )
         head = out.stdout.decode()
         assert head.startswith("HTTP/1.1 200" if path != "/nope" else "HTTP/1.1 404"), head
         assert "Content-Length:" in head
@@ -170,7 +170,7 @@ def test_serving_all_paths(start_echod, port):
 
 
 def test_admin_is_off_unless_configured(start_echod, port):
-    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", ready=True)
     assert listening_sockets(e.pid) == [port]
 
 
@@ -179,8 +179,7 @@ def test_admin_from_the_command_line(start_echod, port):
     flag = "--admin-listen" if "--admin-listen" in help_text else "--admin"
     assert flag in help_text, help_text
     admin = free_port()
-    e = start_echod(args=["--listen", f"127.0.0.1:{port}", flag, f"127.0.0.1:{admin}"], wait_port=port)
-    wait_for_port(admin, proc=e.proc)
+    e = start_echod(args=["--listen", f"127.0.0.1:{port}", flag, f"127.0.0.1:{admin}"], ready=True)
     assert curl(admin, "/livez") == (200, "ok\n")
     assert sorted(listening_sockets(e.pid)) == sorted([port, admin])
 
@@ -267,7 +266,9 @@ def test_metrics_pass_promtool(start_echod, port):
     time.sleep(0.2)
     text = scrape(admin)
     out = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
-    assert out.returncode == 0 and out.stdout == b"" and out.stderr == b"", (out.stdout + out.stderr).decode() + "\n" + text
+    assert out.returncode == 0 and out.stdout == b"" and out.stderr == b"", (
+        (out.stdout + out.stderr).decode() + "\n" + text
+    )
     status, headers, _ = RawHTTP(admin).get("/metrics")
     assert headers["content-type"].startswith("text/plain; version=0.0.4")
 
@@ -277,11 +278,20 @@ def test_metric_names_and_build_info(start_echod, port):
     text = scrape(admin)
     version = subprocess.run([echod_binary(), "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
     assert metric(text, "echod_build_info", {"version": version}) == 1
-    for name in ("echod_connections_accepted_total", "echod_connections_active", "echod_received_bytes_total",
-                 "echod_sent_bytes_total", "echod_reads_total", "echod_accept_pauses_total",
-                 "echod_log_records_written_total", "echod_log_records_dropped_total",
-                 "echod_process_resident_memory_bytes", "echod_process_open_fds", "echod_process_cpu_seconds_total",
-                 "echod_process_start_time_seconds"):
+    for name in (
+        "echod_connections_accepted_total",
+        "echod_connections_active",
+        "echod_received_bytes_total",
+        "echod_sent_bytes_total",
+        "echod_reads_total",
+        "echod_accept_pauses_total",
+        "echod_log_records_written_total",
+        "echod_log_records_dropped_total",
+        "echod_process_resident_memory_bytes",
+        "echod_process_open_fds",
+        "echod_process_cpu_seconds_total",
+        "echod_process_start_time_seconds",
+    ):
         metric(text, name)
     for reason in ("peer_closed", "reset", "idle_timeout", "drain_timeout", "connection_limit", "per_ip_limit"):
         metric(text, "echod_connections_closed_total", {"reason": reason})
@@ -300,7 +310,6 @@ def test_metric_names_and_build_info(start_echod, port):
 
 def test_echo_counters_grow_by_exactly_what_was_echoed(start_echod, port):
     e, admin = start_with_admin(start_echod, port)
-    time.sleep(0.3)  # wait_for_port's own connection must be closed and counted
     before = scrape(admin)
     payloads = [b"a" * 1000, os.urandom(70_000), b"xyz"]
     total = 0
@@ -312,14 +321,17 @@ def test_echo_counters_grow_by_exactly_what_was_echoed(start_echod, port):
     deadline = time.monotonic() + 5
     while True:
         after = scrape(admin)
-        closed = (metric(after, "echod_connections_closed_total", {"reason": "peer_closed"})
-                  - metric(before, "echod_connections_closed_total", {"reason": "peer_closed"}))
+        closed = metric(after, "echod_connections_closed_total", {"reason": "peer_closed"}) - metric(
+            before, "echod_connections_closed_total", {"reason": "peer_closed"}
+        )
         if closed >= len(payloads) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     assert metric(after, "echod_received_bytes_total") - metric(before, "echod_received_bytes_total") == total
     assert metric(after, "echod_sent_bytes_total") - metric(before, "echod_sent_bytes_total") == total
-    assert metric(after, "echod_connections_accepted_total") - metric(before, "echod_connections_accepted_total") == len(payloads)
+    assert metric(after, "echod_connections_accepted_total") - metric(
+        before, "echod_connections_accepted_total"
+    ) == len(payloads)
     assert closed == len(payloads)
     assert metric(after, "echod_reads_total") - metric(before, "echod_reads_total") >= len(payloads)
     assert metric(after, "echod_connections_active") == 0
@@ -388,12 +400,15 @@ def test_http10_closes_by_default(start_echod, port):
     assert c.closed()
 
 
-@pytest.mark.parametrize("request_bytes,expected", [
-    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64), 400),  # a TLS ClientHello
-    (b"\x00\xff\xfe garbage\r\n\r\n", 400),
-    (b"GET /livez HTTP/1.1\r\nBad Header\r\n\r\n", 400),
-    (b"GET /livez HTTP/1.1\r\n" + b"".join(b"X-F%d: %s\r\n" % (i, b"a" * 1000) for i in range(9)) + b"\r\n", 431),
-])
+@pytest.mark.parametrize(
+    "request_bytes,expected",
+    [
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64), 400),  # a TLS ClientHello
+        (b"\x00\xff\xfe garbage\r\n\r\n", 400),
+        (b"GET /livez HTTP/1.1\r\nBad Header\r\n\r\n", 400),
+        (b"GET /livez HTTP/1.1\r\n" + b"".join(b"X-F%d: %s\r\n" % (i, b"a" * 1000) for i in range(9)) + b"\r\n", 431),
+    ],
+)
 def test_malformed_requests_are_rejected_and_closed(start_echod, port, request_bytes, expected):
     e, admin = start_with_admin(start_echod, port)
     c = RawHTTP(admin)

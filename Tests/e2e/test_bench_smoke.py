@@ -1,11 +1,11 @@
 """`echod bench` against the real echod and against misbehaving servers: counts, JSON schema, exit status."""
+
 import json
 import socket
 import subprocess
 import threading
 
 import pytest
-
 from conftest import echod_binary, free_port
 
 LATENCY_KEYS = {"p50", "p90", "p99", "p999", "max", "mean"}
@@ -18,7 +18,7 @@ def run_bench(target, *args, timeout=30):
 
 
 def parse_json(result):
-    lines = [l for l in result.stdout.splitlines() if l.strip()]
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, f"expected exactly one JSON line on stdout, got: {result.stdout!r} / {result.stderr!r}"
     report = json.loads(lines[0])
     assert set(report["latency_us"]) == LATENCY_KEYS
@@ -26,16 +26,33 @@ def parse_json(result):
     return report
 
 
-@pytest.mark.parametrize("mode,connections,size", [
-    ("pingpong", 4, 64),
-    ("pingpong", 2, 100_000),
-    ("stream", 4, 65536),
-    ("connect", 4, 64),
-])
+@pytest.mark.parametrize(
+    "mode,connections,size",
+    [
+        ("pingpong", 4, 64),
+        ("pingpong", 2, 100_000),
+        ("stream", 4, 65536),
+        ("connect", 4, 64),
+    ],
+)
 def test_bench_each_mode_against_echod(start_echod, port, mode, connections, size):
-    start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
-    r = run_bench(f"127.0.0.1:{port}", "--mode", mode, "--connections", str(connections), "--size", str(size),
-                  "--duration", "1s", "--warmup", "200ms", "--threads", "2", "--json")
+    start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
+    r = run_bench(
+        f"127.0.0.1:{port}",
+        "--mode",
+        mode,
+        "--connections",
+        str(connections),
+        "--size",
+        str(size),
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--threads",
+        "2",
+        "--json",
+    )
     report = parse_json(r)
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
     assert report["mode"] == mode
@@ -51,7 +68,7 @@ def test_bench_each_mode_against_echod(start_echod, port, mode, connections, siz
 
 
 def test_bench_table_when_piped_has_no_progress_line(start_echod, port):
-    start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     r = run_bench(f"127.0.0.1:{port}", "--duration", "1.2s", "--warmup", "0s", "--connections", "2")
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stdout  # progress only on a terminal
@@ -111,8 +128,22 @@ class FakeServer:
 def test_bench_wrong_echo_exits_1(mode):
     server = FakeServer(flip_every=1000)
     try:
-        r = run_bench(f"127.0.0.1:{server.port}", "--mode", mode, "--connections", "2", "--size", "600",
-                      "--duration", "500ms", "--warmup", "0s", "--drain-timeout", "1s", "--json")
+        r = run_bench(
+            f"127.0.0.1:{server.port}",
+            "--mode",
+            mode,
+            "--connections",
+            "2",
+            "--size",
+            "600",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--drain-timeout",
+            "1s",
+            "--json",
+        )
     finally:
         server.close()
     report = parse_json(r)
@@ -125,8 +156,9 @@ def test_bench_wrong_echo_exits_1(mode):
 def test_bench_wrong_echo_table_says_what_went_wrong():
     server = FakeServer(flip_every=1000)
     try:
-        r = run_bench(f"127.0.0.1:{server.port}", "--connections", "1", "--size", "600", "--duration", "300ms",
-                      "--warmup", "0s")
+        r = run_bench(
+            f"127.0.0.1:{server.port}", "--connections", "1", "--size", "600", "--duration", "300ms", "--warmup", "0s"
+        )
     finally:
         server.close()
     assert r.returncode == 1

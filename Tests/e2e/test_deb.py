@@ -12,6 +12,7 @@ must already be on the machine, and apt's output must show nothing fetched but t
 --no-download cannot say it: it refuses local .deb files). One container serves the install checks and then the whole
 life cycle (upgrade, remove, purge), in file order.
 """
+
 import email.utils
 import hashlib
 import json
@@ -25,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from nspawn import Container
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,8 +64,9 @@ def deb() -> Path:
 
 def make(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    return subprocess.run(["make", "-s", "--no-print-directory", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        ["make", "-s", "--no-print-directory", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,18 +76,28 @@ def rebuilds(deb, tmp_path_factory) -> dict[str, Path]:
         pytest.fail(f"{deb} is older than {RELEASE_BIN}: it was not built from this binary; run `make deb` again")
     # The other builds take the date and the commit the changelog names from dist's package, so that the comparison
     # holds while HEAD moves on (the package's inputs are the binary, the repository's files, the date and the commit).
-    changelog = subprocess.run(f"dpkg-deb --fsys-tarfile '{deb}' | tar -xO ./usr/share/doc/echod/changelog.Debian.gz"
-                               " | gzip -dc", shell=True, capture_output=True, text=True, check=True).stdout
+    changelog = subprocess.run(
+        f"dpkg-deb --fsys-tarfile '{deb}' | tar -xO ./usr/share/doc/echod/changelog.Debian.gz | gzip -dc",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     commit = re.search(r"built from commit (\S+)\.", changelog)
     date = re.search(r"^ -- .*>  (.+)$", changelog, re.M)
     assert commit and date, changelog
-    inputs = [f"DEB_COMMIT={commit.group(1)}",
-              f"SOURCE_DATE_EPOCH={int(email.utils.parsedate_to_datetime(date.group(1)).timestamp())}"]
+    inputs = [
+        f"DEB_COMMIT={commit.group(1)}",
+        f"SOURCE_DATE_EPOCH={int(email.utils.parsedate_to_datetime(date.group(1)).timestamp())}",
+    ]
     jobs = {"upgrade": ("2", tmp_path_factory.mktemp("deb-rev2")), "again": ("1", tmp_path_factory.mktemp("deb-again"))}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(make, "deb-package", f"DEB_REVISION={revision}", f"DEB_DIST={out}",
-                                     f"DEB_STAGE={out}/stage", *inputs)
-                   for name, (revision, out) in jobs.items()}
+        futures = {
+            name: pool.submit(
+                make, "deb-package", f"DEB_REVISION={revision}", f"DEB_DIST={out}", f"DEB_STAGE={out}/stage", *inputs
+            )
+            for name, (revision, out) in jobs.items()
+        }
         results = {name: future.result() for name, future in futures.items()}
     for name, result in results.items():
         assert result.returncode == 0, f"make deb-package ({name}) failed:\n{result.stdout}{result.stderr}"
@@ -107,8 +118,13 @@ def sha256(path: Path) -> str:
 
 def render_man(page: Path) -> str:
     """The page as `man` shows it, wide enough that no option name is hyphenated across lines."""
-    result = subprocess.run(["man", "-l", "-P", "cat", str(page)], capture_output=True, text=True,
-                            env={**os.environ, "MANWIDTH": "250", "MAN_KEEP_FORMATTING": ""}, timeout=30)
+    result = subprocess.run(
+        ["man", "-l", "-P", "cat", str(page)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MANWIDTH": "250", "MAN_KEEP_FORMATTING": ""},
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -132,11 +148,13 @@ def dotted_keys(rendered_config: str) -> list[str]:
 
 # -- the package as built ---------------------------------------------------------------------------------------
 
+
 def test_lintian_reports_no_errors_or_warnings(deb):
     if shutil.which("lintian") is None:
         pytest.skip("lintian is not installed (Debian package lintian; make deb installs it)")
-    result = subprocess.run(["lintian", "--fail-on", "error,warning", str(deb)], capture_output=True, text=True,
-                            timeout=180)
+    result = subprocess.run(
+        ["lintian", "--fail-on", "error,warning", str(deb)], capture_output=True, text=True, timeout=180
+    )
     tags = [line for line in result.stdout.splitlines() if re.match(r"^[EW]: ", line)]
     assert result.returncode == 0 and not tags, result.stdout + result.stderr
 
@@ -150,7 +168,8 @@ def test_lintian_overrides_each_say_why():
 
 def test_two_builds_from_one_commit_are_byte_identical(deb, rebuilds):
     assert sha256(rebuilds["again"]) == sha256(deb), (
-        f"{rebuilds['again']} differs from {deb}: run diffoscope on the two to see where")
+        f"{rebuilds['again']} differs from {deb}: run diffoscope on the two to see where"
+    )
 
 
 def test_contents_come_from_the_repo(unpacked):
@@ -160,7 +179,8 @@ def test_contents_come_from_the_repo(unpacked):
     assert "ExecStart=/usr/bin/echod " in (unpacked / "lib/systemd/system/echod.service").read_text()
     assert (unpacked / CONFIG.lstrip("/")).read_text() == (REPO / "config" / "echod.yaml").read_text()
     assert (unpacked / "usr/share/doc/echod/examples/echod-socket-only.conf").read_text() == (
-        DEPLOY / "echod-socket-only.conf").read_text()
+        DEPLOY / "echod-socket-only.conf"
+    ).read_text()
     assert (unpacked / "DEBIAN" / "conffiles").read_text().split() == [CONFIG]
     listen = re.search(r"^listen: (.*)$", (REPO / "config" / "echod.yaml").read_text(), re.M).group(1)
     assert f"127.0.0.1:{ECHO_PORT}" in listen, f"the test expects echo on {ECHO_PORT}; config/echod.yaml has {listen}"
@@ -169,8 +189,12 @@ def test_contents_come_from_the_repo(unpacked):
 
 
 def test_every_config_key_is_in_echod_yaml_5(unpacked):
-    result = subprocess.run([str(unpacked / "usr/bin/echod"), "check-config", "--config",
-                             str(REPO / "config" / "echod.yaml")], capture_output=True, text=True, timeout=10)
+    result = subprocess.run(
+        [str(unpacked / "usr/bin/echod"), "check-config", "--config", str(REPO / "config" / "echod.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert result.returncode == 0, result.stderr
     keys = dotted_keys(result.stdout)
     assert len(keys) >= 10 and "limits.max_connections" in keys, result.stdout
@@ -180,8 +204,13 @@ def test_every_config_key_is_in_echod_yaml_5(unpacked):
 
 
 def test_echod_8_documents_every_subcommand_and_option(unpacked):
-    dump = subprocess.run([str(unpacked / "usr/bin/echod"), "--experimental-dump-help"], capture_output=True,
-                          text=True, timeout=10, check=True).stdout
+    dump = subprocess.run(
+        [str(unpacked / "usr/bin/echod"), "--experimental-dump-help"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout
     page = render_man(unpacked / "usr/share/man/man8/echod.8.gz")
     missing = []
 
@@ -211,6 +240,7 @@ def test_copyright_names_every_pinned_swift_package():
 
 # -- installed in a booted systemd ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def box(deb, rebuilds, tmp_path_factory):
     units = tmp_path_factory.mktemp("deb-units")  # nspawn.py puts its boot target here; the package brings the units
@@ -226,8 +256,7 @@ def box(deb, rebuilds, tmp_path_factory):
 
 
 def apt_get(c, *args: str) -> str:
-    result = c.run("apt-get", "-y", "-q", *args, env={"DEBIAN_FRONTEND": "noninteractive"},
-                   timeout=180)
+    result = c.run("apt-get", "-y", "-q", *args, env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=180)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"apt-get {' '.join(args)} exited {result.returncode}\n{output}"
     # No network in the container, but say it plainly: every "Get:" is the local file, and nothing is left to fetch.
@@ -294,8 +323,10 @@ def test_completions_are_where_each_shell_looks(installed):
     assert c.path(COMPLETIONS["zsh"]).read_text().startswith("#compdef echod")
     assert "complete -c 'echod'" in c.path(COMPLETIONS["fish"]).read_text()
     # `echod <TAB>` in bash: load the file the way bash-completion does and ask its function for the first word.
-    script = (f"source {COMPLETIONS['bash']} && COMP_WORDS=(echod '') COMP_CWORD=1 COMP_LINE='echod ' COMP_POINT=6 "
-              "&& $(complete -p echod | sed -E 's/.*-F ([^ ]+) .*/\\1/') echod '' echod && printf '%s\\n' \"${COMPREPLY[@]}\"")
+    script = (
+        f"source {COMPLETIONS['bash']} && COMP_WORDS=(echod '') COMP_CWORD=1 COMP_LINE='echod ' COMP_POINT=6 "
+        "&& $(complete -p echod | sed -E 's/.*-F ([^ ]+) .*/\\1/') echod '' echod && printf '%s\\n' \"${COMPREPLY[@]}\""
+    )
     words = c.run("bash", "-c", script, check=True).stdout.split()
     assert {"run", "check-config", "probe", "bench"} <= set(words), words
 
@@ -323,7 +354,8 @@ def test_upgrade_keeps_the_edited_config_and_restarts_the_service(installed, reb
     c.run("dpkg", "--configure", "echod", check=True, timeout=120)
 
     assert c.run("dpkg-query", "-W", "-f=${Status} ${Version}", "echod").stdout == (
-        f"install ok installed {upstream_version()}-2")
+        f"install ok installed {upstream_version()}-2"
+    )
     assert c.path(CONFIG).read_text() == edited, "the upgrade replaced the locally edited conffile"
     leftovers = [p.name for p in c.path("/etc/echod").iterdir() if p.name != "echod.yaml"]
     assert not leftovers, f"the upgrade left {leftovers} next to the conffile"

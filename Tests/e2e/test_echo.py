@@ -1,4 +1,5 @@
 """Echo semantics through the real binary: nc, telnet, asyncio, raw sockets, IPv6, half-close."""
+
 import asyncio
 import hashlib
 import os
@@ -9,12 +10,11 @@ import threading
 
 import pexpect
 import pytest
-
-from conftest import free_port, recv_exactly, wait_for_port
+from conftest import free_port, recv_exactly
 
 
 def test_nc_half_close_echoes_line(start_echod, port):
-    start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     out = subprocess.run(f"printf 'hello\\n' | nc -N 127.0.0.1 {port}", shell=True, capture_output=True, timeout=10)
     assert out.stdout == b"hello\n"
 
@@ -22,7 +22,7 @@ def test_nc_half_close_echoes_line(start_echod, port):
 def test_telnet_session_echoes_typed_line(start_echod, port):
     if not shutil.which("telnet"):
         pytest.fail("telnet is not installed (make test installs it)")
-    start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     child = pexpect.spawn("telnet", ["127.0.0.1", str(port)], timeout=10)
     try:
         child.expect("Escape character")
@@ -45,7 +45,7 @@ def test_asyncio_client_on_embedded_defaults(start_echod):
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 8888)) == 0:
             pytest.skip("something else already listens on 127.0.0.1:8888")
-    e = start_echod([], wait_port=8888)
+    e = start_echod([], ready=True)
 
     async def client(message: str) -> str:
         reader, writer = await asyncio.open_connection("localhost", 8888)
@@ -67,31 +67,35 @@ def test_asyncio_client_on_embedded_defaults(start_echod):
 def _blast(port: int, host: str, size: int, seed: int, errors: list):
     try:
         data = hashlib.sha256(str(seed).encode()).digest() * (size // 32)
-        data = bytes((b ^ (i * 31)) & 0xFF for i, b in enumerate(data[: 1 << 16])) + data[(1 << 16):]
+        data = bytes((b ^ (i * 31)) & 0xFF for i, b in enumerate(data[: 1 << 16])) + data[(1 << 16) :]
         received = bytearray()
         with socket.create_connection((host, port), timeout=20) as s:
+
             def reader():
                 while len(received) < len(data):
                     chunk = s.recv(1 << 18)
                     if not chunk:
                         break
                     received.extend(chunk)
+
             t = threading.Thread(target=reader)
             t.start()
             view = memoryview(data)
             for off in range(0, len(data), 65536):
-                s.sendall(view[off:off + 65536])
+                s.sendall(view[off : off + 65536])
             t.join(timeout=60)
         if bytes(received) != data:
-            errors.append(f"conn {seed}: got {len(received)} of {len(data)} bytes, first mismatch at "
-                          f"{next((i for i, (a, b) in enumerate(zip(received, data)) if a != b), len(received))}")
-    except Exception as exc:  # noqa: BLE001 - any failure is a test failure, reported with its connection
+            errors.append(
+                f"conn {seed}: got {len(received)} of {len(data)} bytes, first mismatch at "
+                f"{next((i for i, (a, b) in enumerate(zip(received, data, strict=False)) if a != b), len(received))}"
+            )
+    except Exception as exc:
         errors.append(f"conn {seed}: {exc!r}")
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_megabytes_of_random_binary_on_many_connections(start_echod, port, threads):
-    e = start_echod(["--listen", f"127.0.0.1:{port}", "--threads", threads], wait_port=port)
+    e = start_echod(["--listen", f"127.0.0.1:{port}", "--threads", threads], ready=True)
     errors: list = []
     workers = [threading.Thread(target=_blast, args=(port, "127.0.0.1", 4 << 20, i, errors)) for i in range(16)]
     for w in workers:
@@ -103,7 +107,7 @@ def test_megabytes_of_random_binary_on_many_connections(start_echod, port, threa
 
 
 def test_binary_and_nul_bytes_round_trip(start_echod, port):
-    start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     payload = bytes(range(256)) * 64 + b"\0\0\0\r\n\xff"
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(payload)
@@ -112,8 +116,7 @@ def test_binary_and_nul_bytes_round_trip(start_echod, port):
 
 def test_ipv6_and_ipv4_listeners_at_once(start_echod):
     p4, p6 = free_port(), free_port(socket.AF_INET6)
-    start_echod(["--listen", f"127.0.0.1:{p4}", "--listen", f"[::1]:{p6}"], wait_port=p4)
-    wait_for_port(p6, host="::1")
+    start_echod(["--listen", f"127.0.0.1:{p4}", "--listen", f"[::1]:{p6}"], ready=True)  # READY=1: both listen
     for host, p in (("127.0.0.1", p4), ("::1", p6)):
         with socket.create_connection((host, p), timeout=5) as s:
             s.sendall(host.encode())
@@ -121,7 +124,7 @@ def test_ipv6_and_ipv4_listeners_at_once(start_echod):
 
 
 def test_half_close_echoes_everything_pending_then_closes(start_echod, port):
-    start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     data = os.urandom(8 << 20)
     with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
         received = bytearray()
@@ -132,6 +135,7 @@ def test_half_close_echoes_everything_pending_then_closes(start_echod, port):
                 if not chunk:
                     return
                 received.extend(chunk)
+
         t = threading.Thread(target=reader)
         t.start()
         s.sendall(data)
@@ -142,7 +146,7 @@ def test_half_close_echoes_everything_pending_then_closes(start_echod, port):
 
 
 def test_peer_reset_does_not_disturb_others(start_echod, port):
-    e = start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    e = start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     keep = socket.create_connection(("127.0.0.1", port), timeout=5)
     for _ in range(50):
         s = socket.create_connection(("127.0.0.1", port), timeout=5)

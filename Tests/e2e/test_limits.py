@@ -1,5 +1,5 @@
 """Backpressure, idle timeout, connection limits and descriptor exhaustion through the real binary."""
-import os
+
 import resource
 import socket
 import time
@@ -12,7 +12,7 @@ def config(port, extra=""):
 
 
 def test_slow_reader_gets_backpressure_not_a_growing_heap(start_echod, port):
-    e = start_echod(config=config(port, "limits:\n  max_pending_bytes: 64KiB\n"), wait_port=port)
+    e = start_echod(config=config(port, "limits:\n  max_pending_bytes: 64KiB\n"), ready=True)
     base = vm_rss_kib(e.pid)
     clients = []
     for _ in range(8):
@@ -46,7 +46,7 @@ def test_slow_reader_gets_backpressure_not_a_growing_heap(start_echod, port):
 
 
 def test_idle_timeout_closes_silent_peers_only(start_echod, port):
-    start_echod(config=config(port, "limits:\n  idle_timeout: 2s\n"), wait_port=port)
+    start_echod(config=config(port, "limits:\n  idle_timeout: 2s\n"), ready=True)
     silent = socket.create_connection(("127.0.0.1", port), timeout=10)
     chatty = socket.create_connection(("127.0.0.1", port), timeout=10)
     t0 = time.monotonic()
@@ -61,8 +61,7 @@ def test_idle_timeout_closes_silent_peers_only(start_echod, port):
 
 
 def test_max_connections_closes_excess_at_once(start_echod, port):
-    e = start_echod(config=config(port, "limits:\n  max_connections: 3\n"), wait_port=port)
-    time.sleep(0.5)  # wait_for_port's probe connection must be gone
+    e = start_echod(config=config(port, "limits:\n  max_connections: 3\n"), ready=True)
     kept = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
     for s in kept:
         s.sendall(b"a")
@@ -84,8 +83,7 @@ def test_max_connections_closes_excess_at_once(start_echod, port):
 
 
 def test_max_connections_per_ip(start_echod, port):
-    e = start_echod(config=config(port, "limits:\n  max_connections_per_ip: 2\n"), wait_port=port)
-    time.sleep(0.5)  # wait_for_port's probe connection must be gone
+    e = start_echod(config=config(port, "limits:\n  max_connections_per_ip: 2\n"), ready=True)
     kept = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
     for s in kept:
         s.sendall(b"a")
@@ -105,7 +103,7 @@ def test_descriptor_exhaustion_does_not_spin_and_recovers(start_echod, port):
     def low_fd_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
-    e = start_echod(config=config(port), preexec_fn=low_fd_limit, wait_port=port)
+    e = start_echod(config=config(port), preexec_fn=low_fd_limit, ready=True)
     time.sleep(0.2)
     conns = []
     for _ in range(limit + 20):  # more than echod has descriptors for: the rest wait in the backlog

@@ -6,6 +6,7 @@ undeclared arrow between layers compiles and goes unseen. This reads the declare
 not declare. Modules of the toolchain (the standard library's, Glibc, Foundation's, the test frameworks) need no
 declaration.
 """
+
 import json
 import os
 import re
@@ -17,11 +18,27 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLCHAIN_MODULES = {
-    "Swift", "_Concurrency", "_StringProcessing", "RegexBuilder", "Synchronization", "Observation", "Distributed",
-    "Glibc", "Musl", "Dispatch", "Foundation", "FoundationEssentials", "FoundationNetworking", "Testing", "XCTest",
+    "Swift",
+    "_Concurrency",
+    "_StringProcessing",
+    "RegexBuilder",
+    "Synchronization",
+    "Observation",
+    "Distributed",
+    "Glibc",
+    "Musl",
+    "Dispatch",
+    "Foundation",
+    "FoundationEssentials",
+    "FoundationNetworking",
+    "Testing",
+    "XCTest",
 }
-IMPORT = re.compile(r"^\s*(?:@\w+(?:\([^)]*\))?\s+)*(?:public\s+|package\s+|internal\s+)?import\s+"
-                    r"(?:(?:struct|class|enum|protocol|func|var|let|typealias)\s+)?(\w+)", re.MULTILINE)
+IMPORT = re.compile(
+    r"^\s*(?:@\w+(?:\([^)]*\))?\s+)*(?:public\s+|package\s+|internal\s+)?import\s+"
+    r"(?:(?:struct|class|enum|protocol|func|var|let|typealias)\s+)?(\w+)",
+    re.MULTILINE,
+)
 
 
 def swift() -> str:
@@ -32,18 +49,24 @@ def swift() -> str:
 
 
 def declared_graph() -> dict[str, tuple[Path, set[str]]]:
-    dump = json.loads(subprocess.run([swift(), "package", "dump-package"], cwd=REPO, capture_output=True, text=True,
-                                     check=True, timeout=120).stdout)
+    dump = json.loads(
+        subprocess.run(
+            [swift(), "package", "dump-package"], cwd=REPO, capture_output=True, text=True, check=True, timeout=120
+        ).stdout
+    )
     graph = {}
     for target in dump["targets"]:
         if target["type"] == "system":
             continue
         deps = set()
         for dependency in target["dependencies"]:
-            (kind, value), = dependency.items()
+            ((kind, value),) = dependency.items()
             deps.add(value[0])  # byName / target: the module; product: its name (the module's, in every package here)
-        folder = REPO / (target.get("path") or ("Tests" if target["type"] == "test" else "Sources")) / \
-            ("" if target.get("path") else target["name"])
+        folder = (
+            REPO
+            / (target.get("path") or ("Tests" if target["type"] == "test" else "Sources"))
+            / ("" if target.get("path") else target["name"])
+        )
         graph[target["name"]] = (folder, deps)
     return graph
 
@@ -74,5 +97,6 @@ def test_the_check_sees_imports():
     folder, deps = graph["EchodDaemon"]
     found = imports(folder)
     assert {"EchodEventLoop", "EchodConfig", "Logging"} <= set(found), sorted(found)
-    assert IMPORT.findall("@testable import EchodConfig\n@preconcurrency public import Glibc\nimport struct Foo.Bar\n") \
-        == ["EchodConfig", "Glibc", "Foo"]
+    assert IMPORT.findall(
+        "@testable import EchodConfig\n@preconcurrency public import Glibc\nimport struct Foo.Bar\n"
+    ) == ["EchodConfig", "Glibc", "Foo"]

@@ -1,4 +1,5 @@
 """`echod probe`: exit codes and output against a live echod, a dead port, and fake servers that misbehave."""
+
 import json
 import re
 import signal
@@ -8,8 +9,7 @@ import threading
 import time
 
 import pytest
-
-from conftest import echod_binary, free_port, wait_for_port
+from conftest import echod_binary, free_port
 
 OK_LINE = r"^ok {target} {size} bytes in \d+\.\d\d ms$"
 
@@ -38,7 +38,7 @@ class FakeServer:
         while not self.stopped.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             conn.settimeout(5)
             try:
@@ -81,7 +81,7 @@ def silent(conn, stopped):
         try:
             if not conn.recv(65536):
                 return
-        except socket.timeout:
+        except TimeoutError:
             pass
 
 
@@ -95,6 +95,7 @@ def http_responder(response: bytes):
             data += chunk
         assert data.startswith(b"GET /")
         conn.sendall(response)
+
     return handle
 
 
@@ -102,7 +103,7 @@ def http_responder(response: bytes):
 
 
 def test_probe_live_echod_is_healthy(start_echod, port):
-    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", ready=True)
     rc, out, err = probe(f"127.0.0.1:{port}")
     assert rc == 0, out + err
     assert re.match(OK_LINE.format(target=re.escape(f"127.0.0.1:{port}"), size=64), out.strip()), out
@@ -112,14 +113,14 @@ def test_probe_live_echod_is_healthy(start_echod, port):
 
 
 def test_probe_resolves_localhost(start_echod, port):
-    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", ready=True)
     rc, out, err = probe(f"localhost:{port}")
     assert rc == 0, out + err
     assert out.startswith(f"ok localhost:{port} 64 bytes in ")
 
 
 def test_probe_json(start_echod, port):
-    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", ready=True)
     rc, out, _ = probe(f"127.0.0.1:{port}", "--json", "--payload-size", "16")
     assert rc == 0
     assert out.count("\n") == 1
@@ -164,8 +165,14 @@ def test_probe_no_echo_times_out_with_1(fake_server):
 
 
 def test_probe_usage_errors():
-    for args in ([], ["127.0.0.1"], ["127.0.0.1:7", "--http", "http://127.0.0.1:1/"], ["127.0.0.1:7", "--timeout", "soon"],
-                 ["--http", "https://127.0.0.1:1/"], ["127.0.0.1:7", "--payload-size", "0"]):
+    for args in (
+        [],
+        ["127.0.0.1"],
+        ["127.0.0.1:7", "--http", "http://127.0.0.1:1/"],
+        ["127.0.0.1:7", "--timeout", "soon"],
+        ["--http", "https://127.0.0.1:1/"],
+        ["127.0.0.1:7", "--payload-size", "0"],
+    ):
         rc, out, err = probe(*args)
         assert rc not in (0, 1, 2), f"{args}: {rc} {out} {err}"
         assert err, args
@@ -179,7 +186,9 @@ def test_probe_http_against_fake_servers(fake_server):
     rc, out, _ = probe("--http", f"http://127.0.0.1:{ok.port}/livez")
     assert rc == 0, out
     assert out.startswith(f"ok http://127.0.0.1:{ok.port}/livez 200 in "), out
-    unready = fake_server(http_responder(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 14\r\n\r\nfailed: phase\n"))
+    unready = fake_server(
+        http_responder(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 14\r\n\r\nfailed: phase\n")
+    )
     rc, out, _ = probe("--http", f"http://127.0.0.1:{unready.port}/readyz", "--json")
     doc = json.loads(out)
     assert rc == 1 and doc["status"] == 503 and doc["error"] == "status 503: failed: phase", out
@@ -192,9 +201,11 @@ def test_probe_http_against_fake_servers(fake_server):
 
 def test_probe_http_against_the_admin_endpoint(start_echod, port):
     admin = free_port()
-    e = start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\nadmin:\n  listen: '127.0.0.1:{admin}'\n"
-                           "shutdown:\n  drain_timeout: 20s\n", wait_port=port)
-    wait_for_port(admin, proc=e.proc)
+    e = start_echod(
+        config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\nadmin:\n  listen: '127.0.0.1:{admin}'\n"
+        "shutdown:\n  drain_timeout: 20s\n",
+        ready=True,
+    )  # READY=1: admin listens too
     for path in ("/livez", "/healthz", "/readyz", "/metrics"):
         rc, out, _ = probe("--http", f"http://127.0.0.1:{admin}{path}")
         assert rc == 0, out

@@ -14,6 +14,7 @@ at /opt/echod and /usr/local/bin/echod (the unit's ExecStart=) is a symlink to i
 One container serves the whole module (boot and halt take well under a second each); every test starts from
 stopped units, the base configuration and no drop-in.
 """
+
 import json
 import os
 import re
@@ -24,7 +25,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from nspawn import Container
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,8 +136,9 @@ def test_invalid_config_fails_start_and_is_not_restarted(c):
     assert result.returncode != 0, "start succeeded with an invalid configuration" + journal(c)
     time.sleep(1.5)  # RestartSec=1s: a restart would have happened by now
     props = c.show("echod.service", "ActiveState", "Result", "ExecMainStatus", "NRestarts")
-    assert props == {"ActiveState": "failed", "Result": "exit-code", "ExecMainStatus": "78", "NRestarts": "0"}, \
-        str(props) + journal(c)
+    assert props == {"ActiveState": "failed", "Result": "exit-code", "ExecMainStatus": "78", "NRestarts": "0"}, str(
+        props
+    ) + journal(c)
 
 
 def test_host_without_ipv6_serves_ipv4_and_warns(c):
@@ -145,23 +146,28 @@ def test_host_without_ipv6_serves_ipv4_and_warns(c):
     # fail with EAFNOSUPPORT, as on a host booted with ipv6.disable=1. The IPv6 address is skipped with a warning;
     # refusing to start would make the default configuration (127.0.0.1 and ::1) fail on such hosts.
     c.write(CONFIG_PATH, "listen: ['127.0.0.1:7', '[::1]:7']\n")
-    c.write(f"{DROP_IN_DIR}/no-ipv6.conf", "[Service]\nRestrictAddressFamilies=\nRestrictAddressFamilies=AF_INET AF_UNIX\n")
+    c.write(
+        f"{DROP_IN_DIR}/no-ipv6.conf", "[Service]\nRestrictAddressFamilies=\nRestrictAddressFamilies=AF_INET AF_UNIX\n"
+    )
     c.run("systemctl", "daemon-reload", check=True)
 
     start(c)
 
     assert round_trip(c, 7, b"over IPv4\n") == b"over IPv4\n", journal(c)
     warnings = [r for r in journal_records(c) if r.get("MESSAGE", "").startswith("this host has no IPv6")]
-    assert [(r.get("ECHOD_ADDRESS"), "Address family not supported" in r.get("ECHOD_ERROR", "")) for r in warnings] \
-        == [("[::1]:7", True)], str(warnings) + journal(c)
+    assert [(r.get("ECHOD_ADDRESS"), "Address family not supported" in r.get("ECHOD_ERROR", "")) for r in warnings] == [
+        ("[::1]:7", True)
+    ], str(warnings) + journal(c)
 
     # With nothing but IPv6 configured, nothing can be served: that stays an error.
     c.run("systemctl", "stop", "echod", check=True)
     c.write(CONFIG_PATH, "listen: ['[::1]:7']\n")
     result = c.run("systemctl", "start", "echod", timeout=30)
     assert result.returncode != 0, "started with no address it could serve" + journal(c)
-    assert any("this host has no IPv6, and no other address is configured" in r.get("ECHOD_ERROR", "")
-               for r in journal_records(c)), journal(c)
+    assert any(
+        "this host has no IPv6, and no other address is configured" in r.get("ECHOD_ERROR", "")
+        for r in journal_records(c)
+    ), journal(c)
 
 
 def journal_records(box) -> list[dict]:
@@ -217,13 +223,16 @@ def test_reload_applies_changed_config_and_keeps_connection(c):
             except OSError:
                 return False
 
-        assert wait_until(new_listener_answers, timeout=5), "the listener added by the reload never answered" + journal(c)
+        assert wait_until(new_listener_answers, timeout=5), "the listener added by the reload never answered" + journal(
+            c
+        )
         assert round_trip(c, 7, b"after reload", held) == b"after reload", journal(c)
         assert main_pid(c) == pid  # reloaded in place, not restarted
         props = c.show("echod.service", "ActiveState", "StatusText")
         assert props["ActiveState"] == "active"
-        assert wait_until(lambda: "serving 2 listeners" in c.show("echod.service", "StatusText")["StatusText"],
-                          timeout=7), c.show("echod.service", "StatusText")
+        assert wait_until(
+            lambda: "serving 2 listeners" in c.show("echod.service", "StatusText")["StatusText"], timeout=7
+        ), c.show("echod.service", "StatusText")
     finally:
         held.close()
 
@@ -239,7 +248,9 @@ def test_stop_drains_open_connections_then_succeeds(c):
 
         stopping = c.popen("systemctl", "stop", "echod")
 
-        deactivating = wait_until(lambda: c.show("echod.service", "ActiveState")["ActiveState"] == "deactivating", 3, 0.05)
+        deactivating = wait_until(
+            lambda: c.show("echod.service", "ActiveState")["ActiveState"] == "deactivating", 3, 0.05
+        )
         assert deactivating, "echod did not drain: " + str(c.show("echod.service", "ActiveState")) + journal(c)
         assert round_trip(c, 7, b"while draining", held) == b"while draining", journal(c)
     finally:
@@ -258,8 +269,7 @@ def test_stop_drains_open_connections_then_succeeds(c):
 
 
 def test_watchdog_restarts_a_stalled_echod(c):
-    c.write(f"{DROP_IN_DIR}/watchdog.conf",
-            "[Service]\nWatchdogSec=3\nEnvironment=ECHOD_TEST_HOOKS=1\nLimitCORE=0\n")
+    c.write(f"{DROP_IN_DIR}/watchdog.conf", "[Service]\nWatchdogSec=3\nEnvironment=ECHOD_TEST_HOOKS=1\nLimitCORE=0\n")
     c.run("systemctl", "daemon-reload", check=True)
     start(c)
     stalled_pid = main_pid(c)
@@ -273,8 +283,11 @@ def test_watchdog_restarts_a_stalled_echod(c):
     def restarted():
         props = c.show("echod.service", "Result", "NRestarts", "MainPID", "ActiveState")
         results.add(props["Result"])
-        return (int(props["NRestarts"]) >= 1 and props["MainPID"] not in ("0", str(stalled_pid))
-                and props["ActiveState"] == "active")
+        return (
+            int(props["NRestarts"]) >= 1
+            and props["MainPID"] not in ("0", str(stalled_pid))
+            and props["ActiveState"] == "active"
+        )
 
     assert wait_until(restarted, timeout=15, interval=0.2), f"not restarted; Results seen: {results}" + journal(c)
     log = c.journal("echod.service")

@@ -1,4 +1,5 @@
 """systemd integration without systemd: a test-only NOTIFY_SOCKET receiver, and systemd-socket-activate."""
+
 import contextlib
 import os
 import shutil
@@ -10,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import echod_binary, free_port, recv_exactly, wait_for_port
 
 
@@ -156,7 +156,7 @@ def test_watchdog_pings_only_while_every_loop_turns(notify, port, start_echod):
 
 
 def test_no_notify_socket_means_no_notifications_and_no_errors(port, start_echod):
-    e = start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    e = start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     assert e.stop() == 0
     assert "error" not in e.log().lower()
 
@@ -172,7 +172,7 @@ def _socket_activate(ports, names, extra_args=(), env=None):
     cmd += [f"--fdname={':'.join(names)}", echod_binary(), *extra_args]
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_"))}
     full_env.update(env or {})
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (echod's stderr while it runs; closed below)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=full_env)
     try:
         yield proc, log
@@ -241,8 +241,12 @@ def test_socket_activation_echo_and_admin_sockets(port):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(b"echo role")
             assert recv_exactly(s, 9) == b"echo role"
-        out = subprocess.run(["curl", "-sS", "-o", "-", "-w", "%{http_code}", f"http://127.0.0.1:{admin_port}/readyz"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["curl", "-sS", "-o", "-", "-w", "%{http_code}", f"http://127.0.0.1:{admin_port}/readyz"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         assert out.stdout.endswith("200") and out.stdout.startswith("ok"), out
         # The admin socket is not an echo listener.
         with socket.create_connection(("127.0.0.1", admin_port), timeout=10) as s:

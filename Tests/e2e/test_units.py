@@ -4,6 +4,7 @@ No systemd needs to run: both work offline on the files. `verify` insists that E
 units are checked from a temporary copy in which /usr/local/bin/echod is replaced by a real executable file (a copy
 of /bin/true named echod); nothing else in them is changed.
 """
+
 import os
 import re
 import shutil

@@ -12,6 +12,7 @@ build machine's own architecture the closure must equal what `ldd` reports, or t
 architecture (ARCH=arm64) the same code reads the libraries of that architecture's packages installed
 side by side (Debian multiarch): what that takes is in the error message below and in the README.
 """
+
 import argparse
 import datetime
 import hashlib
@@ -53,6 +54,7 @@ def die(msg: str) -> None:
 
 # --- ELF inspection (readelf works on any architecture's binaries) ---------------------------------------
 
+
 def elf_machine(path: Path) -> str:
     m = re.search(r"^\s*Machine:\s*(.+?)\s*$", run(["readelf", "-h", str(path)]), re.M)
     return m.group(1) if m else ""
@@ -93,10 +95,18 @@ def library_closure(binary: Path, triplet: str, arch: str, native_triplet: str) 
     if missing:
         # The packages that hold these sonames for this machine's architecture hold them for ARCH too.
         pkgs = sorted({owner(p)[0].split(":")[0] for s in missing if (p := find_library(s, native_triplet))})
-        hint = (f"dpkg --add-architecture {arch} && apt-get update && apt-get install "
-                + " ".join(f"{p}:{arch}" for p in pkgs)) if pkgs else "install the packages that provide them"
-        die(f"libraries for {arch} not found in {', '.join(d.format(triplet=triplet) for d in LIB_DIRS)}: "
-            f"{' '.join(missing)}; {hint}")
+        hint = (
+            (
+                f"dpkg --add-architecture {arch} && apt-get update && apt-get install "
+                + " ".join(f"{p}:{arch}" for p in pkgs)
+            )
+            if pkgs
+            else "install the packages that provide them"
+        )
+        die(
+            f"libraries for {arch} not found in {', '.join(d.format(triplet=triplet) for d in LIB_DIRS)}: "
+            f"{' '.join(missing)}; {hint}"
+        )
     return found
 
 
@@ -112,6 +122,7 @@ def ldd_closure(binary: Path) -> set[str]:
 
 # --- Debian package ownership -------------------------------------------------------------------------------
 
+
 def owner(path: Path) -> tuple[str, str]:
     """(package:arch, version) of the installed package that ships path. Debian 12's dpkg database records
     some libraries under /lib and some under /usr/lib (the merged-/usr transition), so both spellings are tried."""
@@ -119,7 +130,7 @@ def owner(path: Path) -> tuple[str, str]:
     candidates = [str(path), str(real)]
     for p in list(candidates):
         if p.startswith("/usr/lib/"):
-            candidates.append(p[len("/usr"):])
+            candidates.append(p[len("/usr") :])
         elif p.startswith("/lib/"):
             candidates.append("/usr" + p)
     for c in dict.fromkeys(candidates):
@@ -134,6 +145,7 @@ def owner(path: Path) -> tuple[str, str]:
 
 
 # --- Container configuration --------------------------------------------------------------------------------
+
 
 def container_config(source: str, admin_port: int) -> tuple[str, list[int]]:
     """config/echod.yaml with the echo listeners moved to every interface and the admin endpoint switched on.
@@ -152,13 +164,16 @@ def container_config(source: str, admin_port: int) -> tuple[str, list[int]]:
     text, n = admin.subn(rf'\g<1>  listen: "0.0.0.0:{admin_port}"', text)
     if n != 1:
         die("config/echod.yaml: expected `admin:` followed by comments and `  listen: null`")
-    header = ("# Generated for the container image from config/echod.yaml by deploy/container/build_image.py:\n"
-              f"# echo on every interface, the admin endpoint on 0.0.0.0:{admin_port}. Replace this file (a\n"
-              "# Kubernetes ConfigMap mounted at /etc/echod) to change anything; the rest is the documented default.\n")
+    header = (
+        "# Generated for the container image from config/echod.yaml by deploy/container/build_image.py:\n"
+        f"# echo on every interface, the admin endpoint on 0.0.0.0:{admin_port}. Replace this file (a\n"
+        "# Kubernetes ConfigMap mounted at /etc/echod) to change anything; the rest is the documented default.\n"
+    )
     return header + text, ports
 
 
 # --- Root filesystem ----------------------------------------------------------------------------------------
+
 
 def install(src: Path | None, dest: Path, mode: int, text: str | None = None) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -176,8 +191,10 @@ def build_rootfs(root: Path, args, triplet: str, native_triplet: str) -> dict:
     if want is None:
         die(f"ARCH={args.arch}: this build knows {', '.join(ELF_MACHINE)}")
     if got != want:
-        die(f"{binary} is built for {got}, not {args.arch}: an {args.arch} image needs an echod built on (or for) "
-            f"{args.arch}; see the README")
+        die(
+            f"{binary} is built for {got}, not {args.arch}: an {args.arch} image needs an echod built on (or for) "
+            f"{args.arch}; see the README"
+        )
     native = args.arch == args.native_arch
 
     interp = elf_interpreter(binary)
@@ -206,8 +223,9 @@ def build_rootfs(root: Path, args, triplet: str, native_triplet: str) -> dict:
         packages[pkg] = version
         mode = 0o755 if soname == Path(interp).name else 0o644
         install(Path(os.path.realpath(path)), root / f"usr/lib/{triplet}" / soname, mode)
-        inventory.append({"soname": soname, "package": pkg, "version": version,
-                          "bytes": os.path.getsize(os.path.realpath(path))})
+        inventory.append(
+            {"soname": soname, "package": pkg, "version": version, "bytes": os.path.getsize(os.path.realpath(path))}
+        )
     (root / "lib").symlink_to("usr/lib")
     interp_dir, interp_name = Path(interp).parent, Path(interp).name
     if interp_dir != Path(f"/lib/{triplet}"):  # /lib64/ld-linux-x86-64.so.2, /lib/ld-linux-aarch64.so.1
@@ -227,8 +245,12 @@ def build_rootfs(root: Path, args, triplet: str, native_triplet: str) -> dict:
         install(copyright_file, root / f"usr/share/doc/{name}/copyright", 0o644)
 
     uid, gid = IMAGE_USER.split(":")
-    install(None, root / "etc/passwd", 0o644,
-            text=f"root:x:0:0:root:/root:/sbin/nologin\nechod:x:{uid}:{gid}:echod:/nonexistent:/sbin/nologin\n")
+    install(
+        None,
+        root / "etc/passwd",
+        0o644,
+        text=f"root:x:0:0:root:/root:/sbin/nologin\nechod:x:{uid}:{gid}:echod:/nonexistent:/sbin/nologin\n",
+    )
     install(None, root / "etc/group", 0o644, text=f"root:x:0:\nechod:x:{gid}:\n")
     config, echo_ports = container_config(Path(args.config).read_text(), args.admin_port)
     install(None, root / CONFIG_PATH.lstrip("/"), 0o644, text=config)
@@ -246,14 +268,20 @@ def build_rootfs(root: Path, args, triplet: str, native_triplet: str) -> dict:
             os.utime(Path(dirpath) / f, (args.epoch, args.epoch), follow_symlinks=False)
     root.chmod(0o755)
     os.utime(root, (args.epoch, args.epoch))
-    return {"libraries": inventory, "packages": packages, "echo_ports": echo_ports,
-            "interpreter": interp, "binary_bytes": (root / BIN_PATH.lstrip("/")).stat().st_size}
+    return {
+        "libraries": inventory,
+        "packages": packages,
+        "echo_ports": echo_ports,
+        "interpreter": interp,
+        "binary_bytes": (root / BIN_PATH.lstrip("/")).stat().st_size,
+    }
 
 
 # --- Image ------------------------------------------------------------------------------------------------
 
+
 def build_image(root: Path, facts: dict, args) -> str:
-    created = datetime.datetime.fromtimestamp(args.epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.datetime.fromtimestamp(args.epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     labels = {
         "org.opencontainers.image.title": "echod",
         "org.opencontainers.image.description": "TCP echo server daemon (RFC 862) with health and metrics endpoint",
@@ -268,28 +296,62 @@ def build_image(root: Path, facts: dict, args) -> str:
             die(f"label {key} has no value")
     # Docker format throughout: HEALTHCHECK exists only there (the OCI image config has no such field).
     os.environ["BUILDAH_FORMAT"] = "docker"
-    previous = subprocess.run(["buildah", "images", "--quiet", "--no-trunc", f"{args.name}:{args.tag}"],
-                              text=True, capture_output=True).stdout.split()
+    previous = subprocess.run(
+        ["buildah", "images", "--quiet", "--no-trunc", f"{args.name}:{args.tag}"], text=True, capture_output=True
+    ).stdout.split()
     ctr = run(["buildah", "from", "--arch", args.arch, "scratch"]).strip()
     try:
         run(["buildah", "copy", "--quiet", "--chown", "0:0", ctr, str(root), "/"])
-        config = ["--arch", args.arch, "--os", "linux", "--user", IMAGE_USER, "--workingdir", "/",
-                  "--entrypoint", json.dumps([BIN_PATH]), "--stop-signal", "SIGTERM",
-                  "--created-by", "deploy/container/build_image.py: buildah copy of an assembled root filesystem",
-                  # The admin endpoint's liveness check: silent (requests are logged at debug level), and it
-                  # fails when any event loop stalls. An echo probe would log a connection every interval.
-                  # buildah splits "CMD ..." at spaces into the exec form (no shell: the image has none).
-                  "--healthcheck", f"CMD {BIN_PATH} probe --http http://127.0.0.1:{args.admin_port}/livez --timeout 2s",
-                  "--healthcheck-interval", "10s", "--healthcheck-timeout", "3s",
-                  "--healthcheck-start-period", "5s", "--healthcheck-retries", "3"]
+        config = [
+            "--arch",
+            args.arch,
+            "--os",
+            "linux",
+            "--user",
+            IMAGE_USER,
+            "--workingdir",
+            "/",
+            "--entrypoint",
+            json.dumps([BIN_PATH]),
+            "--stop-signal",
+            "SIGTERM",
+            "--created-by",
+            "deploy/container/build_image.py: buildah copy of an assembled root filesystem",
+            # The admin endpoint's liveness check: silent (requests are logged at debug level), and it
+            # fails when any event loop stalls. An echo probe would log a connection every interval.
+            # buildah splits "CMD ..." at spaces into the exec form (no shell: the image has none).
+            "--healthcheck",
+            f"CMD {BIN_PATH} probe --http http://127.0.0.1:{args.admin_port}/livez --timeout 2s",
+            "--healthcheck-interval",
+            "10s",
+            "--healthcheck-timeout",
+            "3s",
+            "--healthcheck-start-period",
+            "5s",
+            "--healthcheck-retries",
+            "3",
+        ]
         for port in facts["echo_ports"] + [args.admin_port]:
             config += ["--port", f"{port}/tcp"]
         for key, value in labels.items():
             config += ["--label", f"{key}={value}"]
         run(["buildah", "config", *config, ctr])
         # No io.buildah.version label: the image should not change with the builder's version.
-        image_id = run(["buildah", "commit", "--quiet", "--format", "docker", "--timestamp", str(args.epoch),
-                        "--identity-label=false", "--rm", ctr, f"{args.name}:{args.tag}"]).strip()
+        image_id = run(
+            [
+                "buildah",
+                "commit",
+                "--quiet",
+                "--format",
+                "docker",
+                "--timestamp",
+                str(args.epoch),
+                "--identity-label=false",
+                "--rm",
+                ctr,
+                f"{args.name}:{args.tag}",
+            ]
+        ).strip()
         ctr = None
     finally:
         if ctr:
@@ -363,17 +425,33 @@ def main() -> None:
     archive.unlink(missing_ok=True)
     # An OCI archive for registries and other hosts (skopeo copy oci-archive:... docker://...). Converting to
     # OCI drops HEALTHCHECK; local storage keeps the Docker-format image with it.
-    run(["skopeo", "copy", "--quiet", f"containers-storage:{args.name}:{args.tag}",
-         f"oci-archive:{archive}:{args.name}:{args.tag}"])
+    run(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            f"containers-storage:{args.name}:{args.tag}",
+            f"oci-archive:{archive}:{args.name}:{args.tag}",
+        ]
+    )
     size = int(run(["podman", "image", "inspect", "--format", "{{.Size}}", image_id]).strip())
     # The arguments and the binary's digest let a later check rebuild from the same inputs (reproducibility).
-    facts.update({"image_id": image_id, "image_bytes": size, "archive": str(archive),
-                  "archive_bytes": archive.stat().st_size, "build_args": sys.argv[1:],
-                  "binary_sha256": hashlib.sha256(Path(args.binary).read_bytes()).hexdigest()})
+    facts.update(
+        {
+            "image_id": image_id,
+            "image_bytes": size,
+            "archive": str(archive),
+            "archive_bytes": archive.stat().st_size,
+            "build_args": sys.argv[1:],
+            "binary_sha256": hashlib.sha256(Path(args.binary).read_bytes()).hexdigest(),
+        }
+    )
     Path(args.manifest).write_text(json.dumps(facts, indent=2) + "\n")
-    log(f"{args.name}:{args.tag} and :{args.latest_tag} = {image_id[:12]}, {size / 1e6:.1f} MB "
+    log(
+        f"{args.name}:{args.tag} and :{args.latest_tag} = {image_id[:12]}, {size / 1e6:.1f} MB "
         f"({len(facts['libraries'])} libraries from {len(facts['packages'])} Debian packages); "
-        f"{archive} {archive.stat().st_size / 1e6:.1f} MB")
+        f"{archive} {archive.stat().st_size / 1e6:.1f} MB"
+    )
     for lib in facts["libraries"]:
         log(f"  {lib['soname']:<28} {lib['bytes']:>9}  {lib['package']} {lib['version']}")
 

@@ -9,6 +9,7 @@ shows its default as the value, so the manual is generated from it rather than k
 
 Usage: config-manpage.py CONFIG --version VERSION --date YYYY-MM-DD > echod.yaml.5
 """
+
 import argparse
 import re
 import sys

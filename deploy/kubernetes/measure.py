@@ -12,6 +12,7 @@ memory limit applies to: echod's memory, the page cache it brought in, and the k
 sampled every 50 ms. Last, peers that send without reading: each pins up to limits.max_pending_bytes in echod, the
 worst case per connection a memory limit must cover. Needs root and podman (runc; see the e2e tests).
 """
+
 import argparse
 import json
 import os
@@ -74,8 +75,9 @@ class Pod:
         run("podman", "kube", "play", str(self.file), env=env)
         self.pod = f"{deployment['metadata']['name']}-pod-0"
         infra = run("podman", "pod", "inspect", "--format", "{{.InfraContainerID}}", self.pod).strip()
-        self.ip = run("podman", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                      infra).strip()
+        self.ip = run(
+            "podman", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", infra
+        ).strip()
         self.pid = int(run("podman", "inspect", "--format", "{{.State.Pid}}", f"{self.pod}-echod"))
         deadline = time.monotonic() + 30
         while True:
@@ -125,8 +127,12 @@ def under_load(pod: Pod, bench: str, args: list[str], via_loopback: bool, second
     cpu0 = pod.cpu_seconds()
     try:
         target = f"127.0.0.1:{pod.loopback_port}" if via_loopback else f"{pod.ip}:{pod.ports['echo']}"
-        out = subprocess.run([bench, "bench", target, "--json", "--duration", f"{seconds}s",
-                              "--warmup", "500ms", *args], capture_output=True, text=True, timeout=seconds + 60)
+        out = subprocess.run(
+            [bench, "bench", target, "--json", "--duration", f"{seconds}s", "--warmup", "500ms", *args],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+        )
     finally:
         done.set()
         sampler.join()
@@ -164,13 +170,24 @@ def stalled_peers(pod: Pod, count: int) -> tuple[float, float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measured time per load (after 0.5 s warm-up)")
-    parser.add_argument("--connections", type=int,
-                        help="instead of the loads: one pingpong run with this many connections (how many a pod holds; "
-                             "on its own, because each closed connection keeps a client port in TIME_WAIT for 60 s)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help="instead of the loads: one pingpong run with this many connections (how many a pod holds; "
+        "on its own, because each closed connection keeps a client port in TIME_WAIT for 60 s)",
+    )
     options = parser.parse_args()
-    loads = LOADS if options.connections is None else [
-        (f"pingpong, {options.connections:,} connections, 64 B",
-         ["--connections", str(options.connections), "--threads", "2"], False)]
+    loads = (
+        LOADS
+        if options.connections is None
+        else [
+            (
+                f"pingpong, {options.connections:,} connections, 64 B",
+                ["--connections", str(options.connections), "--threads", "2"],
+                False,
+            )
+        ]
+    )
     bench = os.environ.get("ECHOD_BIN") or str(REPO / ".build/release/echod")
     with tempfile.TemporaryDirectory(prefix="echod-measure-") as tmp:
         conf = Path(tmp) / "containers.conf"
@@ -180,23 +197,32 @@ def main():
             time.sleep(1.0)
             cpu0 = pod.cpu_seconds()
             time.sleep(5.0)
-            print(f"idle: RSS {pod.rss_kib() / 1024:.1f} MiB, cgroup {pod.cgroup_kib() / 1024:.1f} MiB, "
-                  f"CPU {pod.cpu_seconds() - cpu0:.2f} s in 5 s")
-            print(f"{'load':52} {'ops/s':>9} {'p50 us':>9} {'p99 us':>9} {'errors':>6} {'CPU us/op':>9} "
-                  f"{'peak RSS MiB':>12} {'peak cgroup MiB':>15}")
+            print(
+                f"idle: RSS {pod.rss_kib() / 1024:.1f} MiB, cgroup {pod.cgroup_kib() / 1024:.1f} MiB, "
+                f"CPU {pod.cpu_seconds() - cpu0:.2f} s in 5 s"
+            )
+            print(
+                f"{'load':52} {'ops/s':>9} {'p50 us':>9} {'p99 us':>9} {'errors':>6} {'CPU us/op':>9} "
+                f"{'peak RSS MiB':>12} {'peak cgroup MiB':>15}"
+            )
             for label, args, via_loopback in loads:
                 r = under_load(pod, bench, args, via_loopback, options.seconds)
                 if not r["ops_all"]:
                     print(f"{label:52} failed: {r.get('error_details')}", flush=True)
                     continue
                 latency = r["latency_us"]
-                print(f"{label:52} {r['ops_per_s']:>9.0f} {latency['p50']:>9.0f} {latency['p99']:>9.0f} "
-                      f"{r['errors_total']:>6} {1e6 * r['echod_cpu_s'] / r['ops_all']:>9.2f} "
-                      f"{r['peak_rss_kib'] / 1024:>12.1f} {r['peak_cgroup_kib'] / 1024:>15.1f}", flush=True)
+                print(
+                    f"{label:52} {r['ops_per_s']:>9.0f} {latency['p50']:>9.0f} {latency['p99']:>9.0f} "
+                    f"{r['errors_total']:>6} {1e6 * r['echod_cpu_s'] / r['ops_all']:>9.2f} "
+                    f"{r['peak_rss_kib'] / 1024:>12.1f} {r['peak_cgroup_kib'] / 1024:>15.1f}",
+                    flush=True,
+                )
             if options.connections is None:
                 rss, cgroup = stalled_peers(pod, STALLED_PEERS)
-                print(f"peers sending without reading: {rss:.0f} KiB of RSS and {cgroup:.0f} KiB of cgroup memory "
-                      f"each ({STALLED_PEERS} peers)")
+                print(
+                    f"peers sending without reading: {rss:.0f} KiB of RSS and {cgroup:.0f} KiB of cgroup memory "
+                    f"each ({STALLED_PEERS} peers)"
+                )
         finally:
             pod.down()
 

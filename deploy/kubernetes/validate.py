@@ -12,6 +12,7 @@ server-side field validation is Strict):
 A kind that neither knows is an error, not a warning (kubernetes-validate's own command line only warns, which
 would let a misspelt kind or apiVersion pass).
 """
+
 import sys
 
 import jsonschema
@@ -39,6 +40,7 @@ def forbid_unknown_fields(schema):
 def custom_resource_validators():
     """(apiVersion, kind) -> a JSON-schema validator, for the custom resources the manifests use."""
     from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
+
     schema = forbid_unknown_fields(ServiceMonitor.model_json_schema(by_alias=True))
     # The models accept null for every optional field; required fields stay required.
     return {("monitoring.coreos.com/v1", "ServiceMonitor"): jsonschema.Draft202012Validator(schema)}
@@ -57,8 +59,9 @@ def problems(document, custom):
         try:
             kv.validate(document, version, strict=True)
         except kv.SchemaNotFoundError:
-            return "nothing", [f"no schema for {key[1]} {key[0]}: neither a Kubernetes kind nor a custom resource "
-                               "known here"]
+            return "nothing", [
+                f"no schema for {key[1]} {key[0]}: neither a Kubernetes kind nor a custom resource known here"
+            ]
         except kv.ValidationError as e:
             found.append(f"Kubernetes {version}: {'.'.join(map(str, e.path)) or '(top)'}: {e.message}")
     return f"Kubernetes {' and '.join(VERSIONS)}", found
@@ -74,8 +77,11 @@ def main(paths):
             print(f"FAIL {path}: no documents")
             failed += 1
         for document in documents:
-            name = f"{document.get('kind')}/{(document.get('metadata') or {}).get('name')}" \
-                if isinstance(document, dict) else repr(document)[:40]
+            name = (
+                f"{document.get('kind')}/{(document.get('metadata') or {}).get('name')}"
+                if isinstance(document, dict)
+                else repr(document)[:40]
+            )
             against, found = problems(document, custom)
             for problem in found:
                 print(f"FAIL {path}: {name}: {problem}")

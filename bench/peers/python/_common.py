@@ -1,4 +1,5 @@
 """Shared start-up for the Python echo peers: argument parsing, optional uvloop."""
+
 import argparse
 import asyncio
 import importlib

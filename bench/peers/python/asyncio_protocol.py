@@ -6,12 +6,13 @@ and resume reading (backpressure); on EOF the transport is closed, which
 flushes the write buffer first.
 usage: asyncio_protocol.py PORT [--uvloop]   (binds 127.0.0.1)
 """
+
 import asyncio
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+import _common
 
 
 class Echo(asyncio.Protocol):

@@ -5,12 +5,13 @@ Reads up to 64 KiB, writes it back, awaits drain() (backpressure: a peer that
 does not read stops us reading), closes after EOF once everything is written.
 usage: asyncio_streams.py PORT [--uvloop]   (binds 127.0.0.1)
 """
+
 import asyncio
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+import _common
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
