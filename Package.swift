@@ -138,15 +138,23 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop"]),
+        // What the test targets share (locks, waiting, threads, pipes, files, sockets, an echo server, child processes,
+        // a seeded generator): on Glibc and Synchronization only, never on a product target, so a helper cannot lean on
+        // the code under test.
+        .target(name: "EchodTestSupport", path: "Tests/EchodTestSupport"),
+        .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop", "EchodTestSupport"]),
         .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop"]),
-        .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig"]),
-        .testTarget(name: "EchodLogTests", dependencies: ["EchodLog", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "EchodSystemdTests", dependencies: ["EchodSystemd"]),
+        .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodTestSupport"]),
+        .testTarget(
+            name: "EchodLogTests",
+            dependencies: ["EchodLog", "EchodTestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "EchodSystemdTests", dependencies: ["EchodSystemd", "EchodTestSupport"]),
         .testTarget(
             name: "EchodAdminTests",
-            dependencies: ["EchodAdmin", "EchodEventLoop", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodEventLoop"]),
-        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop"]),
+            dependencies: [
+                "EchodAdmin", "EchodEventLoop", "EchodTestSupport", .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodTestSupport"]),
+        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodTestSupport"]),
     ]
 )

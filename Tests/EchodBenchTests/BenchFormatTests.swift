@@ -1,16 +1,7 @@
 import EchodBench
 import EchodEventLoop
 import Foundation
-import Synchronization
 import Testing
-
-final class Locked<T>: @unchecked Sendable {
-    private let mutex = Mutex<Void>(())
-    private var _value: T
-    init(_ value: T) { _value = value }
-    var value: T { mutex.withLock { _ in _value } }
-    func update(_ body: (inout T) -> Void) { mutex.withLock { _ in body(&_value) } }
-}
 
 @Suite("latency percentiles")
 struct LatencyTests {

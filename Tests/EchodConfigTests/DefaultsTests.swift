@@ -1,3 +1,4 @@
+import EchodTestSupport
 import Foundation
 import Testing
 
