@@ -1,3 +1,4 @@
+import EchodTestSupport
 import Foundation
 import Glibc
 import Logging
@@ -254,7 +255,7 @@ struct ReadLoggerBackendTests {
 
     @Test("read records keep their place among the generic records of the same thread, across threads")
     func ordering() throws {
-        let dir = try TempDir()
+        let dir = TempDir()
         defer { dir.remove() }
         let path = dir.file("reads.log")
         let backend = try AsyncLogBackend(options: LogOptions(format: .json, filePath: path, queueCapacity: 200_000))
@@ -282,7 +283,7 @@ struct ReadLoggerBackendTests {
 
         // Per thread (loop), the exact sequence: opened, r0...r19, closed, for each connection in turn.
         var seen = [[String]](repeating: [], count: threads)
-        for line in lines(readFile(path)) {
+        for line in lines(try readFile(path)) {
             let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             let msg = try #require(object["msg"] as? String)
             if msg == "read" {
@@ -308,7 +309,7 @@ struct ReadLoggerBackendTests {
 
     @Test("text output through the backend, interleaved with a generic record")
     func textThroughBackend() throws {
-        let dir = try TempDir()
+        let dir = TempDir()
         defer { dir.remove() }
         let path = dir.file("reads.txt")
         let backend = try AsyncLogBackend(options: LogOptions(format: .text, filePath: path))
@@ -317,7 +318,7 @@ struct ReadLoggerBackendTests {
         logger.info("connection opened")
         Self.log(reads, "line one\n", loop: 2, port: 35638)
         #expect(backend.shutdown(timeout: .seconds(30)))
-        let all = lines(readFile(path))
+        let all = lines(try readFile(path))
         #expect(all.count == 2)
         #expect(all.first?.hasSuffix(" info echod.echo: connection opened") == true)
         #expect(all.last?.hasSuffix(#" info echod.echo: read bytes=9 data="line one\n" loop=2 peer=127.0.0.1:35638"#) == true)
@@ -354,7 +355,7 @@ struct ReadLoggerBackendTests {
 
     @Test("a level above info suppresses read records (one atomic load); back at info they are logged")
     func level() throws {
-        let dir = try TempDir()
+        let dir = TempDir()
         defer { dir.remove() }
         let path = dir.file("lvl.log")
         let options = LogOptions(level: .notice, filePath: path)
@@ -376,7 +377,7 @@ struct ReadLoggerBackendTests {
         try backend.apply(trace)
         Self.log(reads, "shown-4")
         #expect(backend.shutdown(timeout: .seconds(30)))
-        let text = readFile(path)
+        let text = try readFile(path)
         #expect(text.contains("shown-2") && text.contains("shown-4"))
         #expect(!text.contains("hidden-1") && !text.contains("hidden-3"))
         #expect(backend.recordsWritten == 2)
@@ -385,7 +386,7 @@ struct ReadLoggerBackendTests {
 
     @Test("after shutdown, read records are counted as dropped")
     func afterShutdown() throws {
-        let dir = try TempDir()
+        let dir = TempDir()
         defer { dir.remove() }
         let backend = try AsyncLogBackend(options: LogOptions(filePath: dir.file("s.log")))
         let reads = backend.makeReadLogger(label: "s")
@@ -416,7 +417,7 @@ struct ReadLoggerBackendTests {
 struct CoalescingTests {
     @Test("a woken writer lingers to gather a batch; half a queue, or a flush, ends the lingering early")
     func lingerEndsEarly() throws {
-        let dir = try TempDir()
+        let dir = TempDir()
         defer { dir.remove() }
         let path = dir.file("linger.log")
         let backend = try AsyncLogBackend(
@@ -427,19 +428,14 @@ struct CoalescingTests {
                 reads.log(loop: 0, peerFamily: 0, peerPort: 1, peerHigh: 0, peerLow: 0, data: $0, totalBytes: $0.count)
             }
         }
-        func waitForLines(_ count: Int, within seconds: Int) -> Bool {
-            let deadline = ContinuousClock.now.advanced(by: .seconds(seconds))
-            while ContinuousClock.now < deadline {
-                if lines(readFile(path)).count >= count { return true }
-                usleep(5_000)
-            }
-            return false
+        func waitForLines(_ count: Int, within seconds: Double) -> Bool {
+            waitUntil(seconds) { lines((try? readFile(path)) ?? "").count >= count }
         }
         usleep(100_000)  // let the writer start and go idle
         // The first record wakes the writer, which then waits (30 s here) for more.
         log(0)
         usleep(200_000)
-        #expect(lines(readFile(path)).isEmpty, "written without lingering")
+        #expect(lines(try readFile(path)).isEmpty, "written without lingering")
         // The 8th record fills half the queue (capacity 16): the writer stops lingering and writes all eight.
         for i in 1..<8 { log(i) }
         #expect(waitForLines(8, within: 20))
@@ -449,7 +445,7 @@ struct CoalescingTests {
         let start = ContinuousClock.now
         #expect(backend.flush(timeout: .seconds(20)))
         #expect(ContinuousClock.now - start < .seconds(10))
-        #expect(lines(readFile(path)).count == 9)
+        #expect(lines(try readFile(path)).count == 9)
         // ...nor one that its own post would start (the writer idle, woken by the flush itself).
         usleep(50_000)
         let again = ContinuousClock.now
