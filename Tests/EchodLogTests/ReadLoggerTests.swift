@@ -23,22 +23,6 @@ private func readRecord(
     return record
 }
 
-/// `in_addr.s_addr` of a dotted quad (network order in memory), as `SocketAddress` keeps it in `high`.
-private func inAddr(_ text: String) -> UInt32 {
-    var a = in_addr()
-    precondition(inet_pton(AF_INET, text, &a) == 1)
-    return a.s_addr
-}
-
-/// `(high, low)` of an IPv6 address, as `SocketAddress` keeps it.
-private func in6Addr(_ text: String) -> (UInt64, UInt64) {
-    var a = in6_addr()
-    precondition(inet_pton(AF_INET6, text, &a) == 1)
-    return withUnsafeBytes(of: &a) {
-        ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-    }
-}
-
 /// What glibc's inet_ntop prints (the reference: `SocketAddress.description` uses it).
 private func ntop(family: UInt8, high: UInt64, low: UInt64) -> String {
     var buffer = [CChar](repeating: 0, count: 64)

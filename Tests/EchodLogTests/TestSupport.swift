@@ -52,6 +52,22 @@ func currentThreadID() -> UInt {
     UInt(bitPattern: Int(bitPattern: pthread_self()))
 }
 
+/// `in_addr.s_addr` of a dotted quad (network order in memory), as `SocketAddress` keeps it in `high`.
+func inAddr(_ text: String) -> UInt32 {
+    var a = in_addr()
+    precondition(inet_pton(AF_INET, text, &a) == 1)
+    return a.s_addr
+}
+
+/// `(high, low)` of an IPv6 address, as `SocketAddress` keeps it.
+func in6Addr(_ text: String) -> (UInt64, UInt64) {
+    var a = in6_addr()
+    precondition(inet_pton(AF_INET6, text, &a) == 1)
+    return withUnsafeBytes(of: &a) {
+        ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+    }
+}
+
 // What only the tests need from EchodLog, kept here rather than in the module: whole lines as strings, the journal
 // fields of a read record as strings, a peer address alone.
 

@@ -38,18 +38,22 @@ package final class TestSocket {
     /// An AF_UNIX datagram receiver standing in for systemd's notification socket, with SO_PASSCRED on like PID 1.
     /// `abstract`: in the abstract namespace (NOTIFY_SOCKET=@name), else a file in /tmp (removed by `cleanup`).
     package static func notifyReceiver(abstract: Bool) -> (socket: TestSocket, notifySocket: String, cleanup: () -> Void) {
-        let s = TestSocket(domain: AF_UNIX, type: SOCK_DGRAM)
+        let name = uniqueName("notify")
+        let address = abstract ? "@" + name : "/tmp/\(name).sock"
+        let s = try! unixDatagram(boundTo: address)
         var on: Int32 = 1
         precondition(setsockopt(s.fd, SOL_SOCKET, SO_PASSCRED, &on, socklen_t(MemoryLayout<Int32>.size)) == 0)
-        setReceiveTimeout(s.fd, seconds: 5)
-        let name = uniqueName("notify")
-        if abstract {
-            s.bindUnix(abstract: name)
-            return (s, "@" + name, {})
-        }
-        let path = "/tmp/\(name).sock"
-        s.bindUnix(path: path)
-        return (s, path, { _ = unlink(path) })
+        return (s, address, { if !abstract { _ = unlink(address) } })
+    }
+
+    /// An AF_UNIX datagram socket bound at `address`: a path (a file the caller removes), or `@name` in the abstract
+    /// namespace. A receive waits up to `receiveTimeout` seconds.
+    package static func unixDatagram(boundTo address: String, receiveTimeout: Int = 5) throws -> TestSocket {
+        let s = TestSocket(domain: AF_UNIX, type: SOCK_DGRAM)
+        setReceiveTimeout(s.fd, seconds: receiveTimeout)
+        let pathBytes = address.hasPrefix("@") ? [0] + Array(address.utf8.dropFirst()) : Array(address.utf8) + [0]
+        if let failure = s.bindUnix(pathBytes: pathBytes) { throw TestFailure("bind \(address): \(failure)") }
+        return s
     }
 
     /// The port the kernel chose (IPv4 sockets).
@@ -57,7 +61,12 @@ package final class TestSocket {
 
     /// Receives one datagram (waits up to the receive timeout): its text and the sender's pid from SCM_CREDENTIALS.
     package func receive() -> (text: String, senderPID: pid_t?)? {
-        var buffer = [UInt8](repeating: 0, count: 4096)
+        receiveDatagram().map { (String(decoding: $0.bytes, as: UTF8.self), $0.senderPID) }
+    }
+
+    /// Receives one datagram (waits up to the receive timeout): its bytes and, with SO_PASSCRED on, the sender's pid.
+    package func receiveDatagram() -> (bytes: [UInt8], senderPID: pid_t?)? {
+        var buffer = [UInt8](repeating: 0, count: 65536)
         // cmsghdr (len: size_t, level: Int32, type: Int32) followed by struct ucred (pid, uid, gid); the CMSG_*
         // macros are not imported into Swift, the layout is fixed on Linux.
         var control = [UInt8](repeating: 0, count: 64)
@@ -81,23 +90,26 @@ package final class TestSocket {
         let type = control.withUnsafeBytes { $0.load(fromByteOffset: MemoryLayout<Int>.size + 4, as: Int32.self) }
         let pid: pid_t? = (level == SOL_SOCKET && type == scmCredentials)
             ? control.withUnsafeBytes { $0.load(fromByteOffset: headerSize, as: pid_t.self) } : nil
-        return (String(decoding: buffer[..<received], as: UTF8.self), pid)
+        return (Array(buffer[..<received]), pid)
     }
 
     private func bindLoopback() { bindToLoopback(fd) }
 
-    private func bindUnix(path: String) { bindUnix(pathBytes: Array(path.utf8) + [0]) }
-    private func bindUnix(abstract name: String) { bindUnix(pathBytes: [0] + Array(name.utf8)) }
+    private func bindUnix(abstract name: String) {
+        if let failure = bindUnix(pathBytes: [0] + Array(name.utf8)) { preconditionFailure("bind @\(name): \(failure)") }
+    }
 
-    private func bindUnix(pathBytes: [UInt8]) {
+    /// Binds to a `sun_path` given as bytes (a leading 0 for the abstract namespace); the error text, or nil.
+    private func bindUnix(pathBytes: [UInt8]) -> String? {
         var address = sockaddr_un()
+        guard pathBytes.count <= MemoryLayout.size(ofValue: address.sun_path) else { return "path too long" }
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: pathBytes) }
         let length = socklen_t(MemoryLayout.offset(of: \sockaddr_un.sun_path)! + pathBytes.count)
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
         }
-        precondition(result == 0, "bind: errno \(errno)")
+        return result == 0 ? nil : String(cString: strerror(errno))
     }
 }
 
