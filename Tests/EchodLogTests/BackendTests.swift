@@ -32,9 +32,9 @@ struct BackendTests {
 
         var next = [Int](repeating: 0, count: threads)
         for line in lines(try readFile(path)) {
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-            let t = try #require(Int(object["t"] as? String ?? ""))
-            let seq = try #require(Int(object["seq"] as? String ?? ""))
+            let object = try jsonObject(line)
+            let t = try #require(Int(object["t"]?.string ?? ""))
+            let seq = try #require(Int(object["seq"]?.string ?? ""))
             #expect(seq == next[t], "thread \(t) out of order")
             next[t] = seq + 1
         }
@@ -254,8 +254,8 @@ struct BackendTests {
         let b = lines(try readFile(second))
         #expect(b.count == 2)
         for (line, msg) in zip(b, ["in-b", "still-b"]) {
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-            #expect(object["msg"] as? String == msg)
+            let object = try jsonObject(line)
+            #expect(object["msg"]?.string == msg)
         }
     }
 
@@ -295,14 +295,14 @@ struct BackendTests {
         logger.info("n")
         #expect(backend.shutdown(timeout: .seconds(30)))
         let objects = try lines(readFile(path)).map {
-            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+            try jsonObject($0)
         }
         #expect(objects.count == 2)
-        #expect(objects[0]["h"] as? String == "handler")
-        #expect(objects[0]["p"] as? String == "provider")
-        #expect(objects[0]["c"] as? String == "call")
-        #expect(objects[0]["shared"] as? String == "call")
-        #expect(objects[1]["shared"] as? String == "provider")
+        #expect(objects[0]["h"]?.string == "handler")
+        #expect(objects[0]["p"]?.string == "provider")
+        #expect(objects[0]["c"]?.string == "call")
+        #expect(objects[0]["shared"]?.string == "call")
+        #expect(objects[1]["shared"]?.string == "provider")
     }
 
     @Test("after shutdown, log calls return and are counted as dropped")

@@ -59,9 +59,9 @@ struct ReadFormatTests {
             line
                 == #"{"ts":"2023-11-14T22:13:20.123Z","level":"info","label":"echod.echo","msg":"read","bytes":9,"data":"line one\\n","loop":0,"peer":"127.0.0.1:35638"}"#
                 + "\n")
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-        #expect(object["data"] as? String == #"line one\n"#)
-        #expect(object["bytes"] as? Int == 9)
+        let object = try jsonObject(line)
+        #expect(object["data"]?.string == #"line one\n"#)
+        #expect(object["bytes"]?.int == 9)
     }
 
     @Test("IPv6 peer in brackets; binary bytes, quotes and backslashes; negative loop index")
@@ -79,10 +79,10 @@ struct ReadFormatTests {
             json
                 == #"{"ts":"2023-11-14T22:13:20.123Z","level":"info","label":"echod.echo","msg":"read","bytes":70000,"data":"\\x00A\\\"\\\\\\r\\t\\x7f\\x80\\xc3\\xa9\\xff ","loop":-1,"peer":"[2001:db8::7:1]:7"}"#
                 + "\n")
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
-        #expect(object["data"] as? String == preview, "JSON data decodes to exactly the text preview")
-        #expect(object["loop"] as? Int == -1)
-        #expect(object["peer"] as? String == "[2001:db8::7:1]:7")
+        let object = try jsonObject(json)
+        #expect(object["data"]?.string == preview, "JSON data decodes to exactly the text preview")
+        #expect(object["loop"]?.int == -1)
+        #expect(object["peer"]?.string == "[2001:db8::7:1]:7")
     }
 
     @Test("more than 32 bytes: the first 32, then … inside the quotes; exactly 32: no …")
@@ -90,9 +90,8 @@ struct ReadFormatTests {
         let long = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)  // 36 bytes
         let cut = readRecord(long)
         #expect(ReadFormatter.text(cut).hasSuffix(#" read bytes=36 data="0123456789abcdefghijklmnopqrstuv…" loop=0 peer=127.0.0.1:35638"# + "\n"))
-        let object = try #require(
-            try JSONSerialization.jsonObject(with: Data(ReadFormatter.json(cut).utf8)) as? [String: Any])
-        #expect(object["data"] as? String == "0123456789abcdefghijklmnopqrstuv…")
+        let object = try jsonObject(ReadFormatter.json(cut))
+        #expect(object["data"]?.string == "0123456789abcdefghijklmnopqrstuv…")
         let exact = readRecord(Array(long.prefix(32)), total: 5000)
         #expect(ReadFormatter.text(exact).contains(#" read bytes=5000 data="0123456789abcdefghijklmnopqrstuv" loop="#))
         let empty = readRecord([])
@@ -103,9 +102,8 @@ struct ReadFormatTests {
     func labelEscaping() throws {
         let record = readRecord(Array("x".utf8), label: oddLabel)
         #expect(ReadFormatter.text(record).hasPrefix(#"2023-11-14T22:13:20.123Z info odd label\n"x": read bytes=1 "#))
-        let object = try #require(
-            try JSONSerialization.jsonObject(with: Data(ReadFormatter.json(record).utf8)) as? [String: Any])
-        #expect(object["label"] as? String == "odd label\n\"x\"")
+        let object = try jsonObject(ReadFormatter.json(record))
+        #expect(object["label"]?.string == "odd label\n\"x\"")
         let empty = ReadLabel(label: "", file: "", function: "", line: 0)
         withExtendedLifetime(empty) {
             #expect(ReadFormatter.text(readRecord([], label: empty)).hasPrefix("2023-11-14T22:13:20.123Z info: read bytes=0 "))
@@ -194,9 +192,8 @@ struct ReadFormatTests {
             let start = try #require(text.range(of: #" data=""#)).upperBound
             let end = try #require(text.range(of: #"" loop="#, options: .backwards)).lowerBound
             let textData = String(text[start..<end])
-            let object = try #require(
-                try JSONSerialization.jsonObject(with: Data(ReadFormatter.json(record).utf8)) as? [String: Any])
-            #expect(object["data"] as? String == textData)
+            let object = try jsonObject(ReadFormatter.json(record))
+            #expect(object["data"]?.string == textData)
             #expect(unescapePreview(textData) == Array(bytes.prefix(32)))
         }
     }
@@ -268,15 +265,15 @@ struct ReadLoggerBackendTests {
         // Per thread (loop), the exact sequence: opened, r0...r19, closed, for each connection in turn.
         var seen = [[String]](repeating: [], count: threads)
         for line in lines(try readFile(path)) {
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-            let msg = try #require(object["msg"] as? String)
+            let object = try jsonObject(line)
+            let msg = try #require(object["msg"]?.string)
             if msg == "read" {
-                let loop = try #require(object["loop"] as? Int)
-                seen[loop].append(try #require(object["data"] as? String))
-                #expect(object["label"] as? String == "echod.echo")
+                let loop = try #require(object["loop"]?.int)
+                seen[loop].append(try #require(object["data"]?.string))
+                #expect(object["label"]?.string == "echod.echo")
             } else {
-                let loop = try #require(Int(object["loop"] as? String ?? ""))
-                seen[loop].append("\(msg) \(object["peer"] as? String ?? "")")
+                let loop = try #require(Int(object["loop"]?.string ?? ""))
+                seen[loop].append("\(msg) \(object["peer"]?.string ?? "")")
             }
         }
         for t in 0..<threads {

@@ -1,12 +1,6 @@
 import EchodProbe
 import EchodTestSupport
-import Foundation
 import Testing
-
-func jsonObject(_ text: String) throws -> [String: Any] {
-    let object = try JSONSerialization.jsonObject(with: Data(text.utf8))
-    return try #require(object as? [String: Any])
-}
 
 @Suite("echod probe")
 struct ProbeTests {
@@ -28,13 +22,13 @@ struct ProbeTests {
         #expect(r.line.hasSuffix(" ms"))
         #expect(r.address == "127.0.0.1:\(server.port)")
         let json = try jsonObject(r.json)
-        #expect(json["ok"] as? Bool == true)
-        #expect(json["exit_code"] as? Int == 0)
-        #expect(json["bytes"] as? Int == 64)
-        #expect(json["count"] as? Int == 1)
-        #expect(json["mode"] as? String == "echo")
-        #expect(json["rtt_ms"] is Double || json["rtt_ms"] is Int)
-        #expect(json["error"] is NSNull)
+        #expect(json["ok"] == .bool(true))
+        #expect(json["exit_code"]?.int == 0)
+        #expect(json["bytes"]?.int == 64)
+        #expect(json["count"]?.int == 1)
+        #expect(json["mode"]?.string == "echo")
+        #expect(json["rtt_ms"]?.double != nil)
+        #expect(json["error"] == .null)
     }
 
     @Test("several round trips of a payload larger than the socket buffers")
@@ -54,9 +48,9 @@ struct ProbeTests {
         #expect(r.exitCode == 1)
         #expect(r.line.hasPrefix("fail 127.0.0.1:\(server.port): echo mismatch at byte 17 of 64"), "\(r.line)")
         let json = try jsonObject(r.json)
-        #expect(json["ok"] as? Bool == false)
-        #expect(json["exit_code"] as? Int == 1)
-        #expect((json["error"] as? String)?.contains("mismatch") == true)
+        #expect(json["ok"] == .bool(false))
+        #expect(json["exit_code"]?.int == 1)
+        #expect(json["error"]?.string?.contains("mismatch") == true)
     }
 
     @Test("no echo within the timeout is exit 1, on time")
@@ -92,8 +86,8 @@ struct ProbeTests {
         #expect(r.exitCode == 2)
         #expect(r.line == "fail 127.0.0.1:\(port): cannot connect: 127.0.0.1:\(port): Connection refused")
         let json = try jsonObject(r.json)
-        #expect(json["exit_code"] as? Int == 2)
-        #expect(json["address"] is NSNull)
+        #expect(json["exit_code"]?.int == 2)
+        #expect(json["address"] == .null)
     }
 
     @Test("an unresolvable name is exit 2")
@@ -118,13 +112,13 @@ struct ProbeTests {
         let good = http(ok.port)
         #expect(good.exitCode == 0, "\(good.line)")
         #expect(good.line.hasPrefix("ok http://127.0.0.1:\(ok.port)/readyz 200 in "))
-        #expect(try jsonObject(good.json)["status"] as? Int == 200)
+        #expect(try jsonObject(good.json)["status"]?.int == 200)
 
         let unready = TestEchoServer(.http("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 14\r\nConnection: close\r\n\r\nfailed: phase\n"))
         let bad = http(unready.port)
         #expect(bad.exitCode == 1)
         #expect(bad.line == "fail http://127.0.0.1:\(unready.port)/readyz: status 503: failed: phase")
-        #expect(try jsonObject(bad.json)["status"] as? Int == 503)
+        #expect(try jsonObject(bad.json)["status"]?.int == 503)
 
         let noLength = TestEchoServer(.http("HTTP/1.0 200 OK\r\n\r\nok"))
         #expect(http(noLength.port).exitCode == 0)
@@ -183,7 +177,7 @@ struct ProbeTests {
         var r = ProbeResult(outcome: .unhealthy, mode: "echo", target: "a\"b\\c\n\u{1}")
         r.reason = "tab\there"
         let json = try jsonObject(r.json)
-        #expect(json["target"] as? String == "a\"b\\c\n\u{1}")
-        #expect(json["error"] as? String == "tab\there")
+        #expect(json["target"]?.string == "a\"b\\c\n\u{1}")
+        #expect(json["error"]?.string == "tab\there")
     }
 }
