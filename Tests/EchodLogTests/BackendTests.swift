@@ -334,14 +334,8 @@ struct BackendTests {
         #expect(dropped > 0)
         let drain = PipeDrain(fd: pipe.readFD)
         // No flush or shutdown (both also report): wait, bounded, for the writer's own periodic report.
-        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
-        var reported: UInt64 = 0
-        while ContinuousClock.now < deadline {
-            reported = droppedTotal(in: lines(drain.snapshot()))
-            if reported == dropped { break }
-            usleep(10_000)
-        }
-        #expect(reported == dropped)
+        let reported = waitUntil(60) { droppedTotal(in: lines(drain.snapshot())) == dropped }
+        #expect(reported, "reported \(droppedTotal(in: lines(drain.snapshot()))) of \(dropped) drops")
         #expect(backend.shutdown(timeout: .seconds(60)))
         pipe.closeWriteEnd()
         let all = lines(try #require(drain.result()))
