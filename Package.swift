@@ -139,8 +139,8 @@ let package = Package(
             ]
         ),
         // What the test targets share (locks, waiting, threads, pipes, files, sockets, an echo server, child processes,
-        // a seeded generator): on Glibc and Synchronization only, never on a product target, so a helper cannot lean on
-        // the code under test.
+        // a seeded generator, a strict JSON reader): on Glibc and Synchronization only, never on a product target, so
+        // that no helper leans on the code under test.
         .target(name: "EchodTestSupport", path: "Tests/EchodTestSupport"),
         .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop", "EchodTestSupport"]),
         .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop"]),
