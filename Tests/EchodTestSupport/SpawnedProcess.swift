@@ -80,9 +80,10 @@ package func currentEnvironment() -> [String] {
 
 /// The running test binary (to spawn it again).
 package func executablePath() throws -> String {
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    guard readlink("/proc/self/exe", &buffer, Int(PATH_MAX)) > 0 else { throw TestFailure("readlink /proc/self/exe") }
-    return String(cString: buffer)
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+    let length = readlink("/proc/self/exe", &buffer, buffer.count)
+    guard length > 0 else { throw TestFailure("readlink /proc/self/exe: errno \(errno)") }
+    return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 /// True when `path` is a file this process may execute.
