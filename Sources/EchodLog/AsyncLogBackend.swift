@@ -24,6 +24,7 @@ public final class AsyncLogBackend: Sendable {
         var thread: pthread_t?
     }
 
+    /// Internal rather than private so that the Log tests can read the current options (no production code needs to).
     let state: Mutex<State>
 
     /// Starts the writer thread.
