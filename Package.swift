@@ -154,15 +154,23 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop", "EchodSystem"]),
+        // What the test targets share (locks, waiting, threads, pipes, files, sockets, an echo server, child processes,
+        // a seeded generator, a strict JSON reader): on Glibc and Synchronization only, never on a product target, so
+        // that no helper leans on the code under test.
+        .target(name: "EchodTestSupport", path: "Tests/EchodTestSupport"),
+        .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop", "EchodSystem", "EchodTestSupport"]),
         .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop", "EchodSystem"]),
-        .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodText"]),
-        .testTarget(name: "EchodLogTests", dependencies: ["EchodLog", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "EchodSystemdTests", dependencies: ["EchodSystemd"]),
+        .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodText", "EchodTestSupport"]),
+        .testTarget(
+            name: "EchodLogTests",
+            dependencies: ["EchodLog", "EchodSystem", "EchodTestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "EchodSystemdTests", dependencies: ["EchodSystemd", "EchodTestSupport"]),
         .testTarget(
             name: "EchodAdminTests",
-            dependencies: ["EchodAdmin", "EchodEventLoop", "EchodSystem", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodEventLoop", "EchodSystem"]),
-        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem"]),
+            dependencies: [
+                "EchodAdmin", "EchodEventLoop", "EchodSystem", "EchodTestSupport", .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodSystem", "EchodTestSupport"]),
+        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem", "EchodTestSupport"]),
     ]
 )

@@ -18,13 +18,14 @@ import Synchronization
 public final class AsyncLogBackend: Sendable {
     let core: LogCore
 
-    private struct State {
+    struct State {
         var options: LogOptions
         /// The writer thread until `shutdown` takes it.
         var thread: pthread_t?
     }
 
-    private let state: Mutex<State>
+    /// Internal rather than private so that the Log tests can read the current options (no production code needs to).
+    let state: Mutex<State>
 
     /// Starts the writer thread.
     ///
@@ -161,17 +162,6 @@ public final class AsyncLogBackend: Sendable {
     /// Records dropped so far because the queue was full (or logged after shutdown). Safe from any thread.
     public var recordsDropped: UInt64 {
         core.dropped.load(ordering: .relaxed)
-    }
-
-    /// Records that reached the writer but could not be written (sink write error, journald error, or discarded by a
-    /// shutdown that timed out). Safe from any thread.
-    public var recordsFailed: UInt64 {
-        core.failed.load(ordering: .relaxed)
-    }
-
-    /// The options last given to `init` or `apply`.
-    public var options: LogOptions {
-        state.withLock { $0.options }
     }
 
     // MARK: helpers

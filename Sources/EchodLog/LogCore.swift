@@ -18,8 +18,6 @@ final class LogCore: Sendable {
     let abandon = Atomic<Bool>(false)
     /// Set by the writer thread just before it ends.
     let finished = Atomic<Bool>(false)
-    /// `pthread_self()` of the writer thread (0 before it starts); for tests and diagnostics.
-    let writerThread = Atomic<UInt>(0)
     /// Every ``ReadLabel`` made for this core, kept alive here so that read records can point at theirs without
     /// reference counting. Only grows, by distinct labels (``AsyncLogBackend/makeReadLogger(label:file:function:line:)``
     /// reuses an equal one).

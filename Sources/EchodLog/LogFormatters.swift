@@ -155,18 +155,4 @@ enum LogFormatter {
             out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<w.count(from: buffer.baseAddress!)]))
         }
     }
-
-    // MARK: conveniences (tests, internal reports)
-
-    static func text(_ record: LogRecord) -> String {
-        var out: [UInt8] = []
-        appendText(record, to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func json(_ record: LogRecord) -> String {
-        var out: [UInt8] = []
-        appendJSON(record, to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
 }

@@ -97,7 +97,6 @@ final class LogWriter: @unchecked Sendable {
     }
 
     private func run() {
-        core.writerThread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .releasing)
         nameThread()
         // The other half of the queue's double buffer: reserved like the queue's, swapped in on every take.
         var batch: [QueueItem] = []

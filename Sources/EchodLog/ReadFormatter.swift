@@ -97,37 +97,6 @@ enum ReadFormatter {
             sd_journal_sendv(iov.baseAddress, Int32(iov.count))
         }
     }
-
-    /// The journal fields as strings (tests).
-    static func journalFields(_ record: ReadRecord, label: ReadLabel) -> [String] {
-        withJournalFields(record, label: label) { iov in
-            iov.map { String(decoding: UnsafeRawBufferPointer(start: $0.iov_base, count: $0.iov_len), as: UTF8.self) }
-        }
-    }
-
-    // MARK: conveniences (tests)
-
-    static func text(_ record: ReadRecord) -> String {
-        var out: [UInt8] = []
-        appendText(record, label: record.label.takeUnretainedValue(), to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func json(_ record: ReadRecord) -> String {
-        var out: [UInt8] = []
-        appendJSON(record, label: record.label.takeUnretainedValue(), to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// The peer as `SocketAddress.description` prints it (tests, benchmarks).
-    static func peerText(family: UInt8, port: UInt16, high: UInt64, low: UInt64) -> String {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { buffer in
-            var w = RawBytes(buffer.baseAddress!)
-            w.peer(family: family, port: port, high: high, low: low)
-            return String(
-                decoding: UnsafeBufferPointer(rebasing: buffer[0..<w.count(from: buffer.baseAddress!)]), as: UTF8.self)
-        }
-    }
 }
 
 /// A cursor writing bytes through a raw pointer; the caller guarantees the room (see ``ReadFormatter/maxTail``).

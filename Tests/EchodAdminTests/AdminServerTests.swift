@@ -1,6 +1,7 @@
 import EchodSystem
 import EchodAdmin
 import EchodEventLoop
+import EchodTestSupport
 import Glibc
 import Testing
 
@@ -9,7 +10,7 @@ struct AdminServerTests {
     @Test("GET answers with status, length, type, date; the route runs on the loop thread")
     func getLivez() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send(get("/livez"))
             let r = try c.readResponse()
             #expect(r.status == 200)
@@ -27,7 +28,7 @@ struct AdminServerTests {
     @Test("HEAD has GET's headers and no body, for every path", arguments: ["/livez", "/healthz", "/readyz", "/metrics", "/nope"])
     func head(path: String) throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send(get(path))
             let g = try c.readResponse()
             try c.send("HEAD \(path) HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -45,7 +46,7 @@ struct AdminServerTests {
     @Test("other methods get 405 with Allow; unknown paths 404")
     func methodsAndPaths() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"] {
                 for path in ["/livez", "/healthz", "/readyz", "/metrics"] {
                     try c.send("\(method) \(path) HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
@@ -66,7 +67,7 @@ struct AdminServerTests {
     @Test("query strings: ?verbose reaches the route and lists the checks; readiness failing is 503")
     func verbose() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send(get("/livez?verbose"))
             let live = try c.readResponse()
             #expect(live.status == 200)
@@ -85,7 +86,7 @@ struct AdminServerTests {
     @Test("keep-alive: several requests on one connection")
     func keepAlive() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             for path in ["/livez", "/metrics", "/healthz", "/livez"] {
                 try c.send(get(path))
                 #expect(try c.readResponse().status == 200)
@@ -97,7 +98,7 @@ struct AdminServerTests {
     @Test("pipelined requests in one write are answered in order")
     func pipelining() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send(get("/livez") + get("/readyz") + "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n" + get("/nope"))
             #expect(try c.readResponse().status == 200)
             #expect(try c.readResponse().status == 503)
@@ -110,7 +111,7 @@ struct AdminServerTests {
     @Test("a request split across many small writes is assembled")
     func byteByByte() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             for byte in get("/livez?verbose").utf8 {
                 try c.send([byte])
                 usleep(200)
@@ -124,7 +125,7 @@ struct AdminServerTests {
     @Test("HTTP/1.0 closes by default")
     func http10() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send("GET /livez HTTP/1.0\r\n\r\n")
             let r = try c.readResponse()
             #expect(r.status == 200)
@@ -136,7 +137,7 @@ struct AdminServerTests {
     @Test("HTTP/1.0 with Connection: keep-alive stays open and says so")
     func http10KeepAlive() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send("GET /livez HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
             let r = try c.readResponse()
             #expect(r.header("Connection")?.lowercased() == "keep-alive")
@@ -148,7 +149,7 @@ struct AdminServerTests {
     @Test("Connection: close on HTTP/1.1 is answered and then closed")
     func connectionClose() throws {
         try withAdmin(limits: AdminServer.Limits(lingerTimeout: .milliseconds(200))) { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send(get("/livez", "Connection: close\r\n"))
             let r = try c.readResponse()
             #expect(r.status == 200)
@@ -161,7 +162,7 @@ struct AdminServerTests {
     @Test("headers over 8 KiB get 431 and a close")
     func headersTooLarge() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             let filler = String(repeating: "a", count: 1000)
             var request = "GET /livez HTTP/1.1\r\nHost: x\r\n"
             for i in 0..<9 { request += "X-Filler-\(i): \(filler)\r\n" }
@@ -178,7 +179,7 @@ struct AdminServerTests {
     @Test("headers over 8 KiB without an end are cut off at once, not buffered")
     func endlessHeaders() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send("GET /livez HTTP/1.1\r\nX-Endless: ")
             let chunk = [UInt8](repeating: UInt8(ascii: "b"), count: 1024)
             var sent = 0
@@ -195,7 +196,7 @@ struct AdminServerTests {
     @Test("a long URL counts towards the header limit")
     func longURL() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send(get("/livez?" + String(repeating: "q", count: 9000)))
             #expect(try c.readResponse().status == 431)
         }
@@ -204,7 +205,7 @@ struct AdminServerTests {
     @Test("headers just under the limit are fine")
     func headersNearLimit() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send(get("/livez", "X-Filler: \(String(repeating: "a", count: 7000))\r\n"))
             #expect(try c.readResponse().status == 200)
         }
@@ -220,7 +221,7 @@ struct AdminServerTests {
     ])
     func garbage(input: String) throws {
         try withAdmin(limits: AdminServer.Limits(lingerTimeout: .milliseconds(200))) { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send(input)
             let r = try c.readResponse()
             #expect(r.status == 400 || r.status == 505, "\(r.statusLine)")
@@ -235,13 +236,13 @@ struct AdminServerTests {
         try withAdmin { admin in
             var rng = SystemRandomNumberGenerator()
             for _ in 0..<50 {
-                let c = try Client(port: admin.port)
+                let c = try TestClient(port: admin.port)
                 let count = Int.random(in: 1...3000, using: &rng)
                 let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
                 try? c.send(bytes)
                 _ = try? c.readToEnd()
             }
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send(get("/livez"))
             #expect(try c.readResponse().status == 200)
         }
@@ -251,12 +252,12 @@ struct AdminServerTests {
     func slowSender() throws {
         let limits = AdminServer.Limits(requestTimeout: .milliseconds(300), lingerTimeout: .milliseconds(200))
         try withAdmin(limits: limits) { admin in
-            let slow = try Client(port: admin.port)
-            let idle = try Client(port: admin.port)
-            let start = Syscall.monotonicNow()
+            let slow = try TestClient(port: admin.port)
+            let idle = try TestClient(port: admin.port)
+            let start = monotonicNow()
             try slow.send("GET /livez HTTP/1.1\r\nHost: x\r\n")
             let r = try slow.readResponse()
-            let elapsed = Syscall.monotonicNow() - start
+            let elapsed = monotonicNow() - start
             #expect(r.status == 408)
             #expect(r.header("Connection") == "close")
             #expect(elapsed >= .milliseconds(290) && elapsed < .seconds(2), "408 after \(elapsed)")
@@ -270,7 +271,7 @@ struct AdminServerTests {
     func timeoutRestartsPerRequest() throws {
         let limits = AdminServer.Limits(requestTimeout: .milliseconds(300))
         try withAdmin(limits: limits) { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             for _ in 0..<6 {
                 try c.send(get("/livez"))
                 #expect(try c.readResponse().status == 200)
@@ -282,7 +283,7 @@ struct AdminServerTests {
     @Test("a request body is read and ignored; an oversized one gets 413")
     func bodies() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send("POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" + get("/livez"))
             #expect(try c.readResponse().status == 404)
             #expect(try c.readResponse().status == 200)
@@ -293,7 +294,7 @@ struct AdminServerTests {
             #expect(big.status == 413)
             #expect(try c.isClosedByPeer())
 
-            let chunked = try Client(port: admin.port)
+            let chunked = try TestClient(port: admin.port)
             try chunked.send("POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
             let piece = "2000\r\n" + String(repeating: "z", count: 0x2000) + "\r\n"
             try? chunked.send(piece + piece)
@@ -304,13 +305,13 @@ struct AdminServerTests {
     @Test("Upgrade and CONNECT requests are answered, then the connection is closed")
     func upgrade() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send("GET /livez HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\u{81}\u{85}binary-frame")
             let r = try c.readResponse()
             #expect(r.status == 200)
             #expect(r.header("Connection") == "close")
             #expect(try c.isClosedByPeer())
-            let connect = try Client(port: admin.port)
+            let connect = try TestClient(port: admin.port)
             try connect.send("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
             let rc = try connect.readResponse()
             #expect(rc.status == 404)
@@ -321,7 +322,7 @@ struct AdminServerTests {
     @Test("absolute-form targets are routed by their path")
     func absoluteForm() throws {
         try withAdmin { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             try c.send("GET http://127.0.0.1:9/livez?verbose HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(try c.readResponse().status == 200)
             #expect(admin.seen.value.first?.0.path == "/livez")
@@ -332,14 +333,14 @@ struct AdminServerTests {
     @Test("at most maxConnections are open; the next is closed at once; the rest keep working")
     func connectionLimit() throws {
         try withAdmin(limits: AdminServer.Limits(maxConnections: 8)) { admin in
-            var clients: [Client] = []
+            var clients: [TestClient] = []
             for _ in 0..<8 {
-                let c = try Client(port: admin.port)
+                let c = try TestClient(port: admin.port)
                 try c.send(get("/livez"))
                 #expect(try c.readResponse().status == 200)
                 clients.append(c)
             }
-            let extra = try Client(port: admin.port)
+            let extra = try TestClient(port: admin.port)
             #expect(try extra.readToEnd().isEmpty)
             for c in clients {
                 try c.send(get("/healthz"))
@@ -347,7 +348,7 @@ struct AdminServerTests {
             }
             clients.removeAll()
             #expect(waitUntil { admin.connectionCount() == 0 })
-            let again = try Client(port: admin.port)
+            let again = try TestClient(port: admin.port)
             try again.send(get("/livez"))
             #expect(try again.readResponse().status == 200)
         }
@@ -356,14 +357,14 @@ struct AdminServerTests {
     @Test("many connections, concurrently and one after another")
     func manyConnections() throws {
         try withAdmin { admin in
-            var open: [Client] = []
-            for _ in 0..<64 { open.append(try Client(port: admin.port)) }
+            var open: [TestClient] = []
+            for _ in 0..<64 { open.append(try TestClient(port: admin.port)) }
             for c in open { try c.send(get("/livez")) }
             for c in open { #expect(try c.readResponse().status == 200) }
             #expect(admin.connectionCount() == 64)
             open.removeAll()
             for _ in 0..<300 {
-                let c = try Client(port: admin.port)
+                let c = try TestClient(port: admin.port)
                 try c.send(get("/readyz", "Connection: close\r\n"))
                 #expect(try c.readResponse().status == 503)
             }
@@ -376,7 +377,7 @@ struct AdminServerTests {
         let big = [UInt8](repeating: UInt8(ascii: "m"), count: 8 << 20)
         let limits = AdminServer.Limits(requestTimeout: .milliseconds(300))
         try withAdmin(limits: limits, route: { _ in AdminResponse(status: 200, body: big) }) { admin in
-            let c = try Client(port: admin.port)
+            let c = try TestClient(port: admin.port)
             var small: Int32 = 4096
             setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
             try c.send(get("/metrics"))
@@ -387,7 +388,7 @@ struct AdminServerTests {
     @Test("stop() closes open connections")
     func stopCloses() throws {
         let admin = try RunningAdmin()
-        let c = try Client(port: admin.port)
+        let c = try TestClient(port: admin.port)
         try c.send(get("/livez"))
         #expect(try c.readResponse().status == 200)
         admin.shutdown()

@@ -1,5 +1,6 @@
 import EchodAdmin
 import EchodEventLoop
+import EchodTestSupport
 import Foundation
 import Testing
 
@@ -143,25 +144,13 @@ struct MetricsExporterTests {
     }
 
     func promtoolAccepts(_ text: String) throws {
-        let candidates = [ProcessInfo.processInfo.environment["PROMTOOL"], "/usr/bin/promtool", "/usr/local/bin/promtool"].compactMap { $0 }
-        guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        let candidates = [getenv("PROMTOOL").map { String(cString: $0) }, "/usr/bin/promtool", "/usr/local/bin/promtool"]
+        guard let path = candidates.compactMap({ $0 }).first(where: isExecutable) else {
             print("promtool not installed: skipping the lint check")
             return
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = ["check", "metrics"]
-        let input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        input.fileHandleForWriting.write(Data(text.utf8))
-        try input.fileHandleForWriting.close()
-        let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "promtool check metrics: \(report)\n---\n\(text)")
+        let (status, report) = try SpawnedProcess.run([path, "check", "metrics"], input: Array(text.utf8))
+        #expect(status == 0, "promtool check metrics: \(report)\n---\n\(text)")
         #expect(report.isEmpty, "promtool: \(report)")
     }
 }

@@ -1,13 +1,13 @@
 import EchodSystem
 import EchodBench
 import EchodEventLoop
-import Glibc
+import EchodTestSupport
 import Testing
 
 /// Options for a short, bounded run against `server`: no warm-up, short drain, capped by time and count.
 func quickOptions(_ server: TestEchoServer, _ mode: BenchMode, connections: Int = 4, size: Int = 64,
                   threads: Int = 2, milliseconds: Int = 300) -> BenchOptions {
-    var o = BenchOptions(target: server.address)
+    var o = BenchOptions(target: SocketAddress(host: "127.0.0.1", port: server.port)!)
     o.mode = mode
     o.connections = connections
     o.size = size
@@ -21,9 +21,9 @@ func quickOptions(_ server: TestEchoServer, _ mode: BenchMode, connections: Int 
 }
 
 /// Runs `options` against a fresh server with `behavior`, returns the report.
-func bench(_ behavior: TestEchoServer.Behavior = .echo, _ configure: (TestEchoServer) -> BenchOptions) throws -> BenchReport {
-    let server = try TestEchoServer(behavior)
-    defer { server.shutdown() }
+func bench(_ behavior: TestEchoServer.Behavior = .echo, _ configure: (TestEchoServer) -> BenchOptions) -> BenchReport {
+    let server = TestEchoServer(behavior)
+    defer { server.stop() }
     return BenchRunner.run(configure(server))
 }
 
@@ -32,7 +32,7 @@ func bench(_ behavior: TestEchoServer.Behavior = .echo, _ configure: (TestEchoSe
 struct BenchRunnerTests {
     @Test("pingpong counts round trips, latency and bytes, with zero errors", arguments: [1, 2])
     func pingpong(threads: Int) throws {
-        let r = try bench { quickOptions($0, .pingpong, connections: 4, threads: threads) }
+        let r = bench { quickOptions($0, .pingpong, connections: 4, threads: threads) }
         #expect(r.setupFailure == nil)
         #expect(r.errors.total == 0, "\(r.errorDetails)")
         #expect(r.exitCode == 0)
@@ -50,7 +50,7 @@ struct BenchRunnerTests {
 
     @Test("pingpong with messages larger than the socket buffers (partial writes while reading)")
     func pingpongLarge() throws {
-        let r = try bench { quickOptions($0, .pingpong, connections: 3, size: 300_000, threads: 1) }
+        let r = bench { quickOptions($0, .pingpong, connections: 3, size: 300_000, threads: 1) }
         #expect(r.errors.total == 0, "\(r.errorDetails)")
         #expect(r.ops > 0)
         #expect(r.bytesReceived >= r.ops * 300_000)
@@ -58,7 +58,7 @@ struct BenchRunnerTests {
 
     @Test("stream keeps data in flight and verifies every byte", arguments: [(64 << 10, nil), (7, nil), (1 << 20, 4 << 20)] as [(Int, Int?)])
     func stream(size: Int, window: Int?) throws {
-        let r = try bench {
+        let r = bench {
             var o = quickOptions($0, .stream, connections: 2, size: size, threads: 2)
             o.window = window
             return o
@@ -73,18 +73,18 @@ struct BenchRunnerTests {
 
     @Test("connect opens, echoes and closes connections over and over")
     func connect() throws {
-        let server = try TestEchoServer(.echo)
-        defer { server.shutdown() }
+        let server = TestEchoServer(.echo)
+        defer { server.stop() }
         let r = BenchRunner.run(quickOptions(server, .connect, connections: 4, threads: 2))
         #expect(r.errors.total == 0, "\(r.errorDetails)")
         #expect(r.ops > 20)
         // Every operation is a new connection (plus one probe per connector at set-up).
-        #expect(server.accepted.load(ordering: .relaxed) >= Int(r.opsAll) + 4)
+        #expect(server.accepted >= Int(r.opsAll) + 4)
     }
 
     @Test("max-ops bounds the run by count")
     func maxOps() throws {
-        let r = try bench {
+        let r = bench {
             var o = quickOptions($0, .pingpong, connections: 2, threads: 1, milliseconds: 10_000)
             o.maxOps = 500
             return o
@@ -96,7 +96,7 @@ struct BenchRunnerTests {
 
     @Test("a server that corrupts every 500th byte: mismatches counted, exit 1", arguments: BenchMode.allCases)
     func wrongEcho(mode: BenchMode) throws {
-        let r = try bench(.flipEvery(500)) { quickOptions($0, mode, connections: 2, size: 600, threads: 1, milliseconds: 200) }
+        let r = bench(.flipEvery(500)) { quickOptions($0, mode, connections: 2, size: 600, threads: 1, milliseconds: 200) }
         #expect(r.setupFailure == nil)
         #expect(r.errors.mismatch > 0)
         #expect(r.exitCode == 1)
@@ -106,7 +106,7 @@ struct BenchRunnerTests {
 
     @Test("a server that closes after 1000 bytes: early closes counted, exit 1", arguments: BenchMode.allCases)
     func earlyClose(mode: BenchMode) throws {
-        let r = try bench(.closeAfter(1000)) { quickOptions($0, mode, connections: 2, size: 600, threads: 1, milliseconds: 200) }
+        let r = bench(.closeAfter(1000)) { quickOptions($0, mode, connections: 2, size: 600, threads: 1, milliseconds: 200) }
         if mode == .connect {
             // 600 bytes per connection fit under the limit: every connection is fine.
             #expect(r.errors.total == 0, "\(r.errorDetails)")
@@ -119,7 +119,7 @@ struct BenchRunnerTests {
 
     @Test("connect mode: a server that closes before the echo is complete")
     func earlyCloseConnect() throws {
-        let r = try bench(.closeAfter(100)) { quickOptions($0, .connect, connections: 2, size: 600, threads: 1, milliseconds: 200) }
+        let r = bench(.closeAfter(100)) { quickOptions($0, .connect, connections: 2, size: 600, threads: 1, milliseconds: 200) }
         #expect(r.errors.earlyClose > 0)
         #expect(r.ops == 0)
         #expect(r.exitCode == 1)
@@ -127,7 +127,7 @@ struct BenchRunnerTests {
 
     @Test("a server that never echoes: data lost at the drain timeout, exit 1")
     func lost() throws {
-        let r = try bench(.swallow) { quickOptions($0, .pingpong, connections: 3, threads: 1, milliseconds: 100) }
+        let r = bench(.swallow) { quickOptions($0, .pingpong, connections: 3, threads: 1, milliseconds: 100) }
         #expect(r.ops == 0)
         #expect(r.errors.lost == 3)
         #expect(r.exitCode == 1)
@@ -135,7 +135,7 @@ struct BenchRunnerTests {
 
     @Test("a server that ignores our half-close: no_eof counted")
     func noEOF() throws {
-        let r = try bench(.neverClose) { quickOptions($0, .stream, connections: 2, threads: 1, milliseconds: 100) }
+        let r = bench(.neverClose) { quickOptions($0, .stream, connections: 2, threads: 1, milliseconds: 100) }
         #expect(r.ops > 0)
         #expect(r.errors.noEOF == 2)
         #expect(r.exitCode == 1)
@@ -143,11 +143,7 @@ struct BenchRunnerTests {
 
     @Test("nothing listening: set-up fails, exit 2, in every mode", arguments: BenchMode.allCases)
     func refused(mode: BenchMode) throws {
-        // A port that was just free: bind, read the port, close.
-        let fd = try Socket.listen(on: SocketAddress(host: "127.0.0.1", port: 0)!)
-        let address = Socket.localAddress(fd)!
-        Syscall.close(fd)
-        var o = BenchOptions(target: address)
+        var o = BenchOptions(target: SocketAddress(host: "127.0.0.1", port: unusedLoopbackPort())!)
         o.mode = mode
         o.connections = 3
         o.duration = .milliseconds(100)
@@ -162,7 +158,7 @@ struct BenchRunnerTests {
     @Test("warm-up is not measured; progress is reported")
     func warmupAndProgress() throws {
         let seen = Locked<[BenchProgress]>([])
-        let r = try bench {
+        let r = bench {
             var o = quickOptions($0, .pingpong, connections: 2, threads: 1, milliseconds: 1200)
             o.warmup = .milliseconds(300)
             o.progress = { p in seen.update { $0.append(p) } }
@@ -177,15 +173,15 @@ struct BenchRunnerTests {
 
     @Test("shouldStop ends the run early but still drains and reports")
     func interrupted() throws {
-        let start = Syscall.monotonicNow()
-        let r = try bench {
+        let start = monotonicNow()
+        let r = bench {
             var o = quickOptions($0, .stream, connections: 2, threads: 1, milliseconds: 30_000)
-            o.shouldStop = { Syscall.monotonicNow() - start > .milliseconds(200) }
+            o.shouldStop = { monotonicNow() - start > .milliseconds(200) }
             return o
         }
         #expect(r.interrupted)
         #expect(r.errors.total == 0, "\(r.errorDetails)")
         #expect(r.ops > 0)
-        #expect(Syscall.monotonicNow() - start < .seconds(5))
+        #expect(monotonicNow() - start < .seconds(5))
     }
 }

@@ -1,4 +1,5 @@
 import EchodText
+import EchodTestSupport
 import Foundation
 import Testing
 

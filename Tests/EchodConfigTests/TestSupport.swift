@@ -1,41 +1,11 @@
-import Foundation
+import EchodTestSupport
 import Testing
 
 @testable import EchodConfig
 
-/// A fresh directory per test (Swift Testing runs tests in parallel), removed when the value goes away.
-final class TempDir {
-    let path: String
-
-    init() {
-        var template = Array((NSTemporaryDirectory() + "/echod-config-test-XXXXXX").utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        precondition(made != nil, "mkdtemp failed")
-        path = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-
-    /// Writes `text` to `name` in this directory and returns its path.
-    @discardableResult
-    func write(_ name: String, _ text: String) -> String {
-        let file = path + "/" + name
-        precondition(FileManager.default.createFile(atPath: file, contents: Data(text.utf8)), "cannot write \(file)")
-        return file
-    }
-
-    /// Writes raw bytes, for files that are not valid text.
-    @discardableResult
-    func write(_ name: String, _ bytes: [UInt8]) -> String {
-        let file = path + "/" + name
-        precondition(FileManager.default.createFile(atPath: file, contents: Data(bytes)), "cannot write \(file)")
-        return file
-    }
-
+extension TempDir {
     /// A default path that does not exist, so that the machine's own /etc/echod/echod.yaml never leaks in.
-    var absentDefault: String { path + "/absent-default.yaml" }
+    var absentDefault: String { file("absent-default.yaml") }
 }
 
 /// Loads `yaml` (when given) as the config file, with an empty environment unless one is given.

@@ -1,7 +1,7 @@
 import EchodSystem
 import EchodEventLoop
+import EchodTestSupport
 import Glibc
-import Synchronization
 import Testing
 
 /// Runs `loop` on its own thread for the duration of `body`.
@@ -13,27 +13,6 @@ func withRunningLoop(_ body: (EventLoop) throws -> Void) throws {
         thread.join()
     }
     try body(loop)
-}
-
-/// A value shared between the test thread and the loop thread.
-final class Locked<T>: @unchecked Sendable {
-    private let mutex = Mutex<Void>(())
-    private var _value: T
-    init(_ value: T) { _value = value }
-    var value: T {
-        get { mutex.withLock { _ in _value } }
-        set { mutex.withLock { _ in _value = newValue } }
-    }
-    func update(_ body: (inout T) -> Void) { mutex.withLock { _ in body(&_value) } }
-}
-
-func waitUntil(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool {
-    let deadline = Syscall.monotonicNow() + .milliseconds(Int(seconds * 1000))
-    while Syscall.monotonicNow() < deadline {
-        if condition() { return true }
-        usleep(2000)
-    }
-    return condition()
 }
 
 @Suite("Event loop")

@@ -1,3 +1,4 @@
+import EchodTestSupport
 import Glibc
 import Logging
 import Testing

@@ -1,4 +1,4 @@
-import Foundation
+import EchodTestSupport
 import Glibc
 import Logging
 import Testing
@@ -19,50 +19,28 @@ struct JournalSinkTests {
     func sendsNativeFields() throws {
         let createdRun = mkdir("/run/systemd", 0o755) == 0
         let createdJournal = mkdir("/run/systemd/journal", 0o755) == 0
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        try #require(fd >= 0)
         defer {
-            close(fd)
             unlink(journalSocketPath)
             if createdJournal { rmdir("/run/systemd/journal") }
             if createdRun { rmdir("/run/systemd") }
         }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, byte) in journalSocketPath.utf8.enumerated() { raw[i] = byte }
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        try #require(bound == 0, "bind \(journalSocketPath): \(String(cString: strerror(errno)))")
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let journald = try TestSocket.unixDatagram(boundTo: journalSocketPath, receiveTimeout: 30)
 
         let backend = try AsyncLogBackend(options: LogOptions(level: .debug, format: .journal))
         let logger = makeLogger(backend, label: "echod.j")
         logger.warning("first\nsecond", metadata: ["conn.id": .stringConvertible(7), "peer": "a b"])
         let reads = backend.makeReadLogger(label: "echod.echo", file: "F.swift", function: "f()", line: 9)
-        var v6 = in6_addr()
-        #expect(inet_pton(AF_INET6, "fe80::1", &v6) == 1)
-        let (high, low) = withUnsafeBytes(of: &v6) {
-            ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-        }
+        let (high, low) = in6Addr("fe80::1")
         Array("ab\n".utf8).withUnsafeBytes {
             reads.log(loop: 1, peerFamily: 1, peerPort: 443, peerHigh: high, peerLow: low, data: $0, totalBytes: 3)
         }
         #expect(backend.shutdown(timeout: .seconds(30)))
         #expect(backend.recordsWritten == 2)
 
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        try #require(n > 0, "no datagram: \(String(cString: strerror(errno)))")
-        let fields = parseNativeJournal(Array(buffer[0..<n]))
-        let m = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        try #require(m > 0, "no second datagram: \(String(cString: strerror(errno)))")
-        let read = parseNativeJournal(Array(buffer[0..<m]))
+        let first = try #require(journald.receiveDatagram(), "no datagram: \(String(cString: strerror(errno)))")
+        let fields = parseNativeJournal(first.bytes)
+        let second = try #require(journald.receiveDatagram(), "no second datagram: \(String(cString: strerror(errno)))")
+        let read = parseNativeJournal(second.bytes)
         #expect(
             read == [
                 "MESSAGE": "read", "PRIORITY": "6", "SYSLOG_IDENTIFIER": "echod", "CODE_FILE": "F.swift", "CODE_LINE": "9",

@@ -1,4 +1,5 @@
 import EchodSystem
+import EchodTestSupport
 import Foundation
 import Glibc
 import Logging
@@ -21,22 +22,6 @@ private func readRecord(
         high: high, low: low, totalBytes: total ?? bytes.count, port: port, family: v6 ? 1 : 0)
     bytes.withUnsafeBytes { record.setPreview($0) }
     return record
-}
-
-/// `in_addr.s_addr` of a dotted quad (network order in memory), as `SocketAddress` keeps it in `high`.
-private func inAddr(_ text: String) -> UInt32 {
-    var a = in_addr()
-    precondition(inet_pton(AF_INET, text, &a) == 1)
-    return a.s_addr
-}
-
-/// `(high, low)` of an IPv6 address, as `SocketAddress` keeps it.
-private func in6Addr(_ text: String) -> (UInt64, UInt64) {
-    var a = in6_addr()
-    precondition(inet_pton(AF_INET6, text, &a) == 1)
-    return withUnsafeBytes(of: &a) {
-        ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-    }
 }
 
 /// What glibc's inet_ntop prints (the reference: `SocketAddress.description` uses it).
@@ -75,9 +60,9 @@ struct ReadFormatTests {
             line
                 == #"{"ts":"2023-11-14T22:13:20.123Z","level":"info","label":"echod.echo","msg":"read","bytes":9,"data":"line one\\n","loop":0,"peer":"127.0.0.1:35638"}"#
                 + "\n")
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-        #expect(object["data"] as? String == #"line one\n"#)
-        #expect(object["bytes"] as? Int == 9)
+        let object = try jsonObject(line)
+        #expect(object["data"]?.string == #"line one\n"#)
+        #expect(object["bytes"]?.int == 9)
     }
 
     @Test("IPv6 peer in brackets; binary bytes, quotes and backslashes; negative loop index")
@@ -95,10 +80,10 @@ struct ReadFormatTests {
             json
                 == #"{"ts":"2023-11-14T22:13:20.123Z","level":"info","label":"echod.echo","msg":"read","bytes":70000,"data":"\\x00A\\\"\\\\\\r\\t\\x7f\\x80\\xc3\\xa9\\xff ","loop":-1,"peer":"[2001:db8::7:1]:7"}"#
                 + "\n")
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
-        #expect(object["data"] as? String == preview, "JSON data decodes to exactly the text preview")
-        #expect(object["loop"] as? Int == -1)
-        #expect(object["peer"] as? String == "[2001:db8::7:1]:7")
+        let object = try jsonObject(json)
+        #expect(object["data"]?.string == preview, "JSON data decodes to exactly the text preview")
+        #expect(object["loop"]?.int == -1)
+        #expect(object["peer"]?.string == "[2001:db8::7:1]:7")
     }
 
     @Test("more than 32 bytes: the first 32, then … inside the quotes; exactly 32: no …")
@@ -106,9 +91,8 @@ struct ReadFormatTests {
         let long = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)  // 36 bytes
         let cut = readRecord(long)
         #expect(ReadFormatter.text(cut).hasSuffix(#" read bytes=36 data="0123456789abcdefghijklmnopqrstuv…" loop=0 peer=127.0.0.1:35638"# + "\n"))
-        let object = try #require(
-            try JSONSerialization.jsonObject(with: Data(ReadFormatter.json(cut).utf8)) as? [String: Any])
-        #expect(object["data"] as? String == "0123456789abcdefghijklmnopqrstuv…")
+        let object = try jsonObject(ReadFormatter.json(cut))
+        #expect(object["data"]?.string == "0123456789abcdefghijklmnopqrstuv…")
         let exact = readRecord(Array(long.prefix(32)), total: 5000)
         #expect(ReadFormatter.text(exact).contains(#" read bytes=5000 data="0123456789abcdefghijklmnopqrstuv" loop="#))
         let empty = readRecord([])
@@ -119,9 +103,8 @@ struct ReadFormatTests {
     func labelEscaping() throws {
         let record = readRecord(Array("x".utf8), label: oddLabel)
         #expect(ReadFormatter.text(record).hasPrefix(#"2023-11-14T22:13:20.123Z info odd label\n"x": read bytes=1 "#))
-        let object = try #require(
-            try JSONSerialization.jsonObject(with: Data(ReadFormatter.json(record).utf8)) as? [String: Any])
-        #expect(object["label"] as? String == "odd label\n\"x\"")
+        let object = try jsonObject(ReadFormatter.json(record))
+        #expect(object["label"]?.string == "odd label\n\"x\"")
         let empty = ReadLabel(label: "", file: "", function: "", line: 0)
         withExtendedLifetime(empty) {
             #expect(ReadFormatter.text(readRecord([], label: empty)).hasPrefix("2023-11-14T22:13:20.123Z info: read bytes=0 "))
@@ -210,9 +193,8 @@ struct ReadFormatTests {
             let start = try #require(text.range(of: #" data=""#)).upperBound
             let end = try #require(text.range(of: #"" loop="#, options: .backwards)).lowerBound
             let textData = String(text[start..<end])
-            let object = try #require(
-                try JSONSerialization.jsonObject(with: Data(ReadFormatter.json(record).utf8)) as? [String: Any])
-            #expect(object["data"] as? String == textData)
+            let object = try jsonObject(ReadFormatter.json(record))
+            #expect(object["data"]?.string == textData)
             #expect(unescapePreview(textData) == Array(bytes.prefix(32)))
         }
     }
@@ -255,7 +237,7 @@ struct ReadLoggerBackendTests {
 
     @Test("read records keep their place among the generic records of the same thread, across threads")
     func ordering() throws {
-        let dir = try TempDir()
+        let dir = TempDir()
         defer { dir.remove() }
         let path = dir.file("reads.log")
         let backend = try AsyncLogBackend(options: LogOptions(format: .json, filePath: path, queueCapacity: 200_000))
@@ -283,16 +265,16 @@ struct ReadLoggerBackendTests {
 
         // Per thread (loop), the exact sequence: opened, r0...r19, closed, for each connection in turn.
         var seen = [[String]](repeating: [], count: threads)
-        for line in lines(readFile(path)) {
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-            let msg = try #require(object["msg"] as? String)
+        for line in lines(try readFile(path)) {
+            let object = try jsonObject(line)
+            let msg = try #require(object["msg"]?.string)
             if msg == "read" {
-                let loop = try #require(object["loop"] as? Int)
-                seen[loop].append(try #require(object["data"] as? String))
-                #expect(object["label"] as? String == "echod.echo")
+                let loop = try #require(object["loop"]?.int)
+                seen[loop].append(try #require(object["data"]?.string))
+                #expect(object["label"]?.string == "echod.echo")
             } else {
-                let loop = try #require(Int(object["loop"] as? String ?? ""))
-                seen[loop].append("\(msg) \(object["peer"] as? String ?? "")")
+                let loop = try #require(Int(object["loop"]?.string ?? ""))
+                seen[loop].append("\(msg) \(object["peer"]?.string ?? "")")
             }
         }
         for t in 0..<threads {
@@ -309,7 +291,7 @@ struct ReadLoggerBackendTests {
 
     @Test("text output through the backend, interleaved with a generic record")
     func textThroughBackend() throws {
-        let dir = try TempDir()
+        let dir = TempDir()
         defer { dir.remove() }
         let path = dir.file("reads.txt")
         let backend = try AsyncLogBackend(options: LogOptions(format: .text, filePath: path))
@@ -318,7 +300,7 @@ struct ReadLoggerBackendTests {
         logger.info("connection opened")
         Self.log(reads, "line one\n", loop: 2, port: 35638)
         #expect(backend.shutdown(timeout: .seconds(30)))
-        let all = lines(readFile(path))
+        let all = lines(try readFile(path))
         #expect(all.count == 2)
         #expect(all.first?.hasSuffix(" info echod.echo: connection opened") == true)
         #expect(all.last?.hasSuffix(#" info echod.echo: read bytes=9 data="line one\n" loop=2 peer=127.0.0.1:35638"#) == true)
@@ -355,7 +337,7 @@ struct ReadLoggerBackendTests {
 
     @Test("a level above info suppresses read records (one atomic load); back at info they are logged")
     func level() throws {
-        let dir = try TempDir()
+        let dir = TempDir()
         defer { dir.remove() }
         let path = dir.file("lvl.log")
         let options = LogOptions(level: .notice, filePath: path)
@@ -377,7 +359,7 @@ struct ReadLoggerBackendTests {
         try backend.apply(trace)
         Self.log(reads, "shown-4")
         #expect(backend.shutdown(timeout: .seconds(30)))
-        let text = readFile(path)
+        let text = try readFile(path)
         #expect(text.contains("shown-2") && text.contains("shown-4"))
         #expect(!text.contains("hidden-1") && !text.contains("hidden-3"))
         #expect(backend.recordsWritten == 2)
@@ -386,7 +368,7 @@ struct ReadLoggerBackendTests {
 
     @Test("after shutdown, read records are counted as dropped")
     func afterShutdown() throws {
-        let dir = try TempDir()
+        let dir = TempDir()
         defer { dir.remove() }
         let backend = try AsyncLogBackend(options: LogOptions(filePath: dir.file("s.log")))
         let reads = backend.makeReadLogger(label: "s")
@@ -417,7 +399,7 @@ struct ReadLoggerBackendTests {
 struct CoalescingTests {
     @Test("a woken writer lingers to gather a batch; half a queue, or a flush, ends the lingering early")
     func lingerEndsEarly() throws {
-        let dir = try TempDir()
+        let dir = TempDir()
         defer { dir.remove() }
         let path = dir.file("linger.log")
         let backend = try AsyncLogBackend(
@@ -428,19 +410,14 @@ struct CoalescingTests {
                 reads.log(loop: 0, peerFamily: 0, peerPort: 1, peerHigh: 0, peerLow: 0, data: $0, totalBytes: $0.count)
             }
         }
-        func waitForLines(_ count: Int, within seconds: Int) -> Bool {
-            let deadline = ContinuousClock.now.advanced(by: .seconds(seconds))
-            while ContinuousClock.now < deadline {
-                if lines(readFile(path)).count >= count { return true }
-                usleep(5_000)
-            }
-            return false
+        func waitForLines(_ count: Int, within seconds: Double) -> Bool {
+            waitUntil(seconds) { lines((try? readFile(path)) ?? "").count >= count }
         }
         usleep(100_000)  // let the writer start and go idle
         // The first record wakes the writer, which then waits (30 s here) for more.
         log(0)
         usleep(200_000)
-        #expect(lines(readFile(path)).isEmpty, "written without lingering")
+        #expect(lines(try readFile(path)).isEmpty, "written without lingering")
         // The 8th record fills half the queue (capacity 16): the writer stops lingering and writes all eight.
         for i in 1..<8 { log(i) }
         #expect(waitForLines(8, within: 20))
@@ -450,7 +427,7 @@ struct CoalescingTests {
         let start = ContinuousClock.now
         #expect(backend.flush(timeout: .seconds(20)))
         #expect(ContinuousClock.now - start < .seconds(10))
-        #expect(lines(readFile(path)).count == 9)
+        #expect(lines(try readFile(path)).count == 9)
         // ...nor one that its own post would start (the writer idle, woken by the flush itself).
         usleep(50_000)
         let again = ContinuousClock.now

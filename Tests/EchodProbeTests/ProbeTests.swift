@@ -1,129 +1,6 @@
-import EchodSystem
-import EchodEventLoop
 import EchodProbe
-import Foundation
-import Glibc
-import Synchronization
+import EchodTestSupport
 import Testing
-
-/// A loopback TCP server on its own thread that misbehaves on request. One connection at a time.
-final class FakeServer: @unchecked Sendable {
-    enum Behavior: Sendable {
-        case echo
-        /// Echoes with the byte at this offset flipped.
-        case corrupt(at: Int)
-        /// Reads and never answers.
-        case silent
-        /// Echoes this many bytes, then closes.
-        case short(Int)
-        /// Echoes, plus one byte more.
-        case extra
-        /// Reads the request headers and answers with this raw response, then closes.
-        case http(String)
-    }
-
-    let port: UInt16
-    private let listener: Int32
-    private let stopped = Atomic<Bool>(false)
-    let connections = Atomic<Int>(0)
-    private var thread: Thread?
-    private let done = Mutex<Bool>(false)
-
-    init(_ behavior: Behavior) throws {
-        listener = try Socket.listen(on: SocketAddress(host: "127.0.0.1", port: 0)!)
-        port = Socket.localAddress(listener)!.port
-        let t = Thread { [self] in self.serve(behavior) }
-        thread = t
-        t.start()
-    }
-
-    deinit { stop() }
-
-    func stop() {
-        if stopped.exchange(true, ordering: .relaxed) { return }
-        while !done.withLock({ $0 }) { usleep(1000) }
-        Syscall.close(listener)
-    }
-
-    private func serve(_ behavior: Behavior) {
-        defer { done.withLock { $0 = true } }
-        var peer = sockaddr_storage()
-        while !stopped.load(ordering: .relaxed) {
-            var pfd = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 50) > 0 else { continue }
-            guard let fd = try? Socket.accept(listener, peer: &peer) else { continue }
-            connections.add(1, ordering: .relaxed)
-            handle(fd, behavior)
-            Syscall.close(fd)
-        }
-    }
-
-    /// Waits up to 50 ms for input; nil when the peer closed, [] when nothing came (or stopping).
-    private func read(_ fd: Int32) -> [UInt8]? {
-        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&pfd, 1, 50) > 0 else { return [] }
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-        if n == 0 { return nil }
-        if n < 0 { return errno == EAGAIN ? [] : nil }
-        return Array(buffer[0..<n])
-    }
-
-    private func write(_ fd: Int32, _ bytes: [UInt8]) {
-        var offset = 0
-        while offset < bytes.count && !stopped.load(ordering: .relaxed) {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-            if n > 0 { offset += n } else if n < 0 && errno != EAGAIN { return } else {
-                var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                _ = poll(&pfd, 1, 50)
-            }
-        }
-    }
-
-    private func handle(_ fd: Int32, _ behavior: Behavior) {
-        var total = 0
-        var request: [UInt8] = []
-        while !stopped.load(ordering: .relaxed) {
-            guard var bytes = read(fd) else { return }
-            if bytes.isEmpty { continue }
-            switch behavior {
-            case .echo:
-                write(fd, bytes)
-            case .corrupt(let at):
-                if at >= total && at < total + bytes.count { bytes[at - total] ^= 0xff }
-                write(fd, bytes)
-            case .silent:
-                break
-            case .short(let limit):
-                let keep = max(0, min(bytes.count, limit - total))
-                write(fd, Array(bytes.prefix(keep)))
-                if total + bytes.count >= limit { return }
-            case .extra:
-                write(fd, bytes + [0x2a])
-            case .http(let response):
-                request += bytes
-                if request.count >= 4 && String(decoding: request, as: UTF8.self).contains("\r\n\r\n") {
-                    write(fd, Array(response.utf8))
-                    return
-                }
-            }
-            total += bytes.count
-        }
-    }
-}
-
-/// A port nothing listens on (bound, then released).
-func deadPort() throws -> UInt16 {
-    let fd = try Socket.listen(on: SocketAddress(host: "127.0.0.1", port: 0)!)
-    let port = Socket.localAddress(fd)!.port
-    Syscall.close(fd)
-    return port
-}
-
-func jsonObject(_ text: String) throws -> [String: Any] {
-    let object = try JSONSerialization.jsonObject(with: Data(text.utf8))
-    return try #require(object as? [String: Any])
-}
 
 @Suite("echod probe")
 struct ProbeTests {
@@ -137,7 +14,7 @@ struct ProbeTests {
 
     @Test("a correct echo is healthy: exit 0 and an ok line")
     func healthy() throws {
-        let server = try FakeServer(.echo)
+        let server = TestEchoServer(.echo)
         let r = echo(server.port)
         #expect(r.outcome == .healthy, "\(r.line)")
         #expect(r.exitCode == 0)
@@ -145,18 +22,18 @@ struct ProbeTests {
         #expect(r.line.hasSuffix(" ms"))
         #expect(r.address == "127.0.0.1:\(server.port)")
         let json = try jsonObject(r.json)
-        #expect(json["ok"] as? Bool == true)
-        #expect(json["exit_code"] as? Int == 0)
-        #expect(json["bytes"] as? Int == 64)
-        #expect(json["count"] as? Int == 1)
-        #expect(json["mode"] as? String == "echo")
-        #expect(json["rtt_ms"] is Double || json["rtt_ms"] is Int)
-        #expect(json["error"] is NSNull)
+        #expect(json["ok"] == .bool(true))
+        #expect(json["exit_code"]?.int == 0)
+        #expect(json["bytes"]?.int == 64)
+        #expect(json["count"]?.int == 1)
+        #expect(json["mode"]?.string == "echo")
+        #expect(json["rtt_ms"]?.double != nil)
+        #expect(json["error"] == .null)
     }
 
     @Test("several round trips of a payload larger than the socket buffers")
     func largeAndRepeated() throws {
-        let server = try FakeServer(.echo)
+        let server = TestEchoServer(.echo)
         let r = echo(server.port, timeout: .seconds(10), size: 3 << 20, count: 3)
         #expect(r.outcome == .healthy, "\(r.line)")
         #expect(r.completed == 3)
@@ -166,22 +43,22 @@ struct ProbeTests {
 
     @Test("a wrong byte is exit 1 with the offset")
     func corrupt() throws {
-        let server = try FakeServer(.corrupt(at: 17))
+        let server = TestEchoServer(.flipByte(at: 17))
         let r = echo(server.port)
         #expect(r.exitCode == 1)
         #expect(r.line.hasPrefix("fail 127.0.0.1:\(server.port): echo mismatch at byte 17 of 64"), "\(r.line)")
         let json = try jsonObject(r.json)
-        #expect(json["ok"] as? Bool == false)
-        #expect(json["exit_code"] as? Int == 1)
-        #expect((json["error"] as? String)?.contains("mismatch") == true)
+        #expect(json["ok"] == .bool(false))
+        #expect(json["exit_code"]?.int == 1)
+        #expect(json["error"]?.string?.contains("mismatch") == true)
     }
 
     @Test("no echo within the timeout is exit 1, on time")
     func timeout() throws {
-        let server = try FakeServer(.silent)
-        let start = Syscall.monotonicNow()
+        let server = TestEchoServer(.swallow)
+        let start = monotonicNow()
         let r = echo(server.port, timeout: .milliseconds(300))
-        let elapsed = Syscall.monotonicNow() - start
+        let elapsed = monotonicNow() - start
         #expect(r.exitCode == 1)
         #expect(r.reason?.contains("timed out after 300 ms") == true, "\(r.line)")
         #expect(elapsed >= .milliseconds(290) && elapsed < .seconds(2))
@@ -189,7 +66,7 @@ struct ProbeTests {
 
     @Test("a short echo and a close is exit 1")
     func short() throws {
-        let server = try FakeServer(.short(10))
+        let server = TestEchoServer(.closeAfter(10))
         let r = echo(server.port)
         #expect(r.exitCode == 1)
         #expect(r.reason?.contains("closed by the server after 10 of 64") == true, "\(r.line)")
@@ -197,20 +74,20 @@ struct ProbeTests {
 
     @Test("bytes beyond the echo are exit 1")
     func extra() throws {
-        let server = try FakeServer(.extra)
+        let server = TestEchoServer(.extraByte)
         let r = echo(server.port, count: 1)
         #expect(r.exitCode == 1, "\(r.line)")
     }
 
     @Test("nothing listening is exit 2")
     func refused() throws {
-        let port = try deadPort()
+        let port = unusedLoopbackPort()
         let r = echo(port)
         #expect(r.exitCode == 2)
         #expect(r.line == "fail 127.0.0.1:\(port): cannot connect: 127.0.0.1:\(port): Connection refused")
         let json = try jsonObject(r.json)
-        #expect(json["exit_code"] as? Int == 2)
-        #expect(json["address"] is NSNull)
+        #expect(json["exit_code"]?.int == 2)
+        #expect(json["address"] == .null)
     }
 
     @Test("an unresolvable name is exit 2")
@@ -222,7 +99,7 @@ struct ProbeTests {
 
     @Test("localhost resolves; each address is tried until one answers")
     func localhost() throws {
-        let server = try FakeServer(.echo)
+        let server = TestEchoServer(.echo)
         let r = echo(server.port, host: "localhost")
         #expect(r.outcome == .healthy, "\(r.line)")
         #expect(r.line.hasPrefix("ok localhost:\(server.port) "))
@@ -231,30 +108,30 @@ struct ProbeTests {
 
     @Test("--http: 200 is healthy, anything else exit 1 with the status and the body's first line")
     func httpStatus() throws {
-        let ok = try FakeServer(.http("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
+        let ok = TestEchoServer(.http("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
         let good = http(ok.port)
         #expect(good.exitCode == 0, "\(good.line)")
         #expect(good.line.hasPrefix("ok http://127.0.0.1:\(ok.port)/readyz 200 in "))
-        #expect(try jsonObject(good.json)["status"] as? Int == 200)
+        #expect(try jsonObject(good.json)["status"]?.int == 200)
 
-        let unready = try FakeServer(.http("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 14\r\nConnection: close\r\n\r\nfailed: phase\n"))
+        let unready = TestEchoServer(.http("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 14\r\nConnection: close\r\n\r\nfailed: phase\n"))
         let bad = http(unready.port)
         #expect(bad.exitCode == 1)
         #expect(bad.line == "fail http://127.0.0.1:\(unready.port)/readyz: status 503: failed: phase")
-        #expect(try jsonObject(bad.json)["status"] as? Int == 503)
+        #expect(try jsonObject(bad.json)["status"]?.int == 503)
 
-        let noLength = try FakeServer(.http("HTTP/1.0 200 OK\r\n\r\nok"))
+        let noLength = TestEchoServer(.http("HTTP/1.0 200 OK\r\n\r\nok"))
         #expect(http(noLength.port).exitCode == 0)
     }
 
     @Test("--http: refused is exit 2, silence is exit 1, a non-HTTP answer is exit 1")
     func httpFailures() throws {
-        #expect(http(try deadPort()).exitCode == 2)
-        let silent = try FakeServer(.silent)
+        #expect(http(unusedLoopbackPort()).exitCode == 2)
+        let silent = TestEchoServer(.swallow)
         let r = http(silent.port, timeout: .milliseconds(300))
         #expect(r.exitCode == 1)
         #expect(r.reason?.contains("timed out") == true)
-        let echo = try FakeServer(.echo)
+        let echo = TestEchoServer(.echo)
         let garbled = http(echo.port, timeout: .milliseconds(500))
         #expect(garbled.exitCode == 1)
         #expect(garbled.reason?.hasPrefix("not an HTTP response") == true, "\(garbled.line)")
@@ -300,7 +177,7 @@ struct ProbeTests {
         var r = ProbeResult(outcome: .unhealthy, mode: "echo", target: "a\"b\\c\n\u{1}")
         r.reason = "tab\there"
         let json = try jsonObject(r.json)
-        #expect(json["target"] as? String == "a\"b\\c\n\u{1}")
-        #expect(json["error"] as? String == "tab\there")
+        #expect(json["target"]?.string == "a\"b\\c\n\u{1}")
+        #expect(json["error"]?.string == "tab\there")
     }
 }

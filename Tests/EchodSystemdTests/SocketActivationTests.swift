@@ -1,4 +1,5 @@
 import EchodSystemd
+import EchodTestSupport
 import Glibc
 import Testing
 
@@ -25,21 +26,20 @@ import Testing
             == "fd \(s.fd) (\"echo\") is SOCK_DGRAM, expected a listening stream socket")
     }
 
-    @Test func pipeIsNotASocket() {
-        var ends: [Int32] = [-1, -1]
-        #expect(pipe(&ends) == 0)
-        defer { close(ends[0]); close(ends[1]) }
-        #expect(SocketActivation.validateListening(PassedSocket(fd: ends[0], name: "unknown"))
-            == "fd \(ends[0]) (\"unknown\") is not a socket")
+    @Test func pipeIsNotASocket() throws {
+        let pipe = try TestPipe()
+        defer { pipe.closeReadEnd(); pipe.closeWriteEnd() }
+        #expect(SocketActivation.validateListening(PassedSocket(fd: pipe.readFD, name: "unknown"))
+            == "fd \(pipe.readFD) (\"unknown\") is not a socket")
     }
 
-    @Test func closedDescriptorIsReported() {
-        var ends: [Int32] = [-1, -1]
-        #expect(pipe(&ends) == 0)
-        close(ends[0]); close(ends[1])
-        let reason = SocketActivation.validateListening(PassedSocket(fd: ends[0], name: "echo"))
+    @Test func closedDescriptorIsReported() throws {
+        let pipe = try TestPipe()
+        pipe.closeReadEnd()
+        pipe.closeWriteEnd()
+        let reason = SocketActivation.validateListening(PassedSocket(fd: pipe.readFD, name: "echo"))
         // The number may be reused by a parallel test in the meantime; then it is some other verdict, never a crash.
-        #expect(reason != nil || fcntl(ends[0], F_GETFD) >= 0)
+        #expect(reason != nil || fcntl(pipe.readFD, F_GETFD) >= 0)
     }
 
     /// Validation only reads: the options of a socket shared with systemd stay as they were (an IPv6 listener's

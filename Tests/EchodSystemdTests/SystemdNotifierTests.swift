@@ -1,4 +1,5 @@
 import EchodSystemd
+import EchodTestSupport
 import Glibc
 import Testing
 
@@ -110,8 +111,8 @@ import Testing
     }
 }
 
+/// CLOCK_MONOTONIC in microseconds, the unit of MONOTONIC_USEC.
 private func monotonicMicroseconds() -> Int {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return now.tv_sec * 1_000_000 + now.tv_nsec / 1_000
+    let now = monotonicNow().components
+    return Int(now.seconds) * 1_000_000 + Int(now.attoseconds / 1_000_000_000_000)
 }

@@ -1,0 +1,19 @@
+/// A reproducible random number generator (SplitMix64): a property test that fails prints its seed, and the same
+/// seed gives the same inputs again.
+package struct SeededRandom: RandomNumberGenerator, Sendable {
+    package let seed: UInt64
+    private var state: UInt64
+
+    package init(seed: UInt64) {
+        self.seed = seed
+        state = seed
+    }
+
+    package mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
