@@ -15,8 +15,9 @@
 //          ├─ EchodSystemd    (sd_notify, sd_listen_fds, watchdog; the only other libsystemd user)
 //          └─ EchodAdmin      (HTTP /livez /readyz /metrics on an event loop; http-parser, swift-prometheus)
 //          (EchodAdmin also uses CEchodLinux)
-//   echod also uses EchodProbe (health-check client) and EchodBench (load generator, also on CEchodLinux), both on
-//   EchodEventLoop. Tests/e2e/test_package_graph.py fails when a target imports a module it does not declare here.
+//   echod also uses EchodProbe (health-check client: blocking-style poll on EchodSystem, no event loop) and
+//   EchodBench (load generator on EchodEventLoop, also on CEchodLinux).
+//   Tests/e2e/test_package_graph.py fails when a target imports a module it does not declare here.
 import PackageDescription
 
 let package = Package(
@@ -114,7 +115,7 @@ let package = Package(
         // `echod probe`: a health-check client for scripts and orchestrators.
         .target(
             name: "EchodProbe",
-            dependencies: ["EchodSystem", "EchodText", "EchodEventLoop"]
+            dependencies: ["EchodSystem", "EchodText"]
         ),
         // `echod bench`: the load generator, on echod's own event loop.
         .target(
@@ -161,7 +162,7 @@ let package = Package(
         .testTarget(
             name: "EchodAdminTests",
             dependencies: ["EchodAdmin", "EchodEventLoop", "EchodSystem", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodEventLoop", "EchodSystem"]),
-        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem"]),
+        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodEventLoop", "EchodSystem", "EchodText"]),
+        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem", "EchodText"]),
     ]
 )
