@@ -15,8 +15,8 @@
 //          ├─ EchodSystemd    (sd_notify, sd_listen_fds, watchdog; the only other libsystemd user)
 //          └─ EchodAdmin      (HTTP /livez /readyz /metrics on an event loop; http-parser, swift-prometheus)
 //          (EchodAdmin also uses CEchodLinux)
-//   echod also uses EchodProbe (health-check client: blocking-style poll on EchodSystem, no event loop) and
-//   EchodBench (load generator on EchodEventLoop, also on CEchodLinux).
+//   echod also uses EchodProbe (health-check client: one connection at a time, waited on with poll; no event loop)
+//   and EchodBench (load generator on EchodEventLoop).
 //   Tests/e2e/test_package_graph.py fails when a target imports a module it does not declare here.
 import PackageDescription
 
@@ -124,7 +124,6 @@ let package = Package(
                 "EchodSystem",
                 "EchodText",
                 "EchodEventLoop",
-                "CEchodLinux",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),

@@ -1,5 +1,4 @@
 import EchodSystem
-import CEchodLinux
 import EchodEventLoop
 import Glibc
 
