@@ -1,5 +1,6 @@
 import EchodSystem
 import EchodEventLoop
+import EchodText
 import Glibc
 
 /// One client connection (in `connect` mode: one connector, which opens a new connection per operation).
@@ -406,7 +407,7 @@ final class BenchConnection: EventHandler {
         let offset = received &+ UInt64(i)
         let got = buffer[min(i, n - 1)]
         let want = pattern.byte(start: patternStart, offset: offset)
-        return "connection \(id)\(roundLabel): echoed byte at stream offset \(offset) is 0x\(hex(got)), sent 0x\(hex(want))"
+        return "connection \(id)\(roundLabel): echoed byte at stream offset \(offset) is 0x\(NumberText.hex(got)), sent 0x\(NumberText.hex(want))"
     }
 
     private var roundLabel: String { mode == .connect ? " (connection #\(round) of this connector)" : "" }
@@ -520,9 +521,4 @@ final class BenchConnection: EventHandler {
         fd = -1
         state = .done
     }
-}
-
-func hex(_ b: UInt8) -> String {
-    let digits = Array("0123456789abcdef")
-    return String([digits[Int(b >> 4)], digits[Int(b & 15)]])
 }

@@ -65,7 +65,7 @@ extension Probe {
                     return result
                 }
                 for i in 0..<count where echo[i] != payload[received + i] {
-                    result.reason = "echo mismatch at byte \(received + i) of \(payload.count) (sent 0x\(hex(payload[received + i])), got 0x\(hex(echo[i])))"
+                    result.reason = "echo mismatch at byte \(received + i) of \(payload.count) (sent 0x\(NumberText.hex(payload[received + i])), got 0x\(NumberText.hex(echo[i])))"
                     return result
                 }
                 received += count
@@ -93,11 +93,5 @@ extension Probe {
                 i += n
             }
         }
-    }
-
-    /// `0f`: a byte in two lowercase hex digits.
-    static func hex(_ byte: UInt8) -> String {
-        let digits = Array("0123456789abcdef")
-        return String([digits[Int(byte >> 4)], digits[Int(byte & 15)]])
     }
 }

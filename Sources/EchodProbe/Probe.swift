@@ -3,8 +3,8 @@ import EchodSystem
 /// `echod probe`: a health-check client for scripts and orchestrators. One short-lived connection at a time, on
 /// the calling thread: non-blocking sockets waited on with `poll` up to the probe's one deadline, so no event loop
 /// is needed. The files beside this one hold its parts: the options and their parsing (`ProbeOptions.swift`), the
-/// result (`ProbeResult.swift`), connecting (`ProbeConnection.swift`), the echo check (`EchoProbe.swift`) and the
-/// HTTP check (`HTTPProbe.swift`, over `HTTPClient.swift`).
+/// result (`ProbeResult.swift`), the timeout (`Deadline.swift`), connecting and socket I/O (`ProbeConnection.swift`),
+/// the echo check (`EchoProbe.swift`) and the HTTP check (`HTTPProbe.swift`, over `HTTPClient.swift`).
 public enum Probe {
     /// Runs the probe; never throws: every failure is a result.
     public static func run(_ options: ProbeOptions) -> ProbeResult {
