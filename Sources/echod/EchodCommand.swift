@@ -4,7 +4,8 @@ import EchodConfig
 import EchodDaemon
 import FoundationEssentials
 
-/// The command line, and nothing else: every subcommand parses its options and calls into EchodDaemon.
+/// The command line, and nothing else: every subcommand parses its options and calls the layer that does the work
+/// (`run`: EchodDaemon; `check-config`: EchodConfig; `probe`: EchodProbe; `bench`: EchodBench).
 @main
 struct Echod: ParsableCommand {
     static let configuration = CommandConfiguration(
