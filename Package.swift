@@ -11,10 +11,11 @@
 //     │    ├─ EchodConfig     (swift-configuration: env + CLI; the YAML file through libyaml (CYAML); validation)
 //     │    ├─ EchodLog        (swift-log backend: bounded queue, writer thread, sinks; journal through CSystemd)
 //     │    └─ EchodSystemd    (sd_notify, sd_listen_fds, watchdog through libsystemd (CSystemd))
-//     ├─ EchodProbe (health-check client) and EchodBench (load generator)
-//     │
+//     ├─ EchodProbe (health-check client: one connection at a time, waited on with poll; no event loop)
+//     └─ EchodBench (load generator on the event loop)
+//
 //   EchodEventLoop  (epoll reactor: fds, timers, signals, wakeups; knows nothing of echo), used by Echo, Admin,
-//                   Probe, Bench and the daemon
+//                   Bench and the daemon
 //   EchodSystem     (the syscall layer: every kernel call, IOError, EINTR handled once, sockets, the monotonic
 //                   clock, threads, name resolution, the rate limiter), under everything above; on CEchodLinux
 //   EchodText       (what users type and read: durations, sizes, HOST:PORT, escaping, numbers), pure Swift
@@ -115,7 +116,7 @@ let package = Package(
         // `echod probe`: a health-check client for scripts and orchestrators.
         .target(
             name: "EchodProbe",
-            dependencies: ["EchodSystem", "EchodText", "EchodEventLoop"]
+            dependencies: ["EchodSystem", "EchodText"]
         ),
         // `echod bench`: the load generator, on echod's own event loop.
         .target(
@@ -124,7 +125,6 @@ let package = Package(
                 "EchodSystem",
                 "EchodText",
                 "EchodEventLoop",
-                "CEchodLinux",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
@@ -170,7 +170,7 @@ let package = Package(
             dependencies: [
                 "EchodAdmin", "EchodEventLoop", "EchodSystem", "EchodTestSupport", .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodSystem", "EchodTestSupport"]),
-        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem", "EchodTestSupport"]),
+        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodSystem", "EchodText", "EchodTestSupport"]),
+        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem", "EchodText", "EchodTestSupport"]),
     ]
 )

@@ -1,6 +1,6 @@
 import EchodSystem
-import CEchodLinux
 import EchodEventLoop
+import EchodText
 import Glibc
 
 /// One client connection (in `connect` mode: one connector, which opens a new connection per operation).
@@ -41,14 +41,14 @@ final class BenchConnection: EventHandler {
     private var received: UInt64 = 0
     /// Ping-pong and connect: the stream offset at which the current operation's echo is complete.
     private var opEnd: UInt64 = 0
-    /// When the current operation started (monotonic nanoseconds).
-    private var opStart: UInt64 = 0
+    /// When the current operation started (``Syscall/monotonicNanoseconds()``).
+    private var opStart: Int64 = 0
     /// Connect mode: operations started by this connector (varies the pattern per connection).
     private var round: UInt64 = 0
     private var inConnectOp = false
 
     /// Stream mode: when each message in flight was completely written, a ring indexed by message number.
-    private var stamps: UnsafeMutablePointer<UInt64>?
+    private var stamps: UnsafeMutablePointer<Int64>?
     private var stampCapacity: UInt64 = 0
 
     init(worker: BenchWorker, id: Int) {
@@ -153,7 +153,7 @@ final class BenchConnection: EventHandler {
     /// Starts this connection's load.
     func begin() {
         switch mode {
-        case .pingpong: startOp(at: monotonicNanos())
+        case .pingpong: startOp(at: Syscall.monotonicNanoseconds())
         case .stream: streamFill()
         case .connect: nextConnect()
         }
@@ -162,7 +162,7 @@ final class BenchConnection: EventHandler {
     // MARK: Ping-pong
 
     @inline(__always)
-    private func startOp(at now: UInt64) {
+    private func startOp(at now: Int64) {
         opStart = now
         opEnd = sent &+ size
         _ = send(upTo: opEnd)
@@ -170,13 +170,13 @@ final class BenchConnection: EventHandler {
 
     private func pingpongEvent(_ events: UInt32) {
         guard let now = advanceOp(events) else { return }
-        worker.opCompleted(latency: now &- opStart)
+        worker.opCompleted(latency: UInt64(bitPattern: now &- opStart))
         if worker.sending { startOp(at: now) } else { halfClose() }
     }
 
     /// Sends what the current operation still owes, then reads and verifies its echo; returns the time at which
     /// the whole echo was in (nil while it is not, or when the connection failed). Shared by pingpong and connect.
-    private func advanceOp(_ events: UInt32) -> UInt64? {
+    private func advanceOp(_ events: UInt32) -> Int64? {
         if events & EventBits.writable != 0 && sent < opEnd {
             guard send(upTo: opEnd) else { return nil }
         }
@@ -187,7 +187,7 @@ final class BenchConnection: EventHandler {
             return nil
         }
         guard readVerify(max: want) > 0, received == opEnd else { return nil }
-        return monotonicNanos()
+        return Syscall.monotonicNanoseconds()
     }
 
     // MARK: Stream
@@ -216,7 +216,7 @@ final class BenchConnection: EventHandler {
             sent &+= UInt64(n)
             worker.sentAll.add(UInt64(n))
             if sent % size == 0, let stamps {
-                stamps[Int((sent / size &- 1) % stampCapacity)] = monotonicNanos()
+                stamps[Int((sent / size &- 1) % stampCapacity)] = Syscall.monotonicNanoseconds()
             }
             if n < length {  // the socket buffer is full: the next write would only say EAGAIN
                 setInterest([.read, .write])
@@ -245,10 +245,10 @@ final class BenchConnection: EventHandler {
                 if n == 0 { break }
                 let first = before / size, last = received / size
                 if last > first, let stamps {
-                    let now = monotonicNanos()
+                    let now = Syscall.monotonicNanoseconds()
                     var m = first
                     while m < last {
-                        worker.opCompleted(latency: now &- stamps[Int(m % stampCapacity)])
+                        worker.opCompleted(latency: UInt64(bitPattern: now &- stamps[Int(m % stampCapacity)]))
                         m &+= 1
                     }
                 }
@@ -288,7 +288,7 @@ final class BenchConnection: EventHandler {
         sent = 0
         received = 0
         opEnd = size
-        opStart = monotonicNanos()
+        opStart = Syscall.monotonicNanoseconds()
         let result: (fd: Int32, connected: Bool)
         do throws(IOError) {
             result = try Socket.connect(to: worker.target)
@@ -326,7 +326,7 @@ final class BenchConnection: EventHandler {
         guard let now = advanceOp(events) else { return }
         closeSocket()
         state = .idle
-        worker.opCompleted(latency: now &- opStart)
+        worker.opCompleted(latency: UInt64(bitPattern: now &- opStart))
         nextConnect()
     }
 
@@ -407,7 +407,7 @@ final class BenchConnection: EventHandler {
         let offset = received &+ UInt64(i)
         let got = buffer[min(i, n - 1)]
         let want = pattern.byte(start: patternStart, offset: offset)
-        return "connection \(id)\(roundLabel): echoed byte at stream offset \(offset) is 0x\(hex(got)), sent 0x\(hex(want))"
+        return "connection \(id)\(roundLabel): echoed byte at stream offset \(offset) is 0x\(NumberText.hex(got)), sent 0x\(NumberText.hex(want))"
     }
 
     private var roundLabel: String { mode == .connect ? " (connection #\(round) of this connector)" : "" }
@@ -521,9 +521,4 @@ final class BenchConnection: EventHandler {
         fd = -1
         state = .done
     }
-}
-
-func hex(_ b: UInt8) -> String {
-    let digits = Array("0123456789abcdef")
-    return String([digits[Int(b >> 4)], digits[Int(b & 15)]])
 }

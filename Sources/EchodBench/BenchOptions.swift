@@ -1,6 +1,5 @@
 import EchodSystem
-import EchodEventLoop
-import Glibc
+import EchodText
 
 /// What each connection of a bench run does.
 public enum BenchMode: String, Sendable, CaseIterable {
@@ -94,93 +93,34 @@ public struct BenchProgress: Sendable {
     public var errors: UInt64
 }
 
-/// Parsing of the command line's values, kept here so it is unit-tested (the executable target is not).
+/// The command line's values (`echod bench`), in the one grammar of durations, sizes and addresses that the
+/// configuration file and `echod probe` use (``Units``, ``HostPort``), each with the range bench can run.
+/// Here rather than in the executable so that it is unit-tested.
 public enum BenchParse {
-    /// `10s`, `500ms`, `1.5s`, `2m`, `250us`, `100ns`, or a bare number of seconds.
-    public static func duration(_ text: String) -> Duration? {
-        let s = text.trimmingSpaces.lowercased()
-        let units: [(String, Double)] = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)]
-        var number = Substring(s)
-        var scale = 1.0
-        for (suffix, factor) in units where s.hasSuffix(suffix) {
-            number = s.dropLast(suffix.count)
-            scale = factor
-            break
-        }
-        guard let value = Double(number), value.isFinite, value >= 0 else { return nil }
-        let nanos = (value * scale * 1e9).rounded()
-        guard nanos < 1e18 else { return nil }
-        return .nanoseconds(Int64(nanos))
+    /// `--duration`, `--warmup`, `--drain-timeout`. Up to a week: a soak test, not a typo of a unit; and far from the
+    /// overflow of monotonic nanoseconds plus all three.
+    public static let durationRange: ClosedRange<Duration> = .zero ... .seconds(7 * 24 * 3600)
+    /// `--size`, `--window`.
+    public static let sizeRange = 1...(2 << 30)
+
+    /// `10s`, `500ms`, `1.5s`, `1m30s`, `250us`, or a bare number of seconds (``Units/parseDuration(_:)``).
+    public static func duration(_ text: String) throws(InvalidValue) -> Duration {
+        try Units.parseDuration(text, in: durationRange)
     }
 
-    /// `64`, `1k`/`1K`/`1KiB`/`1kb` (×1024), `4M`/`4MiB` (×1024²), `1G` (×1024³).
-    public static func byteCount(_ text: String) -> Int? {
-        let s = text.trimmingSpaces.lowercased()
-        let units: [(String, Double)] = [("kib", 1024), ("kb", 1024), ("k", 1024), ("mib", 1_048_576), ("mb", 1_048_576), ("m", 1_048_576),
-                                         ("gib", 1_073_741_824), ("gb", 1_073_741_824), ("g", 1_073_741_824), ("b", 1)]
-        var number = Substring(s)
-        var scale = 1.0
-        for (suffix, factor) in units where s.hasSuffix(suffix) {
-            number = s.dropLast(suffix.count)
-            scale = factor
-            break
-        }
-        guard let value = Double(number), value.isFinite, value >= 0 else { return nil }
-        let bytes = (value * scale).rounded()
-        guard bytes <= Double(Int32.max) else { return nil }
-        return Int(bytes)
+    /// `64`, `16KiB`, `1MiB` (powers of 1024), `64KB` (powers of 1000) (``Units/parseSize(_:)``).
+    public static func byteCount(_ text: String) throws(InvalidValue) -> Int {
+        try Units.parseSize(text, in: sizeRange)
     }
 
-    /// `HOST:PORT` or `[IPV6]:PORT`. Numeric hosts are taken as they are; a name (`localhost`) is resolved
-    /// with getaddrinfo, first TCP result.
-    public static func target(_ text: String) -> SocketAddress? {
-        let s = text.trimmingSpaces
-        var host: Substring
-        var portText: Substring
-        if s.hasPrefix("[") {
-            guard let close = s.firstIndex(of: "]") else { return nil }
-            host = s[s.index(after: s.startIndex)..<close]
-            let rest = s[s.index(after: close)...]
-            guard rest.hasPrefix(":") else { return nil }
-            portText = rest.dropFirst()
-        } else {
-            guard let colon = s.lastIndex(of: ":") else { return nil }
-            host = s[..<colon]
-            portText = s[s.index(after: colon)...]
-            if host.contains(":") { return nil }  // bare IPv6 needs brackets
+    /// `HOST:PORT` or `[IPV6]:PORT` (``HostPort``). Numeric hosts are taken as they are; a name (`localhost`) is
+    /// resolved (``Resolver``) and its first address used: every connection of a run goes to one server.
+    public static func target(_ text: String) throws(InvalidValue) -> SocketAddress {
+        let address = try HostPort(parsing: text)
+        do throws(Resolver.Failure) {
+            return try Resolver.addresses(host: address.host, port: address.port)[0]
+        } catch {
+            throw InvalidValue(reason: error.description)
         }
-        guard !host.isEmpty, let port = UInt16(portText), port != 0 else { return nil }
-        if let address = SocketAddress(host: String(host), port: port) { return address }
-        return resolve(String(host), port: port)
-    }
-
-    private static func resolve(_ host: String, port: UInt16) -> SocketAddress? {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var result: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return nil }
-        defer { freeaddrinfo(first) }
-        var node: UnsafeMutablePointer<addrinfo>? = first
-        while let info = node {
-            if let sa = info.pointee.ai_addr {
-                var storage = sockaddr_storage()
-                withUnsafeMutableBytes(of: &storage) { raw in
-                    raw.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: min(Int(info.pointee.ai_addrlen), raw.count)))
-                }
-                if var address = withUnsafePointer(to: &storage, { SocketAddress($0) }) {
-                    address.port = port
-                    return address
-                }
-            }
-            node = info.pointee.ai_next
-        }
-        return nil
-    }
-}
-
-extension String {
-    var trimmingSpaces: String {
-        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
     }
 }

@@ -1,3 +1,5 @@
+import EchodText
+
 /// Error counts by kind. Any of them makes the run fail (exit status 1).
 public struct BenchErrors: Sendable, Equatable {
     /// An echoed byte differed from the byte sent at that stream offset, or bytes came back that were never sent.
@@ -111,24 +113,24 @@ public struct BenchReport: Sendable {
         o.add("size", raw: String(size))
         o.add("window", raw: String(window))
         o.add("threads", raw: String(threads))
-        o.add("duration_s", raw: formatFixed(durationSeconds, decimals: 6))
-        o.add("warmup_s", raw: formatFixed(warmupSeconds, decimals: 6))
+        o.add("duration_s", raw: NumberText.fixed(durationSeconds, decimals: 6))
+        o.add("warmup_s", raw: NumberText.fixed(warmupSeconds, decimals: 6))
         o.add("ops", raw: String(ops))
         o.add("ops_all", raw: String(opsAll))
-        o.add("ops_per_s", raw: formatFixed(opsPerSecond, decimals: 1))
-        o.add("ops_per_sec", raw: formatFixed(opsPerSecond, decimals: 1))
+        o.add("ops_per_s", raw: NumberText.fixed(opsPerSecond, decimals: 1))
+        o.add("ops_per_sec", raw: NumberText.fixed(opsPerSecond, decimals: 1))
         o.add("bytes_sent", raw: String(bytesSent))
         o.add("bytes_received", raw: String(bytesReceived))
-        o.add("mb_per_s_out", raw: formatFixed(mbPerSecondOut, decimals: 3))
-        o.add("mb_per_s_in", raw: formatFixed(mbPerSecondIn, decimals: 3))
-        o.add("mb_per_sec", raw: formatFixed(mbPerSecondIn, decimals: 3))
+        o.add("mb_per_s_out", raw: NumberText.fixed(mbPerSecondOut, decimals: 3))
+        o.add("mb_per_s_in", raw: NumberText.fixed(mbPerSecondIn, decimals: 3))
+        o.add("mb_per_sec", raw: NumberText.fixed(mbPerSecondIn, decimals: 3))
         var lat = JSONObject()
-        lat.add("p50", raw: formatFixed(latency.p50, decimals: 2))
-        lat.add("p90", raw: formatFixed(latency.p90, decimals: 2))
-        lat.add("p99", raw: formatFixed(latency.p99, decimals: 2))
-        lat.add("p999", raw: formatFixed(latency.p999, decimals: 2))
-        lat.add("max", raw: formatFixed(latency.max, decimals: 2))
-        lat.add("mean", raw: formatFixed(latency.mean, decimals: 2))
+        lat.add("p50", raw: NumberText.fixed(latency.p50, decimals: 2))
+        lat.add("p90", raw: NumberText.fixed(latency.p90, decimals: 2))
+        lat.add("p99", raw: NumberText.fixed(latency.p99, decimals: 2))
+        lat.add("p999", raw: NumberText.fixed(latency.p999, decimals: 2))
+        lat.add("max", raw: NumberText.fixed(latency.max, decimals: 2))
+        lat.add("mean", raw: NumberText.fixed(latency.mean, decimals: 2))
         o.add("latency_us", raw: lat.text)
         var errs = JSONObject()
         for (key, value) in errors.named { errs.add(key, raw: String(value)) }
@@ -137,7 +139,7 @@ public struct BenchReport: Sendable {
         o.add("setup_failed", raw: setupFailure == nil ? "false" : "true")
         o.add("interrupted", raw: interrupted ? "true" : "false")
         let details = (setupFailure.map { [$0] } ?? []) + errorDetails
-        o.add("error_details", raw: "[" + details.map(jsonString).joined(separator: ",") + "]")
+        o.add("error_details", raw: "[" + details.map(Escaping.jsonString).joined(separator: ",") + "]")
         return o.text
     }
 
@@ -154,8 +156,8 @@ public struct BenchReport: Sendable {
         var head = "echod bench \(target): \(mode.rawValue), \(conns) × \(formatBytes(UInt64(size))), \(thr)"
         if mode == .stream { head += ", window \(formatBytes(UInt64(window)))" }
         lines.append(head)
-        var timing = "  measured \(formatFixed(durationSeconds, decimals: 2)) s"
-        if warmupSeconds > 0 { timing += " after \(formatFixed(warmupSeconds, decimals: 2, trimZeros: true)) s of warm-up" }
+        var timing = "  measured \(NumberText.fixed(durationSeconds, decimals: 2)) s"
+        if warmupSeconds > 0 { timing += " after \(NumberText.fixed(warmupSeconds, decimals: 2, trimZeros: true)) s of warm-up" }
         if interrupted { timing += " (interrupted)" }
         lines.append(timing)
         lines.append("")
@@ -166,9 +168,9 @@ public struct BenchReport: Sendable {
         case .connect: opName = "connections"
         }
         let rows: [(String, String, String)] = [
-            (opName, grouped(ops), formatRate(opsPerSecond) + " /s"),
-            ("sent", formatMB(bytesSent), formatFixed(mbPerSecondOut, decimals: 2) + " MB/s"),
-            ("received", formatMB(bytesReceived), formatFixed(mbPerSecondIn, decimals: 2) + " MB/s"),
+            (opName, NumberText.grouped(ops), formatRate(opsPerSecond) + " /s"),
+            ("sent", formatMB(bytesSent), NumberText.fixed(mbPerSecondOut, decimals: 2) + " MB/s"),
+            ("received", formatMB(bytesReceived), NumberText.fixed(mbPerSecondIn, decimals: 2) + " MB/s"),
         ]
         for (name, total, rate) in rows {
             lines.append("  " + pad(name, 18) + padLeft(total, 14) + "   " + padLeft(rate, 16))
@@ -184,8 +186,8 @@ public struct BenchReport: Sendable {
         if errors.total == 0 {
             lines.append("  every echoed byte verified: no errors")
         } else {
-            let parts = errors.named.filter { $0.1 > 0 }.map { "\($0.0.replacingUnderscores) \(grouped($0.1))" }
-            lines.append("  ERRORS: \(grouped(errors.total)) (\(parts.joined(separator: ", ")))")
+            let parts = errors.named.filter { $0.1 > 0 }.map { "\($0.0.replacingUnderscores) \(NumberText.grouped($0.1))" }
+            lines.append("  ERRORS: \(NumberText.grouped(errors.total)) (\(parts.joined(separator: ", ")))")
             for d in errorDetails { lines.append("    " + d) }
             if errors.total > UInt64(errorDetails.count) {
                 lines.append("    …")
@@ -200,76 +202,29 @@ extension BenchProgress {
     /// `[  3 s] measuring  123,456 ops  41,152/s  2.63 MB/s out  2.63 MB/s in  0 errors`
     public var line: String {
         "[" + padLeft(String(Int(elapsed.rounded())), 3) + " s] " + pad(phase.rawValue, 9) + "  "
-            + grouped(ops) + " ops  " + formatRate(opsPerSecond) + "/s  "
-            + formatFixed(mbPerSecondOut, decimals: 2) + " MB/s out  " + formatFixed(mbPerSecondIn, decimals: 2) + " MB/s in  "
-            + grouped(errors) + (errors == 1 ? " error" : " errors")
+            + NumberText.grouped(ops) + " ops  " + formatRate(opsPerSecond) + "/s  "
+            + NumberText.fixed(mbPerSecondOut, decimals: 2) + " MB/s out  " + NumberText.fixed(mbPerSecondIn, decimals: 2) + " MB/s in  "
+            + NumberText.grouped(errors) + (errors == 1 ? " error" : " errors")
     }
 }
 
 // MARK: Formatting without Foundation
 
+/// A JSON object built field by field: keys and string values through the one JSON escaper
+/// (``Escaping/jsonString(_:)``), numbers as the caller formatted them.
 struct JSONObject {
     private var parts: [String] = []
-    mutating func add(_ key: String, raw: String) { parts.append(jsonString(key) + ":" + raw) }
-    mutating func add(_ key: String, string: String) { add(key, raw: jsonString(string)) }
+    mutating func add(_ key: String, raw: String) { parts.append(Escaping.jsonString(key) + ":" + raw) }
+    mutating func add(_ key: String, string: String) { add(key, raw: Escaping.jsonString(string)) }
     var text: String { "{" + parts.joined(separator: ",") + "}" }
-}
-
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 {
-                let h = Array("0123456789abcdef")
-                out += "\\u00" + String(h[Int(scalar.value >> 4)]) + String(h[Int(scalar.value & 15)])
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}
-
-/// `x` with `decimals` digits after the point, rounded half away from zero; JSON-safe (no exponent, no NaN).
-public func formatFixed(_ x: Double, decimals: Int, trimZeros: Bool = false) -> String {
-    guard x.isFinite else { return "0" }
-    var scale: UInt64 = 1
-    for _ in 0..<decimals { scale *= 10 }
-    let magnitude = (abs(x) * Double(scale)).rounded()
-    guard magnitude < 1.8e19 else { return String(Int64(clamping: Int64(x.rounded()))) }
-    let n = UInt64(magnitude)
-    var s = (x < 0 && n != 0 ? "-" : "") + String(n / scale)
-    if decimals > 0 {
-        var frac = String(n % scale)
-        frac = String(repeating: "0", count: decimals - frac.count) + frac
-        if trimZeros { while frac.hasSuffix("0") { frac.removeLast() } }
-        if !frac.isEmpty { s += "." + frac }
-    }
-    return s
-}
-
-func grouped(_ n: UInt64) -> String {
-    let digits = Array(String(n))
-    var out = ""
-    for (i, d) in digits.enumerated() {
-        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
-        out.append(d)
-    }
-    return out
 }
 
 func formatRate(_ x: Double) -> String {
     let tenths = UInt64(min(max(0, x) * 10, 1.8e19).rounded())
-    return grouped(tenths / 10) + "." + String(tenths % 10)
+    return NumberText.grouped(tenths / 10) + "." + String(tenths % 10)
 }
 
-func formatMB(_ bytes: UInt64) -> String { formatFixed(Double(bytes) / 1e6, decimals: 2) + " MB" }
+func formatMB(_ bytes: UInt64) -> String { NumberText.fixed(Double(bytes) / 1e6, decimals: 2) + " MB" }
 
 func formatBytes(_ n: UInt64) -> String {
     if n >= 1 << 20 && n % (1 << 20) == 0 { return "\(n >> 20) MiB" }
@@ -278,7 +233,7 @@ func formatBytes(_ n: UInt64) -> String {
 }
 
 private func us(_ x: Double) -> String {
-    x >= 1000 ? grouped(UInt64(x.rounded())) : formatFixed(x, decimals: x >= 100 ? 0 : 1)
+    x >= 1000 ? NumberText.grouped(UInt64(x.rounded())) : NumberText.fixed(x, decimals: x >= 100 ? 0 : 1)
 }
 
 private func pad(_ s: String, _ width: Int) -> String {

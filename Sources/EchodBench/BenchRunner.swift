@@ -52,7 +52,7 @@ public enum BenchRunner {
         }
 
         // Set-up: every connection established (connect mode: one probe each), or the first failure.
-        let setupDeadline = monotonicNanos() + UInt64(options.connectTimeout.nanoseconds) + 2_000_000_000
+        let setupDeadline = Syscall.monotonicNanoseconds() + options.connectTimeout.nanoseconds + 2_000_000_000
         while true {
             let states = workers.map { $0.status.load(ordering: .acquiring) }
             if let failed = workers.first(where: { $0.status.load(ordering: .acquiring) == BenchWorker.setupFailed }) {
@@ -60,7 +60,7 @@ public enum BenchRunner {
                 return report
             }
             if states.allSatisfy({ $0 == BenchWorker.ready }) { break }
-            if monotonicNanos() > setupDeadline {
+            if Syscall.monotonicNanoseconds() > setupDeadline {
                 report.setupFailure = "cannot connect to \(options.target): set-up did not finish in time"
                 return report
             }
@@ -73,18 +73,18 @@ public enum BenchRunner {
         }
 
         // Load.
-        let t0 = monotonicNanos()
-        let measureAt = t0 + UInt64(options.warmup.nanoseconds)
-        let stopAt = measureAt + UInt64(options.duration.nanoseconds)
+        let t0 = Syscall.monotonicNanoseconds()
+        let measureAt = t0 + options.warmup.nanoseconds
+        let stopAt = measureAt + options.duration.nanoseconds
         for w in workers { w.loop.execute { w.start(measureAt: measureAt, stopAt: stopAt) } }
 
-        let hardDeadline = stopAt + UInt64(options.drainTimeout.nanoseconds) + 2_000_000_000
+        let hardDeadline = stopAt + options.drainTimeout.nanoseconds + 2_000_000_000
         var nextProgress = t0 + 1_000_000_000
         var last = (time: t0, ops: UInt64(0), sent: UInt64(0), received: UInt64(0))
         var stopSent = false
         var stuck = false
         while !workers.allSatisfy({ $0.status.load(ordering: .acquiring) == BenchWorker.done }) {
-            let now = monotonicNanos()
+            let now = Syscall.monotonicNanoseconds()
             if now > hardDeadline {
                 stuck = true
                 break
@@ -119,7 +119,7 @@ public enum BenchRunner {
         loopThreads.removeAll()
 
         var latency = LatencyRecorder()
-        var start = UInt64.max, end: UInt64 = 0
+        var start = Int64.max, end: Int64 = 0
         for w in workers {
             latency.merge(w.latency)
             report.ops += w.atEnd.ops &- w.atStart.ops

@@ -1,15 +1,7 @@
 import EchodSystem
 import EchodEventLoop
-import Glibc
+import EchodText
 import Synchronization
-
-/// The monotonic clock in nanoseconds (one vDSO call, no `Duration` arithmetic on the hot path).
-@inline(__always)
-func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}
 
 /// What went wrong, by kind.
 enum BenchErrorKind {
@@ -56,8 +48,9 @@ final class BenchWorker: @unchecked Sendable {
     /// The totals when measuring started and stopped.
     private(set) var atStart = (ops: UInt64(0), sent: UInt64(0), received: UInt64(0))
     private(set) var atEnd = (ops: UInt64(0), sent: UInt64(0), received: UInt64(0))
-    private(set) var tStart: UInt64 = 0
-    private(set) var tEnd: UInt64 = 0
+    /// When measuring started and stopped (``Syscall/monotonicNanoseconds()``).
+    private(set) var tStart: Int64 = 0
+    private(set) var tEnd: Int64 = 0
     private var opsLimit = UInt64.max
 
     var errors = BenchErrors()
@@ -66,7 +59,7 @@ final class BenchWorker: @unchecked Sendable {
 
     private var open = 0
     private var pendingSetup = 0
-    private var stopAt: UInt64 = 0
+    private var stopAt: Int64 = 0
     private var stopRequested = false
     private var phaseTimer: LoopTimer?
     private var retryTimer: LoopTimer?
@@ -143,18 +136,18 @@ final class BenchWorker: @unchecked Sendable {
     // MARK: Load (loop thread)
 
     /// Starts load: warm-up until `measureAt`, measuring until `stopAt` (monotonic nanoseconds), then drain.
-    func start(measureAt: UInt64, stopAt: UInt64) {
+    func start(measureAt: Int64, stopAt: Int64) {
         guard phase == .setup, status.load(ordering: .acquiring) == Self.ready else { return }
         self.stopAt = stopAt
         open = connections.count
         sending = true
-        let now = monotonicNanos()
+        let now = Syscall.monotonicNanoseconds()
         if now >= measureAt {
             beginMeasuring(now)
-            phaseTimer?.schedule(after: .nanoseconds(Int64(stopAt &- now)))
+            phaseTimer?.schedule(after: .nanoseconds(stopAt - now))
         } else {
             phase = .warmup
-            phaseTimer?.schedule(after: .nanoseconds(Int64(measureAt - now)))
+            phaseTimer?.schedule(after: .nanoseconds(measureAt - now))
         }
         for c in connections {
             guard sending else { break }
@@ -170,7 +163,7 @@ final class BenchWorker: @unchecked Sendable {
         phaseTimer?.schedule(after: .zero)
     }
 
-    private func beginMeasuring(_ now: UInt64) {
+    private func beginMeasuring(_ now: Int64) {
         phase = .measuring
         measuring = true
         tStart = now
@@ -178,7 +171,7 @@ final class BenchWorker: @unchecked Sendable {
         opsLimit = maxOps == .max ? .max : atStart.ops &+ maxOps
     }
 
-    private func beginDrain(_ now: UInt64) {
+    private func beginDrain(_ now: Int64) {
         if phase == .warmup {
             tStart = now
             atStart = (opsAll.load, sentAll.load, receivedAll.load)
@@ -194,7 +187,7 @@ final class BenchWorker: @unchecked Sendable {
     }
 
     private func phaseTimerFired() {
-        let now = monotonicNanos()
+        let now = Syscall.monotonicNanoseconds()
         switch phase {
         case .setup:
             setupFailed("cannot connect to \(target): timed out after \(seconds(connectTimeout)) s")
@@ -203,7 +196,7 @@ final class BenchWorker: @unchecked Sendable {
                 beginDrain(now)
             } else {
                 beginMeasuring(now)
-                phaseTimer?.schedule(after: .nanoseconds(Int64(stopAt - now)))
+                phaseTimer?.schedule(after: .nanoseconds(stopAt - now))
             }
         case .measuring:
             beginDrain(now)
@@ -290,5 +283,5 @@ final class BenchWorker: @unchecked Sendable {
 }
 
 func seconds(_ d: Duration) -> String {
-    formatFixed(Double(d.nanoseconds) / 1e9, decimals: 3, trimZeros: true)
+    NumberText.fixed(Double(d.nanoseconds) / 1e9, decimals: 3, trimZeros: true)
 }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import EchodBench
+import EchodSystem
+import EchodText
 import Glibc
 import Synchronization
 
@@ -17,6 +19,10 @@ struct BenchCommand: ParsableCommand {
             A progress line is shown once a second on a terminal; the summary follows. With --json, stdout is \
             exactly one JSON object. Ctrl-C ends the measurement early and still prints the summary.
 
+            Durations and sizes are written as in the configuration file: 500ms, 10s, 1m30s; 64, 16KiB, 1MiB \
+            (KiB, MiB, GiB are powers of 1024; KB, MB, GB powers of 1000; one-letter units like 1k are refused as \
+            ambiguous).
+
             Exit status: 0 no errors; 1 errors were counted (mismatched bytes, lost data, early close, failed \
             connects); 2 cannot connect; 64 invalid options.
             """)
@@ -27,10 +33,10 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Concurrent connections (connect mode: concurrent connectors).")
     var connections: Int = 1
 
-    @Option(name: .long, help: ArgumentHelp("Message size: 64, 1k, 16KiB, 1M.", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Message size: 64, 16KiB, 1MiB (KB, MB: powers of 1000).", valueName: "size"))
     var size: String = "64"
 
-    @Option(name: .long, help: ArgumentHelp("Measured time: 10s, 500ms, 2m.", valueName: "duration"))
+    @Option(name: .long, help: ArgumentHelp("Measured time: 10s, 500ms, 1m30s.", valueName: "duration"))
     var duration: String = "10s"
 
     @Option(name: .long, help: ArgumentHelp("pingpong, stream or connect.", valueName: "mode"))
@@ -45,7 +51,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Load before measuring starts (not counted).", valueName: "duration"))
     var warmup: String = "1s"
 
-    @Option(name: .long, help: ArgumentHelp("Stream mode: bytes in flight per connection (default 4 × size, at most 4 MiB).", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Stream mode: bytes in flight per connection (default 4 × size, at most 4MiB).", valueName: "size"))
     var window: String?
 
     @Option(name: .customLong("drain-timeout"), help: ArgumentHelp("How long outstanding echoes and the server's close may take at the end.", valueName: "duration"))
@@ -59,27 +65,17 @@ struct BenchCommand: ParsableCommand {
     }
 
     func options() throws -> BenchOptions {
-        guard let address = BenchParse.target(target) else {
-            throw ValidationError("invalid target '\(target)': expected HOST:PORT or [IPV6]:PORT")
-        }
-        var o = BenchOptions(target: address)
+        var o = BenchOptions(target: try optionValue("target", target, BenchParse.target))
         guard let m = BenchMode(rawValue: mode) else {
-            throw ValidationError("invalid --mode '\(mode)': expected pingpong, stream or connect")
+            throw ValidationError("invalid --mode \(quoted(mode)): expected pingpong, stream or connect")
         }
         o.mode = m
         o.connections = connections
-        guard let bytes = BenchParse.byteCount(size) else { throw ValidationError("invalid --size '\(size)'") }
-        o.size = bytes
-        guard let d = BenchParse.duration(duration) else { throw ValidationError("invalid --duration '\(duration)'") }
-        o.duration = d
-        guard let w = BenchParse.duration(warmup) else { throw ValidationError("invalid --warmup '\(warmup)'") }
-        o.warmup = w
-        guard let dt = BenchParse.duration(drainTimeout) else { throw ValidationError("invalid --drain-timeout '\(drainTimeout)'") }
-        o.drainTimeout = dt
-        if let window {
-            guard let w = BenchParse.byteCount(window) else { throw ValidationError("invalid --window '\(window)'") }
-            o.window = w
-        }
+        o.size = try optionValue("--size", size, BenchParse.byteCount)
+        o.duration = try optionValue("--duration", duration, BenchParse.duration)
+        o.warmup = try optionValue("--warmup", warmup, BenchParse.duration)
+        o.drainTimeout = try optionValue("--drain-timeout", drainTimeout, BenchParse.duration)
+        if let window { o.window = try optionValue("--window", window, BenchParse.byteCount) }
         o.threads = threads
         o.maxOps = maxOps
         if let problem = o.problem { throw ValidationError(problem) }
@@ -90,19 +86,19 @@ struct BenchCommand: ParsableCommand {
         var o = try options()
         let live = !json && isatty(1) == 1
         if live {
-            o.progress = { p in writeOut("\r\u{1B}[2K" + p.line) }
+            o.progress = { p in writeStdout("\r\u{1B}[2K" + p.line) }
         }
         installInterruptHandler()
         o.shouldStop = { benchInterrupted.load(ordering: .relaxed) }
         let report = BenchRunner.run(o)
-        if live { writeOut("\r\u{1B}[2K") }
+        if live { writeStdout("\r\u{1B}[2K") }
         if json {
-            writeOut(report.json() + "\n")
-            if let failure = report.setupFailure { writeErr("echod bench: \(failure)\n") }
+            writeStdout(report.json() + "\n")
+            if let failure = report.setupFailure { writeStderr("echod bench: \(failure)\n") }
         } else if report.setupFailure != nil {
-            writeErr(report.table())
+            writeStderr(report.table())
         } else {
-            writeOut(report.table())
+            writeStdout(report.table())
         }
         if report.exitCode != 0 { throw ExitCode(report.exitCode) }
     }
@@ -115,19 +111,5 @@ private func installInterruptHandler() {
     signal(SIGINT) { _ in
         benchInterrupted.store(true, ordering: .relaxed)
         signal(SIGINT, SIG_DFL)
-    }
-}
-
-private func writeOut(_ s: String) { writeAll(1, s) }
-private func writeErr(_ s: String) { writeAll(2, s) }
-
-private func writeAll(_ fd: Int32, _ s: String) {
-    var s = s
-    s.withUTF8 { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
-        }
     }
 }

@@ -4,7 +4,8 @@ import EchodConfig
 import EchodDaemon
 import FoundationEssentials
 
-/// The command line, and nothing else: every subcommand parses its options and calls into EchodDaemon.
+/// The command line, and nothing else: every subcommand parses its options and calls the layer that does the work
+/// (`run`: EchodDaemon; `check-config`: EchodConfig; `probe`: EchodProbe; `bench`: EchodBench).
 @main
 struct Echod: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -64,9 +65,10 @@ extension Echod {
         func run() throws {
             do throws(ConfigError) {
                 let loaded = try ConfigLoader.load(path: options.config, overrides: options.overrides, environment: ProcessInfo.processInfo.environment)
-                print(loaded.render(), terminator: loaded.render().hasSuffix("\n") ? "" : "\n")
+                let rendered = loaded.render()
+                writeStdout(rendered.hasSuffix("\n") ? rendered : rendered + "\n")
                 for warning in loaded.warnings { writeStderr("warning: \(warning)\n") }
-                print("configuration OK")
+                writeStdout("configuration OK\n")
             } catch {
                 for problem in error.problems { writeStderr("error: \(problem)\n") }
                 writeStderr("configuration invalid: \(error.problems.count) problem(s)\n")

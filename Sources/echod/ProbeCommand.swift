@@ -1,5 +1,7 @@
 import ArgumentParser
 import EchodProbe
+import EchodSystem
+import EchodText
 
 /// `echod probe`: checks a running echod (or any RFC 862 echo server, or the admin endpoint) the way a script or
 /// an orchestrator would, and says so in its exit status.
@@ -14,16 +16,17 @@ struct ProbeCommand: ParsableCommand {
             Exit status: 0 healthy; 1 connected but the echo was wrong, incomplete or late, or the HTTP status was
             not 200; 2 the host could not be resolved or connected to (refused, unreachable, timed out).
             Hostnames are resolved and each address is tried in turn. --timeout bounds the whole probe.
+            Durations and sizes are written as in the configuration file: 500ms, 2s, 1m30s; 64, 16KiB, 1MiB.
             """)
 
     @Argument(help: ArgumentHelp("Echo listener to check: HOST:PORT, [IPV6]:PORT or NAME:PORT.", valueName: "host:port"))
     var target: String?
 
-    @Option(help: ArgumentHelp("Give up after this long, connecting included (e.g. 2s, 500ms).", valueName: "duration"))
+    @Option(help: ArgumentHelp("Give up after this long, connecting included: 1ms to 1h, e.g. 2s, 500ms, 1m30s.", valueName: "duration"))
     var timeout: String = "2s"
 
-    @Option(name: .customLong("payload-size"), help: ArgumentHelp("Random bytes per round trip (1 to 16 MiB).", valueName: "n"))
-    var payloadSize: Int = 64
+    @Option(name: .customLong("payload-size"), help: ArgumentHelp("Random bytes per round trip: 1 to 16MiB, e.g. 64, 4KiB.", valueName: "size"))
+    var payloadSize: String = "64"
 
     @Option(help: ArgumentHelp("Round trips on the connection (with --http: requests, one connection each).", valueName: "n"))
     var count: Int = 1
@@ -35,36 +38,30 @@ struct ProbeCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        switch (target, http) {
-        case (nil, nil): throw ValidationError("give HOST:PORT of an echo listener, or --http URL")
-        case (.some, .some): throw ValidationError("give either HOST:PORT or --http URL, not both")
-        default: break
-        }
-        guard (1...ProbeOptions.maximumPayloadSize).contains(payloadSize) else {
-            throw ValidationError("--payload-size must be between 1 and \(ProbeOptions.maximumPayloadSize)")
-        }
-        guard (1...1_000_000).contains(count) else { throw ValidationError("--count must be between 1 and 1000000") }
         _ = try options()
     }
 
     func options() throws -> ProbeOptions {
-        do {
-            let probeTarget: ProbeTarget
-            if let http {
-                probeTarget = .http(try Probe.parseURL(http))
-            } else {
-                let (host, port) = try Probe.parseHostPort(target ?? "")
-                probeTarget = .echo(host: host, port: port)
-            }
-            return ProbeOptions(target: probeTarget, timeout: try Probe.parseDuration(timeout), payloadSize: payloadSize, count: count)
-        } catch {
-            throw ValidationError(error.description)
+        let probeTarget: ProbeTarget
+        switch (target, http) {
+        case (nil, nil): throw ValidationError("give HOST:PORT of an echo listener, or --http URL")
+        case (.some, .some): throw ValidationError("give either HOST:PORT or --http URL, not both")
+        case (let target?, nil): probeTarget = try optionValue("target", target) { text throws(InvalidValue) in try ProbeTarget.echo(parsing: text) }
+        case (nil, let url?): probeTarget = .http(try optionValue("--http", url) { text throws(InvalidValue) in try HTTPURL(parsing: text) })
         }
+        guard ProbeOptions.countRange.contains(count) else {
+            throw ValidationError("--count must be between \(ProbeOptions.countRange.lowerBound) and \(ProbeOptions.countRange.upperBound)")
+        }
+        return ProbeOptions(
+            target: probeTarget,
+            timeout: try optionValue("--timeout", timeout, ProbeOptions.parseTimeout),
+            payloadSize: try optionValue("--payload-size", payloadSize, ProbeOptions.parsePayloadSize),
+            count: count)
     }
 
     func run() throws {
         let result = Probe.run(try options())
-        print(json ? result.json : result.line)
+        writeStdout((json ? result.json : result.line) + "\n")
         if result.exitCode != 0 { throw ExitCode(result.exitCode) }
     }
 }

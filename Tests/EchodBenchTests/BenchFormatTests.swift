@@ -2,6 +2,7 @@ import EchodSystem
 import EchodBench
 import EchodEventLoop
 import EchodTestSupport
+import EchodText
 import Testing
 
 @Suite("latency percentiles")
@@ -60,34 +61,62 @@ struct LatencyTests {
 
 @Suite("command-line values")
 struct ParseTests {
-    @Test func durations() {
-        #expect(BenchParse.duration("10s") == .seconds(10))
-        #expect(BenchParse.duration("500ms") == .milliseconds(500))
-        #expect(BenchParse.duration("1.5s") == .milliseconds(1500))
-        #expect(BenchParse.duration("2m") == .seconds(120))
-        #expect(BenchParse.duration("250us") == .microseconds(250))
-        #expect(BenchParse.duration("3") == .seconds(3))
-        #expect(BenchParse.duration("0") == .zero)
-        for bad in ["", "s", "ten", "-1s", "5x", "1e400s"] { #expect(BenchParse.duration(bad) == nil, "\(bad)") }
-    }
-
-    @Test func sizes() {
-        #expect(BenchParse.byteCount("64") == 64)
-        #expect(BenchParse.byteCount("1k") == 1024)
-        #expect(BenchParse.byteCount("16KiB") == 16384)
-        #expect(BenchParse.byteCount("1M") == 1 << 20)
-        #expect(BenchParse.byteCount("4MiB") == 4 << 20)
-        #expect(BenchParse.byteCount("100b") == 100)
-        for bad in ["", "k", "-1", "1x", "99G"] { #expect(BenchParse.byteCount(bad) == nil, "\(bad)") }
-    }
-
-    @Test func targets() {
-        #expect(BenchParse.target("127.0.0.1:8888") == SocketAddress(host: "127.0.0.1", port: 8888))
-        #expect(BenchParse.target("[::1]:7") == SocketAddress(host: "::1", port: 7))
-        #expect(BenchParse.target("localhost:7")?.port == 7)
-        for bad in ["127.0.0.1", "127.0.0.1:", ":80", "::1:80", "[::1]80", "1.2.3.4:70000", "1.2.3.4:0", "no.such.host.invalid:1"] {
-            #expect(BenchParse.target(bad) == nil, "\(bad)")
+    @Test("durations: the one grammar (Units), as in the configuration file")
+    func durations() throws {
+        #expect(try BenchParse.duration("10s") == .seconds(10))
+        #expect(try BenchParse.duration("500ms") == .milliseconds(500))
+        #expect(try BenchParse.duration("1.5s") == .milliseconds(1500))
+        #expect(try BenchParse.duration("2m") == .seconds(120))
+        #expect(try BenchParse.duration("250us") == .microseconds(250))
+        #expect(try BenchParse.duration("3") == .seconds(3))
+        #expect(try BenchParse.duration("0") == .zero)
+        #expect(try BenchParse.duration("1m30s") == .seconds(90))
+        #expect(try BenchParse.duration("1h30m") == .seconds(5400))
+        for bad in ["", "s", "ten", "-1s", "5x", "1e400s", "1m 30s", "30s1m", "1m30", "169h"] {
+            #expect(throws: InvalidValue.self, "\(bad)") { try BenchParse.duration(bad) }
         }
+        // Within the range, bench takes exactly what the grammar takes, and refuses with the grammar's reason.
+        for text in ["1m30s", "90", "0.5s", "1.5m", "100ns", "1h", "", "1m 30s", "5x", "1M", "-1s", "1.5ns"] {
+            #expect(value { () throws(InvalidValue) in try BenchParse.duration(text) }
+                    == value { () throws(InvalidValue) in try Units.parseDuration(text) }, "\(text)")
+        }
+    }
+
+    @Test("sizes: the one grammar (Units): KiB/MiB/GiB are 1024s, KB/MB/GB 1000s, one-letter units refused")
+    func sizes() throws {
+        #expect(try BenchParse.byteCount("64") == 64)
+        #expect(try BenchParse.byteCount("1KiB") == 1024)
+        #expect(try BenchParse.byteCount("16KiB") == 16384)
+        #expect(try BenchParse.byteCount("1MiB") == 1 << 20)
+        #expect(try BenchParse.byteCount("4MiB") == 4 << 20)
+        #expect(try BenchParse.byteCount("100b") == 100)
+        #expect(try BenchParse.byteCount("1kb") == 1000)
+        #expect(try BenchParse.byteCount("2GiB") == 2 << 30)
+        for bad in ["", "k", "-1", "1x", "99G", "1k", "1M", "0", "3GiB"] {
+            #expect(throws: InvalidValue.self, "\(bad)") { try BenchParse.byteCount(bad) }
+        }
+        let refusal = value { () throws(InvalidValue) in try BenchParse.byteCount("1k") }
+        #expect(refusal == .refused("unknown size unit \"k\"; use B, KiB, MiB, GiB (powers of 1024) or KB, MB, GB (powers of 1000)"))
+        #expect(value { () throws(InvalidValue) in try BenchParse.byteCount("0") } == .refused("out of range; must be between 1 and 2GiB"))
+        for text in ["64", "64KiB", "64kb", "1.5KiB", "1MB", "", "1k", "4 KiB", "0.5", "1e3"] {
+            #expect(value { () throws(InvalidValue) in try BenchParse.byteCount(text) }
+                    == value { () throws(InvalidValue) in try Units.parseSize(text) }, "\(text)")
+        }
+    }
+
+    @Test("targets: the one address grammar (HostPort), names resolved")
+    func targets() throws {
+        #expect(try BenchParse.target("127.0.0.1:8888") == SocketAddress(host: "127.0.0.1", port: 8888))
+        #expect(try BenchParse.target("[::1]:7") == SocketAddress(host: "::1", port: 7))
+        #expect(try BenchParse.target("localhost:7").port == 7)
+        for bad in ["127.0.0.1", "127.0.0.1:", ":80", "::1:80", "[::1]80", "1.2.3.4:70000", "1.2.3.4:0", "no.such.host.invalid:1"] {
+            #expect(throws: InvalidValue.self, "\(bad)") { try BenchParse.target(bad) }
+        }
+        #expect(value { () throws(InvalidValue) in try BenchParse.target("::1:80") }
+                == value { () throws(InvalidValue) in try HostPort(parsing: "::1:80") })
+        let unresolvable = value { () throws(InvalidValue) in try BenchParse.target("no.such.host.invalid:1") }
+        guard case .refused(let reason) = unresolvable else { Issue.record("accepted"); return }
+        #expect(reason.hasPrefix("cannot resolve no.such.host.invalid: "))
     }
 
     @Test func optionProblems() {
@@ -178,12 +207,27 @@ struct ReportFormatTests {
     }
 
     @Test func fixedPoint() {
-        #expect(formatFixed(0, decimals: 2) == "0.00")
-        #expect(formatFixed(1.005, decimals: 1) == "1.0")
-        #expect(formatFixed(-2.25, decimals: 1) == "-2.3" || formatFixed(-2.25, decimals: 1) == "-2.2")
-        #expect(formatFixed(123456.789, decimals: 3) == "123456.789")
-        #expect(formatFixed(.nan, decimals: 2) == "0")
-        #expect(formatFixed(1.5, decimals: 3, trimZeros: true) == "1.5")
-        #expect(formatFixed(2, decimals: 3, trimZeros: true) == "2")
+        #expect(NumberText.fixed(0, decimals: 2) == "0.00")
+        #expect(NumberText.fixed(1.005, decimals: 1) == "1.0")
+        #expect(NumberText.fixed(-2.25, decimals: 1) == "-2.3" || NumberText.fixed(-2.25, decimals: 1) == "-2.2")
+        #expect(NumberText.fixed(123456.789, decimals: 3) == "123456.789")
+        #expect(NumberText.fixed(.nan, decimals: 2) == "0")
+        #expect(NumberText.fixed(1.5, decimals: 3, trimZeros: true) == "1.5")
+        #expect(NumberText.fixed(2, decimals: 3, trimZeros: true) == "2")
+    }
+}
+
+/// What a parser made of a value, comparable across parsers of different result types: the value's description,
+/// or the reason it was refused.
+enum Parsed: Equatable {
+    case accepted(String)
+    case refused(String)
+}
+
+func value<T>(_ body: () throws(InvalidValue) -> T) -> Parsed {
+    do throws(InvalidValue) {
+        return .accepted("\(try body())")
+    } catch {
+        return .refused(error.reason)
     }
 }

@@ -1,5 +1,6 @@
 import EchodProbe
 import EchodTestSupport
+import EchodText
 import Testing
 
 @Suite("echod probe")
@@ -137,39 +138,62 @@ struct ProbeTests {
         #expect(garbled.reason?.hasPrefix("not an HTTP response") == true, "\(garbled.line)")
     }
 
-    @Test("HOST:PORT parsing")
+    @Test("HOST:PORT parsing: the one address grammar (HostPort), names allowed")
     func hostPort() throws {
-        #expect(try Probe.parseHostPort("127.0.0.1:8888") == ("127.0.0.1", 8888))
-        #expect(try Probe.parseHostPort("[::1]:7") == ("::1", 7))
-        #expect(try Probe.parseHostPort("localhost:7") == ("localhost", 7))
+        #expect(try ProbeTarget.echo(parsing: "127.0.0.1:8888") == .echo(host: "127.0.0.1", port: 8888))
+        #expect(try ProbeTarget.echo(parsing: "[::1]:7") == .echo(host: "::1", port: 7))
+        #expect(try ProbeTarget.echo(parsing: "localhost:7") == .echo(host: "localhost", port: 7))
         for bad in ["127.0.0.1", "::1:7", ":7", "host:0", "host:70000", "[::1]7", "host:x"] {
-            #expect(throws: ProbeUsageError.self, "\(bad)") { try Probe.parseHostPort(bad) }
+            #expect(throws: InvalidValue.self, "\(bad)") { try ProbeTarget.echo(parsing: bad) }
+            // The grammar's own refusal, word for word.
+            #expect(reason { () throws(InvalidValue) in try ProbeTarget.echo(parsing: bad) }
+                    == reason { () throws(InvalidValue) in try HostPort(parsing: bad) }, "\(bad)")
         }
     }
 
     @Test("URL parsing")
     func urls() throws {
-        #expect(try Probe.parseURL("http://127.0.0.1:9090/readyz") == HTTPURL(host: "127.0.0.1", port: 9090, target: "/readyz"))
-        #expect(try Probe.parseURL("http://localhost:9090/livez?verbose") == HTTPURL(host: "localhost", port: 9090, target: "/livez?verbose"))
-        #expect(try Probe.parseURL("http://[::1]:9090") == HTTPURL(host: "::1", port: 9090, target: "/"))
-        #expect(try Probe.parseURL("http://example") == HTTPURL(host: "example", port: 80, target: "/"))
-        #expect(try Probe.parseURL("HTTP://h:1?x#frag") == HTTPURL(host: "h", port: 1, target: "/?x"))
-        #expect(try Probe.parseURL("http://[::1]:9090/x").description == "http://[::1]:9090/x")
+        #expect(try HTTPURL(parsing: "http://127.0.0.1:9090/readyz") == HTTPURL(host: "127.0.0.1", port: 9090, target: "/readyz"))
+        #expect(try HTTPURL(parsing: "http://localhost:9090/livez?verbose") == HTTPURL(host: "localhost", port: 9090, target: "/livez?verbose"))
+        #expect(try HTTPURL(parsing: "http://[::1]:9090") == HTTPURL(host: "::1", port: 9090, target: "/"))
+        #expect(try HTTPURL(parsing: "http://example") == HTTPURL(host: "example", port: 80, target: "/"))
+        #expect(try HTTPURL(parsing: "HTTP://h:1?x#frag") == HTTPURL(host: "h", port: 1, target: "/?x"))
+        #expect(try HTTPURL(parsing: "http://[::1]:9090/x").description == "http://[::1]:9090/x")
         for bad in ["https://h/readyz", "h:1/readyz", "http://", "http://u@h:1/", "http://h:99999/"] {
-            #expect(throws: ProbeUsageError.self, "\(bad)") { try Probe.parseURL(bad) }
+            #expect(throws: InvalidValue.self, "\(bad)") { try HTTPURL(parsing: bad) }
         }
     }
 
-    @Test("duration parsing")
+    @Test("--timeout: the one duration grammar (Units), 1ms...1h")
     func durations() throws {
-        #expect(try Probe.parseDuration("2s") == .seconds(2))
-        #expect(try Probe.parseDuration("500ms") == .milliseconds(500))
-        #expect(try Probe.parseDuration("1.5s") == .milliseconds(1500))
-        #expect(try Probe.parseDuration("3") == .seconds(3))
-        #expect(try Probe.parseDuration("1m") == .seconds(60))
-        for bad in ["", "0", "-1s", "abc", "2h", "10us"] {
-            #expect(throws: ProbeUsageError.self, "\(bad)") { try Probe.parseDuration(bad) }
+        #expect(try ProbeOptions.parseTimeout("2s") == .seconds(2))
+        #expect(try ProbeOptions.parseTimeout("500ms") == .milliseconds(500))
+        #expect(try ProbeOptions.parseTimeout("1.5s") == .milliseconds(1500))
+        #expect(try ProbeOptions.parseTimeout("3") == .seconds(3))
+        #expect(try ProbeOptions.parseTimeout("1m") == .seconds(60))
+        #expect(try ProbeOptions.parseTimeout("1m30s") == .seconds(90))
+        #expect(try ProbeOptions.parseTimeout("1h") == .seconds(3600))
+        for bad in ["", "0", "-1s", "abc", "2h", "10us", "1m 30s", "30s1m"] {
+            #expect(throws: InvalidValue.self, "\(bad)") { try ProbeOptions.parseTimeout(bad) }
         }
+        #expect(reason { () throws(InvalidValue) in try ProbeOptions.parseTimeout("2h") } == "out of range; must be between 1ms and 1h")
+        // A grammar refusal is the grammar's own reason.
+        for bad in ["", "-1s", "abc", "1m 30s", "30s1m", "5x"] {
+            #expect(reason { () throws(InvalidValue) in try ProbeOptions.parseTimeout(bad) }
+                    == reason { () throws(InvalidValue) in try Units.parseDuration(bad) }, "\(bad)")
+        }
+    }
+
+    @Test("--payload-size: the one size grammar (Units), 1...16MiB")
+    func payloadSizes() throws {
+        #expect(try ProbeOptions.parsePayloadSize("64") == 64)
+        #expect(try ProbeOptions.parsePayloadSize("16KiB") == 16384)
+        #expect(try ProbeOptions.parsePayloadSize("1kb") == 1000)
+        #expect(try ProbeOptions.parsePayloadSize("16MiB") == 16 << 20)
+        for bad in ["0", "17MiB", "1k", "-1", "x"] {
+            #expect(throws: InvalidValue.self, "\(bad)") { try ProbeOptions.parsePayloadSize(bad) }
+        }
+        #expect(reason { () throws(InvalidValue) in try ProbeOptions.parsePayloadSize("1k") }?.contains("KiB") == true)
     }
 
     @Test("JSON strings are escaped")
@@ -179,5 +203,15 @@ struct ProbeTests {
         let json = try jsonObject(r.json)
         #expect(json["target"]?.string == "a\"b\\c\n\u{1}")
         #expect(json["error"]?.string == "tab\there")
+    }
+}
+
+/// The reason `body` refused its value, or nil when it accepted it.
+func reason<T>(_ body: () throws(InvalidValue) -> T) -> String? {
+    do throws(InvalidValue) {
+        _ = try body()
+        return nil
+    } catch {
+        return error.reason
     }
 }

@@ -1,6 +1,8 @@
 """`echod bench` against the real echod and against misbehaving servers: counts, JSON schema, exit status."""
 
 import json
+import os
+import re
 import socket
 import subprocess
 import threading
@@ -180,3 +182,116 @@ def test_bench_rejects_bad_options():
     assert r.returncode != 0 and "mode" in r.stderr
     r = run_bench("no-port-here", "--duration", "1s")
     assert r.returncode != 0 and "target" in r.stderr
+
+
+# --- one grammar for the values a user types: bench, probe and the configuration file agree -----------------------
+
+DURATIONS = ["1m30s", "90", "1.5m", "90s", "500ms", "0.25s", "1h", "1M30S", "2500us",
+             "1m 30s", "30s1m", "1m30", "soon", "-1s", "1.5ns", "2x", ""]
+SIZES = ["64KiB", "64kb", "65536", "1MiB", "4.5KiB", "4 KiB", "16MB", "1k", "1M", "64x", "1.5", "-4KiB", "1e4", ""]
+DURATION_UNITS = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+SIZE_UNITS = {"": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "KB": 10**3, "MB": 10**6,
+              "GB": 10**9, "TB": 10**12}
+
+
+def check_config(tmp_path, **env):
+    """`echod check-config` on a minimal file with ECHOD_* `env`: (accepted value as rendered, or None; refusal
+    reason, or None)."""
+    cfg = tmp_path / "echod.yaml"
+    cfg.write_text("listen: ['127.0.0.1:8888']\n")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ECHOD_")} | env
+    return subprocess.run([echod_binary(), "check-config", "--config", str(cfg)], env=environ, capture_output=True,
+                          text=True, timeout=30)
+
+
+def rendered(check, key):
+    """The value check-config printed for `key` (the last part of its dotted name)."""
+    match = re.search(rf"^\s*{key}: (\S+)", check.stdout, re.MULTILINE)
+    assert match, check.stdout
+    return match.group(1)
+
+
+def reason(stderr, value):
+    """The grammar's reason for refusing `value`, as the config loader and the command line both end their line:
+    `... invalid value "V": REASON` / `invalid --opt "V": REASON`."""
+    match = re.search(rf'"{re.escape(value)}": (.*)$', stderr, re.MULTILINE)
+    assert match, stderr
+    return match.group(1)
+
+
+def seconds(text):
+    parts = re.findall(r"(\d+)(h|ms|m|s|us|ns)", text)
+    assert "".join(n + u for n, u in parts) == text, text
+    return sum(int(n) * DURATION_UNITS[u] for n, u in parts)
+
+
+def size_bytes(text):
+    match = re.fullmatch(r"(\d+)([A-Za-z]*)", text)
+    assert match, text
+    return int(match.group(1)) * SIZE_UNITS[match.group(2)]
+
+
+def option(name, text):
+    """`--name text`, or `--name=text` when the text starts with "-" and would be read as an option."""
+    return [f"{name}={text}"] if text.startswith("-") else [name, text]
+
+
+def probe_json(*args):
+    r = subprocess.run([echod_binary(), "probe", *args, "--json"], capture_output=True, text=True, timeout=30)
+    return r, (json.loads(r.stdout) if r.returncode == 2 else None)
+
+
+@pytest.mark.parametrize("text", DURATIONS)
+def test_bench_probe_and_config_read_a_duration_alike(tmp_path, text):
+    """The same text is the same duration in the config file (ECHOD_SHUTDOWN_DRAIN_TIMEOUT), `echod bench --warmup`
+    and `echod probe --timeout`, or the same refusal for the same reason. Against a dead port, so an accepted value
+    runs into "cannot connect" (exit 2) at once and bench's JSON shows the value it took."""
+    dead = f"127.0.0.1:{free_port()}"
+    config = check_config(tmp_path, ECHOD_SHUTDOWN_DRAIN_TIMEOUT=text)
+    bench = run_bench(dead, *option("--warmup", text), "--json")
+    probe, _ = probe_json(dead, *option("--timeout", text))
+    if config.returncode == 0:
+        expected = seconds(rendered(config, "drain_timeout"))
+        assert bench.returncode == 2, bench.stderr
+        assert abs(parse_json(bench)["warmup_s"] - expected) < 1e-6
+        assert probe.returncode == 2, probe.stderr
+    else:
+        why = reason(config.stderr, text)
+        assert bench.returncode == 64 and reason(bench.stderr, text) == why, bench.stderr
+        assert probe.returncode == 64 and reason(probe.stderr, text) == why, probe.stderr
+    # The inconsistency this fixes: bench refused what the config file takes.
+    if text == "1m30s":
+        assert config.returncode == 0 and rendered(config, "drain_timeout") == "1m30s"
+
+
+@pytest.mark.parametrize("text", SIZES)
+def test_bench_probe_and_config_read_a_size_alike(tmp_path, text):
+    """The same text is the same size in the config file (ECHOD_LIMITS_MAX_PENDING_BYTES), `echod bench --size` and
+    `echod probe --payload-size`, or the same refusal for the same reason: `1k` is refused everywhere, naming KiB,
+    and `64kb` is 64000 everywhere."""
+    dead = f"127.0.0.1:{free_port()}"
+    config = check_config(tmp_path, ECHOD_LIMITS_MAX_PENDING_BYTES=text)
+    bench = run_bench(dead, *option("--size", text), "--json")
+    probe, probe_doc = probe_json(dead, *option("--payload-size", text))
+    if config.returncode == 0:
+        expected = size_bytes(rendered(config, "max_pending_bytes"))
+        assert bench.returncode == 2 and parse_json(bench)["size"] == expected, bench.stderr
+        assert probe.returncode == 2 and probe_doc["bytes"] == expected, probe.stderr
+    else:
+        why = reason(config.stderr, text)
+        assert bench.returncode == 64 and reason(bench.stderr, text) == why, bench.stderr
+        assert probe.returncode == 64 and reason(probe.stderr, text) == why, probe.stderr
+    if text == "1k":
+        assert "KiB" in reason(bench.stderr, text)
+    if text == "64kb":
+        assert parse_json(bench)["size"] == 64000
+
+
+def test_bench_duration_1m30s_is_accepted_and_runs(start_echod, port):
+    """`--duration 1m30s` was refused while the config file took it; --max-ops ends the run long before."""
+    start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    r = run_bench(f"127.0.0.1:{port}", "--duration", "1m30s", "--max-ops", "2000", "--warmup", "0s",
+                  "--drain-timeout", "1s", "--json")
+    report = parse_json(r)
+    assert r.returncode == 0, r.stderr
+    assert report["ops"] >= 2000 and report["duration_s"] < 30, report

@@ -226,3 +226,26 @@ def test_probe_http_against_the_admin_endpoint(start_echod, port):
     assert "status 503" in out
     assert probe("--http", f"http://127.0.0.1:{admin}/livez")[0] == 0
     client.close()
+
+
+# --- one grammar for the values a user types (test_bench_smoke.py checks bench, probe and the config agree) ---------
+
+
+def test_probe_takes_durations_and_sizes_as_the_config_file_does(start_echod, port):
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    rc, out, err = probe(f"127.0.0.1:{port}", "--timeout", "1m30s", "--payload-size", "4KiB")
+    assert rc == 0, out + err
+    assert re.match(OK_LINE.format(target=re.escape(f"127.0.0.1:{port}"), size=4096), out.strip()), out
+    rc, out, err = probe(f"127.0.0.1:{port}", "--payload-size", "4kb", "--json")
+    assert rc == 0 and json.loads(out)["bytes"] == 4000, out + err
+
+
+def test_probe_refusals_give_the_grammars_reason():
+    for args, reason in [(["--timeout", "1m 30s"], "no spaces between the parts of a duration"),
+                         (["--timeout", "2h"], "out of range; must be between 1ms and 1h"),
+                         (["--payload-size", "4k"], 'unknown size unit "k"; use B, KiB, MiB, GiB'),
+                         (["--payload-size", "17MiB"], "out of range; must be between 1 and 16MiB")]:
+        rc, out, err = probe("127.0.0.1:7", *args)
+        assert rc == 64 and f'invalid {args[0]} "{args[1]}": {reason}' in err, f"{args}: {rc} {out} {err}"
+    rc, _, err = probe("[::1]7")
+    assert rc == 64 and 'invalid target "[::1]7": missing port' in err, err

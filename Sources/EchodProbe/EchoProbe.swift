@@ -1,0 +1,97 @@
+import EchodSystem
+import EchodText
+import Glibc
+
+extension Probe {
+    /// Sends `count` random payloads on one connection, each after the previous one came back whole, and checks
+    /// every byte; then checks that nothing follows the last echo.
+    static func runEcho(host: String, port: UInt16, options: ProbeOptions, deadline: Deadline) -> ProbeResult {
+        let label = HostPort(host: host, port: port, bracketed: false).description
+        var result = ProbeResult(outcome: .unreachable, mode: "echo", target: label)
+        result.bytes = options.payloadSize
+        let connectStart = Syscall.monotonicNow()
+        let connection: ProbeConnection
+        switch ProbeConnection.open(host: host, port: port, deadline: deadline) {
+        case .failure(let failure):
+            result.reason = failure.reason
+            return result
+        case .success(let c):
+            connection = c
+        }
+        defer { connection.close() }
+        result.address = connection.address.description
+        result.connectMilliseconds = milliseconds(since: connectStart)
+        result.outcome = .unhealthy
+
+        var rng = SystemRandomNumberGenerator()
+        var payload = [UInt8](repeating: 0, count: options.payloadSize)
+        var echo = [UInt8](repeating: 0, count: min(options.payloadSize, 65536))
+        for _ in 0..<options.count {
+            fillRandom(&payload, &rng)
+            let start = Syscall.monotonicNow()
+            var sent = 0
+            var received = 0
+            while received < payload.count {
+                let events: Int16
+                do throws(IOError) {
+                    guard let ready = try connection.wait(write: sent < payload.count, until: deadline) else {
+                        result.reason = "timed out after \(deadline.timeoutText) waiting for the echo (got \(received) of \(payload.count) bytes)"
+                        return result
+                    }
+                    events = ready
+                } catch {
+                    result.reason = "poll: \(errorText(error))"
+                    return result
+                }
+                if sent < payload.count && events & Int16(POLLOUT) != 0 {
+                    do throws(IOError) {
+                        sent += try connection.send(payload, from: sent)
+                    } catch {
+                        result.reason = "send failed after \(sent) of \(payload.count) bytes: \(errorText(error))"
+                        return result
+                    }
+                }
+                guard events & readableEvents != 0 else { continue }
+                let count: Int
+                do throws(IOError) {
+                    guard let n = try connection.receive(into: &echo, limit: payload.count - received) else { continue }
+                    count = n
+                } catch {
+                    result.reason = "receive failed after \(received) of \(payload.count) bytes: \(errorText(error))"
+                    return result
+                }
+                if count == 0 {
+                    result.reason = "connection closed by the server after \(received) of \(payload.count) echoed bytes"
+                    return result
+                }
+                for i in 0..<count where echo[i] != payload[received + i] {
+                    result.reason = "echo mismatch at byte \(received + i) of \(payload.count) (sent 0x\(NumberText.hex(payload[received + i])), got 0x\(NumberText.hex(echo[i])))"
+                    return result
+                }
+                received += count
+            }
+            result.roundTripMilliseconds.append(milliseconds(since: start))
+            result.completed += 1
+        }
+        // Nothing more may follow the last echo.
+        var extra = [UInt8](repeating: 0, count: 4096)
+        if let n = try? connection.receive(into: &extra, limit: extra.count), n > 0 {
+            result.reason = "the server sent \(n) byte(s) more than were echoed"
+            return result
+        }
+        result.outcome = .healthy
+        return result
+    }
+
+    static func fillRandom(_ bytes: inout [UInt8], _ rng: inout SystemRandomNumberGenerator) {
+        bytes.withUnsafeMutableBytes { raw in
+            var i = 0
+            while i < raw.count {
+                var word = rng.next()
+                let n = min(8, raw.count - i)
+                withUnsafeBytes(of: &word) { raw.baseAddress!.advanced(by: i).copyMemory(from: $0.baseAddress!, byteCount: n) }
+                i += n
+            }
+        }
+    }
+}

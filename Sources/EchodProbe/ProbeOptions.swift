@@ -1,0 +1,105 @@
+import EchodText
+
+/// What `echod probe` checks.
+public enum ProbeTarget: Sendable, Equatable {
+    /// An echo listener: send random bytes, expect exactly them back.
+    case echo(host: String, port: UInt16)
+    /// An HTTP endpoint (the admin `/livez`, `/readyz`): healthy on status 200.
+    case http(HTTPURL)
+
+    /// `HOST:PORT`, `[IPV6]:PORT` or `NAME:PORT` in the one address grammar (``HostPort``); names are resolved
+    /// when the probe runs, so that an unresolvable name is a result (exit 2), not a usage error.
+    public static func echo(parsing text: String) throws(InvalidValue) -> ProbeTarget {
+        let address = try HostPort(parsing: text)
+        return .echo(host: address.host, port: address.port)
+    }
+}
+
+/// A plain `http://host[:port][/path][?query]` URL (no TLS, no user info).
+public struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: UInt16
+    /// Path and query as sent on the request line, e.g. `/readyz?verbose`.
+    public var target: String
+
+    public init(host: String, port: UInt16, target: String) {
+        self.host = host
+        self.port = port
+        self.target = target
+    }
+
+    /// `http://host[:port][/path][?query]`; the authority is `HOST:PORT` in the one address grammar (``HostPort``),
+    /// or a host alone for port 80. A fragment is dropped (it never goes on the wire).
+    public init(parsing text: String) throws(InvalidValue) {
+        let lower = text.lowercased()
+        if lower.hasPrefix("https://") {
+            throw InvalidValue(reason: "https is not supported (the admin endpoint is plain HTTP)")
+        }
+        guard lower.hasPrefix("http://") else { throw InvalidValue(reason: "expected http://HOST:PORT/PATH") }
+        let rest = text.dropFirst("http://".count)
+        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
+        let authority = String(rest[..<authorityEnd])
+        var target = String(rest[authorityEnd...])
+        if let hash = target.firstIndex(of: "#") { target = String(target[..<hash]) }
+        if target.isEmpty || target.hasPrefix("?") { target = "/" + target }
+        if authority.contains("@") { throw InvalidValue(reason: "user info is not supported") }
+        guard !authority.isEmpty else { throw InvalidValue(reason: "the host is empty") }
+        let hasPort = authority.hasPrefix("[") ? authority.contains("]:") : authority.contains(":")
+        if hasPort {
+            let address = try HostPort(parsing: authority)
+            self.init(host: address.host, port: address.port, target: target)
+        } else if authority.hasPrefix("[") && authority.hasSuffix("]") {
+            self.init(host: String(authority.dropFirst().dropLast()), port: 80, target: target)
+        } else {
+            self.init(host: authority, port: 80, target: target)
+        }
+    }
+
+    public var description: String {
+        "http://\(bracketedHost):\(port)\(target)"
+    }
+
+    /// The `Host` header value.
+    var hostHeader: String {
+        port == 80 ? bracketedHost : "\(bracketedHost):\(port)"
+    }
+
+    private var bracketedHost: String { host.contains(":") ? "[\(host)]" : host }
+}
+
+/// The probe's settings.
+public struct ProbeOptions: Sendable {
+    public var target: ProbeTarget
+    /// For the whole probe: resolving, connecting and every round trip together.
+    public var timeout: Duration
+    /// Bytes per echo round trip (random each time).
+    public var payloadSize: Int
+    /// Round trips (echo: on one connection; HTTP: one request per connection).
+    public var count: Int
+
+    public init(target: ProbeTarget, timeout: Duration = .seconds(2), payloadSize: Int = 64, count: Int = 1) {
+        self.target = target
+        self.timeout = timeout
+        self.payloadSize = payloadSize
+        self.count = count
+    }
+
+    public static let maximumPayloadSize = 16 << 20
+
+    /// `--timeout`: long enough for one poll to mean something, short enough for a health check.
+    public static let timeoutRange: ClosedRange<Duration> = .milliseconds(1) ... .seconds(3600)
+    /// `--payload-size`.
+    public static let payloadSizeRange = 1...maximumPayloadSize
+    /// `--count`.
+    public static let countRange = 1...1_000_000
+
+    /// `--timeout` in the one duration grammar (``Units/parseDuration(_:)``: `2s`, `500ms`, `1m30s`).
+    public static func parseTimeout(_ text: String) throws(InvalidValue) -> Duration {
+        try Units.parseDuration(text, in: timeoutRange)
+    }
+
+    /// `--payload-size` in the one size grammar (``Units/parseSize(_:)``: `64`, `16KiB`, `1MiB`).
+    public static func parsePayloadSize(_ text: String) throws(InvalidValue) -> Int {
+        try Units.parseSize(text, in: payloadSizeRange)
+    }
+}

@@ -1,0 +1,96 @@
+import EchodText
+
+/// The outcome of one probe: the exit status, a one-line summary and a JSON object.
+public struct ProbeResult: Sendable, Equatable {
+    public enum Outcome: Sendable, Equatable {
+        /// Everything as expected: exit 0.
+        case healthy
+        /// Connected, but the echo was wrong, short or late, or the HTTP status was not 200: exit 1.
+        case unhealthy
+        /// Could not resolve or connect (refused, unreachable, timed out): exit 2.
+        case unreachable
+    }
+
+    public var outcome: Outcome
+    /// `echo` or `http`.
+    public var mode: String
+    /// The target as given: `127.0.0.1:8888`, `localhost:8888` or the URL.
+    public var target: String
+    /// The address actually connected to, e.g. `[::1]:8888`.
+    public var address: String?
+    /// Why it failed.
+    public var reason: String?
+    /// Payload bytes per round trip (echo).
+    public var bytes: Int = 0
+    /// Completed round trips.
+    public var completed: Int = 0
+    public var connectMilliseconds: Double?
+    /// Each completed round trip (echo: first byte sent to last byte back; HTTP: request sent to response read).
+    public var roundTripMilliseconds: [Double] = []
+    /// The last HTTP status received.
+    public var httpStatus: Int?
+
+    public init(outcome: Outcome, mode: String, target: String) {
+        self.outcome = outcome
+        self.mode = mode
+        self.target = target
+    }
+
+    public var exitCode: Int32 {
+        switch outcome {
+        case .healthy: 0
+        case .unhealthy: 1
+        case .unreachable: 2
+        }
+    }
+
+    /// `ok 127.0.0.1:8888 64 bytes in 0.21 ms` / `fail 127.0.0.1:8888: echo mismatch at byte 3 of 64`.
+    public var line: String {
+        guard outcome == .healthy else { return "fail \(target): \(reason ?? "failed")" }
+        let total = roundTripMilliseconds.reduce(0, +)
+        let repeated = roundTripMilliseconds.count > 1
+        if mode == "http" {
+            let status = httpStatus ?? 0
+            return repeated
+                ? "ok \(target) \(status) x\(roundTripMilliseconds.count) in \(ms(total))" + stats
+                : "ok \(target) \(status) in \(ms(total))"
+        }
+        return repeated
+            ? "ok \(target) \(roundTripMilliseconds.count)x\(bytes) bytes in \(ms(total))" + stats
+            : "ok \(target) \(bytes) bytes in \(ms(total))"
+    }
+
+    private var stats: String {
+        let sorted = roundTripMilliseconds.sorted()
+        let avg = sorted.reduce(0, +) / Double(sorted.count)
+        return " (min \(ms(sorted.first!)), avg \(ms(avg)), max \(ms(sorted.last!)))"
+    }
+
+    private func ms(_ x: Double) -> String { "\(NumberText.fixed(x, decimals: 2)) ms" }
+
+    /// One JSON object on one line.
+    public var json: String {
+        func number(_ x: Double) -> String { NumberText.fixed(x, decimals: 3) }
+        var fields: [(String, String)] = [
+            ("ok", outcome == .healthy ? "true" : "false"),
+            ("exit_code", String(exitCode)),
+            ("mode", Escaping.jsonString(mode)),
+            ("target", Escaping.jsonString(target)),
+            ("address", address.map(Escaping.jsonString) ?? "null"),
+        ]
+        if mode == "echo" { fields.append(("bytes", String(bytes))) }
+        if let httpStatus { fields.append(("status", String(httpStatus))) }
+        fields.append(("count", String(completed)))
+        fields.append(("connect_ms", connectMilliseconds.map(number) ?? "null"))
+        if !roundTripMilliseconds.isEmpty {
+            let sorted = roundTripMilliseconds.sorted()
+            let total = sorted.reduce(0, +)
+            fields.append(("rtt_ms", number(total / Double(sorted.count))))
+            fields.append(("rtt_min_ms", number(sorted.first!)))
+            fields.append(("rtt_max_ms", number(sorted.last!)))
+            fields.append(("total_ms", number(total)))
+        }
+        fields.append(("error", reason.map(Escaping.jsonString) ?? "null"))
+        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+    }
+}
