@@ -163,5 +163,11 @@ let package = Package(
             dependencies: ["EchodAdmin", "EchodEventLoop", "EchodSystem", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodEventLoop", "EchodSystem"]),
         .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem"]),
+        .testTarget(
+            name: "EchodDaemonTests",
+            dependencies: [
+                "EchodDaemon", "EchodConfig", "EchodEcho", "EchodEventLoop", "EchodLog", "EchodSystem", "EchodSystemd",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
     ]
 )

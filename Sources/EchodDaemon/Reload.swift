@@ -9,19 +9,18 @@ extension Daemon {
     /// SIGHUP: re-read the configuration off-loop and apply what can change at run time. An invalid new
     /// configuration changes nothing; no connection is dropped either way.
     func reload() {
-        guard phase == .serving else {
-            logger.notice("reload ignored", metadata: ["reason": .string(phase == .reloading ? "a reload is already in progress" : "not serving")])
+        guard lifecycle.reloading() else {
+            let reason = lifecycle.phase == .reloading ? "a reload is already in progress" : "not serving"
+            logger.notice("reload ignored", metadata: ["reason": .string(reason)])
             return
         }
-        phase = .reloading
-        notifier.reloading()
         logger.info("reloading configuration (SIGHUP)")
         loadConfig { [unowned self] result in self.reloadLoaded(result) }
     }
 
     private func reloadLoaded(_ result: Result<LoadedConfig, ConfigError>) {
-        guard phase == .reloading else { return }
-        phase = .serving
+        // A SIGTERM during the reload began the drain: the new configuration is of no use any more.
+        guard lifecycle.phase == .reloading else { return }
         switch result {
         case .failure(let error):
             for problem in error.problems {
@@ -41,8 +40,7 @@ extension Daemon {
                 reloadsFailed += 1
             }
         }
-        lastStatus = statusText()
-        notifier.ready(status: lastStatus)
+        lifecycle.reloaded(status: statusLine())
     }
 
     /// Applies a validated configuration. Listeners are changed first, since only they can fail (a new address
@@ -113,18 +111,6 @@ extension Daemon {
 
     /// Runs `work` on every worker loop; when all have done it, runs `then` on the control loop.
     func whenAllLoops(_ work: @escaping (Worker) -> Void, then: @escaping () -> Void) {
-        let remaining = Counter()
-        remaining.value = workers.count
-        let box = UncheckedBox((work, then))
-        if workers.isEmpty { then(); return }
-        for w in workers {
-            w.loop.execute { [unowned self] in
-                box.value.0(w)
-                self.control.execute {
-                    remaining.value -= 1
-                    if remaining.value == 0 { box.value.1() }
-                }
-            }
-        }
+        Worker.onEach(workers, reportingTo: control, work, then: then)
     }
 }
