@@ -89,8 +89,8 @@ extension Daemon {
         s.rejectedByLimit = ["max_connections": rejectedTotal, "max_connections_per_ip": rejectedPerIP]
         s.logWritten = backend.recordsWritten
         s.logDropped = backend.recordsDropped
-        s.reloadsOK = reloadsSucceeded
-        s.reloadsFailed = reloadsFailed
+        s.reloadsOK = reloads.succeeded
+        s.reloadsFailed = reloads.failed
         return s
     }
 }

@@ -2,8 +2,8 @@ import EchodEventLoop
 import EchodSystem
 
 /// Runs blocking work (reading the config file) on a short-lived thread of its own, then hands the result to an
-/// event loop through its wakeup queue. Regular files cannot be watched by epoll, so this is how file I/O stays
-/// off every event loop thread.
+/// event loop through its wakeup queue. Regular files cannot be watched by epoll, so this is how reading the
+/// configuration stays off the event loop threads, the control loop's included.
 enum BackgroundWork {
     /// Runs `work` on a new detached thread named `name` and delivers its result to `deliver` on `loop`.
     static func run<T: Sendable>(name: String, _ work: @escaping @Sendable () -> T, deliverOn loop: EventLoop, _ deliver: @escaping @Sendable (T) -> Void) {

@@ -9,7 +9,7 @@ import EchodText
 import Glibc
 import Logging
 
-/// What `echod run` was asked for on its command line.
+/// What `echod run` was asked for: its command line, and the environment it was started with.
 public struct DaemonOptions: Sendable {
     public var configPath: String?
     public var overrides: ConfigOverrides
@@ -34,8 +34,9 @@ public enum ExitStatus {
 /// line), ``WatchdogMonitor`` (loop heartbeats, WATCHDOG=1, /livez), ``Drain`` (SIGTERM), ``Worker`` (one echo loop).
 ///
 /// Threads: the main thread runs the control loop (signals, timers, reload, systemd notifications); `threads`
-/// worker loops serve echo. The control loop owns everything on this object; workers are reached through
-/// `execute`, and report back the same way.
+/// worker loops serve echo; the log backend has its writer thread, and each configuration read a short-lived one
+/// (``BackgroundWork``). The control loop owns everything on this object; workers are reached through `execute`,
+/// and report back the same way.
 public final class Daemon: @unchecked Sendable {
     public static let version = "0.1.0"
 
@@ -43,7 +44,6 @@ public final class Daemon: @unchecked Sendable {
     let control: EventLoop
     let backend: AsyncLogBackend
     var logger = Logger(label: "echod")
-    let notifier: SystemdNotifier
     let lifecycle: Lifecycle
     let startedAt: Int64
 
@@ -59,12 +59,10 @@ public final class Daemon: @unchecked Sendable {
     var watchdog: WatchdogMonitor?
     /// Created by the first SIGTERM/SIGINT while serving.
     var drain: Drain?
-    var lastReloadError: String?
+    var reloads = ReloadOutcomes()
     /// The admin endpoint (control loop only).
     var admin: AdminServer?
     var adminListener: Listener?
-    var reloadsSucceeded: UInt64 = 0
-    var reloadsFailed: UInt64 = 0
 
     /// Runs echod in the foreground until SIGTERM/SIGINT; returns the process exit status.
     public static func run(_ options: DaemonOptions) -> Int32 {
@@ -80,8 +78,7 @@ public final class Daemon: @unchecked Sendable {
     init(options: DaemonOptions) throws {
         self.options = options
         startedAt = Syscall.monotonicNanoseconds()
-        notifier = SystemdNotifier(environment: options.environment)
-        lifecycle = Lifecycle(notifier: notifier)
+        lifecycle = Lifecycle(notifier: SystemdNotifier(environment: options.environment))
         // Writes to a peer that reset must fail with EPIPE, not kill the process.
         signal(SIGPIPE, SIG_IGN)
         // Blocked before any thread exists, so that every thread inherits the mask and these signals arrive only
@@ -230,7 +227,8 @@ public final class Daemon: @unchecked Sendable {
             }
         }
         watchdog = WatchdogMonitor(
-            interval: SystemdWatchdog.interval(), loops: workers.map(\.loop), notifier: notifier,
+            interval: SystemdWatchdog.interval(), loops: workers.map(\.loop),
+            notifier: SystemdNotifier(environment: options.environment),
             logger: logger)
     }
 
@@ -271,7 +269,7 @@ public final class Daemon: @unchecked Sendable {
             listeners: listeners.filter { $0.role == .echo }.count,
             connections: limiter.openConnections,
             reads: workers.reduce(0) { $0 &+ $1.stats.reads.load },
-            reloadFailure: lastReloadError)
+            reloadFailure: reloads.lastFailure)
         return status.line(sample, now: Syscall.monotonicNanoseconds())
     }
 }

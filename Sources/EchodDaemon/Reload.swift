@@ -5,6 +5,19 @@ import EchodEventLoop
 import EchodLog
 import Logging
 
+/// What the reloads so far came to: counted for /metrics; the last failure is shown in STATUS= until a reload
+/// succeeds.
+struct ReloadOutcomes {
+    var succeeded: UInt64 = 0
+    var failed: UInt64 = 0
+    var lastFailure: String?
+
+    mutating func failed(because reason: String) {
+        failed += 1
+        lastFailure = reason
+    }
+}
+
 extension Daemon {
     /// SIGHUP: re-read the configuration off-loop and apply what can change at run time. An invalid new
     /// configuration changes nothing; no connection is dropped either way.
@@ -26,25 +39,24 @@ extension Daemon {
             for problem in error.problems {
                 logger.error("reload rejected: invalid configuration; the running configuration stays in force", metadata: ["problem": .string(problem.description)])
             }
-            lastReloadError = error.problems.first?.description ?? "invalid configuration"
-            reloadsFailed += 1
+            reloads.failed(because: error.problems.first?.description ?? "invalid configuration")
         case .success(let loaded):
             do throws(StartError) {
                 try apply(loaded)
-                lastReloadError = nil
-                reloadsSucceeded += 1
+                reloads.succeeded += 1
+                reloads.lastFailure = nil
                 logger.info("configuration reloaded", metadata: ["config": .string(loaded.filePath ?? "embedded defaults")])
             } catch {
                 logger.error("reload rejected; the running configuration stays in force", metadata: ["error": .string(error.description)])
-                lastReloadError = error.description
-                reloadsFailed += 1
+                reloads.failed(because: error.description)
             }
         }
         lifecycle.reloaded(status: statusLine())
     }
 
-    /// Applies a validated configuration. Listeners are changed first, since only they can fail (a new address
-    /// may not bind); everything else then cannot fail.
+    /// Applies a validated configuration. Listeners are changed first, since only they can fail the reload (a new
+    /// address may not bind; nothing has changed then). The log settings are applied next: a new log file that
+    /// cannot be opened is reported and the log stays as it was, while the rest of the reload goes ahead.
     private func apply(_ loaded: LoadedConfig) throws(StartError) {
         let old = config!.settings
         let new = loaded.settings
