@@ -263,6 +263,11 @@ public final class Daemon: @unchecked Sendable {
         watchdog?.start(on: control)
     }
 
+    /// Runs `work` on every worker loop; when all have done it, runs `then` on the control loop.
+    func whenAllLoops(_ work: @escaping (Worker) -> Void, then: @escaping () -> Void) {
+        Worker.onEach(workers, reportingTo: control, work, then: then)
+    }
+
     /// The STATUS= line now (``StatusReport``); starts the next rate window.
     func statusLine() -> String {
         let sample = StatusReport.Sample(

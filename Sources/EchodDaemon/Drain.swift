@@ -4,7 +4,8 @@ import Logging
 
 /// The drain that SIGTERM/SIGINT begins: every loop stops accepting and the listeners are closed, so new clients are
 /// refused at once; open connections may finish for up to the drain timeout (echoing whatever they send meanwhile);
-/// then whatever is still open is closed. `drained` runs once no loop has a connection left, whichever came first.
+/// then whatever is still open is closed. `drained` runs once no loop has a connection left, whether the clients
+/// finished or the timeout closed them.
 ///
 /// /readyz answers 503 meanwhile because the lifecycle is `draining` (``Lifecycle``, which also sends STOPPING=1).
 /// Control loop only; the loops' own state is reached through `loop.execute`, and the loops report back through

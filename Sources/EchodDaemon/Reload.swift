@@ -120,9 +120,4 @@ extension Daemon {
         for l in added { logger.info("listening", metadata: ["address": .string(l.label)]) }
         for l in removed { logger.info("stopped listening", metadata: ["address": .string(l.label)]) }
     }
-
-    /// Runs `work` on every worker loop; when all have done it, runs `then` on the control loop.
-    func whenAllLoops(_ work: @escaping (Worker) -> Void, then: @escaping () -> Void) {
-        Worker.onEach(workers, reportingTo: control, work, then: then)
-    }
 }
