@@ -172,5 +172,11 @@ let package = Package(
             ]),
         .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodSystem", "EchodText", "EchodTestSupport"]),
         .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem", "EchodText", "EchodTestSupport"]),
+        .testTarget(
+            name: "EchodDaemonTests",
+            dependencies: [
+                "EchodDaemon", "EchodConfig", "EchodEcho", "EchodEventLoop", "EchodLog", "EchodSystem", "EchodSystemd",
+                "EchodTestSupport", .product(name: "Logging", package: "swift-log"),
+            ]),
     ]
 )

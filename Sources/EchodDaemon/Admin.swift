@@ -7,7 +7,7 @@ import Logging
 
 /// The admin endpoint: an AdminServer on the control loop (never on a worker loop, so that a wedged worker shows
 /// up as a failing /livez instead of a silent endpoint). Every callback below runs on the control loop thread,
-/// which owns `phase`, `workers`, the reload counters: nothing here needs a lock.
+/// which owns the lifecycle, `workers`, the reload counters: nothing here needs a lock.
 extension Daemon {
     /// Binds `admin.listen` (unless systemd passed a socket named `admin`) and starts serving on the control loop.
     func startAdmin(_ address: ListenAddress?, passed: Listener?) throws(StartError) {
@@ -44,14 +44,14 @@ extension Daemon {
         adminListener = nil
     }
 
-    /// /livez: every worker loop has turned recently.
+    /// /livez: every worker loop has turned recently (none before the loops exist).
     func liveChecks() -> [HealthCheck] {
-        HealthCheck.loopHeartbeats(workers.map(\.loop), stallThreshold: stallThreshold)
+        watchdog?.liveChecks(now: Syscall.monotonicNanoseconds()) ?? []
     }
 
     /// /readyz: serving (not starting, draining or stopping) and accepting (not paused for exhaustion).
     func readyChecks() -> [HealthCheck] {
-        let phaseCheck: HealthCheck = switch phase {
+        let phaseCheck: HealthCheck = switch lifecycle.phase {
         case .serving: HealthCheck(name: "phase", ok: true, detail: "serving")
         case .reloading: HealthCheck(name: "phase", ok: true, detail: "serving (reloading)")
         case .starting: HealthCheck(name: "phase", ok: false, detail: "starting")
@@ -89,8 +89,8 @@ extension Daemon {
         s.rejectedByLimit = ["max_connections": rejectedTotal, "max_connections_per_ip": rejectedPerIP]
         s.logWritten = backend.recordsWritten
         s.logDropped = backend.recordsDropped
-        s.reloadsOK = reloadsSucceeded
-        s.reloadsFailed = reloadsFailed
+        s.reloadsOK = reloads.succeeded
+        s.reloadsFailed = reloads.failed
         return s
     }
 }

@@ -9,7 +9,7 @@ import EchodText
 import Glibc
 import Logging
 
-/// What `echod run` was asked for on its command line.
+/// What `echod run` was asked for: its command line, and the environment it was started with.
 public struct DaemonOptions: Sendable {
     public var configPath: String?
     public var overrides: ConfigOverrides
@@ -29,24 +29,24 @@ public enum ExitStatus {
     public static let config: Int32 = 78  // EX_CONFIG
 }
 
-/// The daemon: wires event loops, echo, configuration, logging and systemd together.
+/// The daemon: wires event loops, echo, configuration, logging and systemd together. The parts with state of their
+/// own have types of their own: ``Lifecycle`` (phases and systemd notifications), ``StatusReport`` (the STATUS=
+/// line), ``WatchdogMonitor`` (loop heartbeats, WATCHDOG=1, /livez), ``Drain`` (SIGTERM), ``Worker`` (one echo loop).
 ///
 /// Threads: the main thread runs the control loop (signals, timers, reload, systemd notifications); `threads`
-/// worker loops serve echo. The control loop owns everything on this object; workers are reached through
-/// `execute`, and report back the same way.
+/// worker loops serve echo; the log backend has its writer thread, and each configuration read a short-lived one
+/// (``BackgroundWork``). The control loop owns everything on this object; workers are reached through `execute`,
+/// and report back the same way.
 public final class Daemon: @unchecked Sendable {
     public static let version = "0.1.0"
-
-    enum Phase { case starting, serving, reloading, draining, stopping }
 
     let options: DaemonOptions
     let control: EventLoop
     let backend: AsyncLogBackend
     var logger = Logger(label: "echod")
-    let notifier: SystemdNotifier
-    let testHooks: Bool
+    let lifecycle: Lifecycle
+    let startedAt: Int64
 
-    var phase = Phase.starting
     var exitStatus = ExitStatus.success
     var config: LoadedConfig?
     var listeners: [Listener] = []
@@ -54,24 +54,15 @@ public final class Daemon: @unchecked Sendable {
     var workers: [Worker] = []
     var limiter = ConnectionLimiter(maxConnections: 1, maxPerIP: 0)
     var signals: SignalSource?
-    var statusTimer: LoopTimer?
-    var watchdogTimer: LoopTimer?
-    var drainTimer: LoopTimer?
-    var lastStatus = ""
-    var lastReads: UInt64 = 0
-    var lastStatusTime: Int64 = 0
-    var lastReloadError: String?
-    var startedAt: Int64 = 0
-    var drainedLoops = 0
+    var status = StatusReport()
+    /// Created with the worker loops it watches.
+    var watchdog: WatchdogMonitor?
+    /// Created by the first SIGTERM/SIGINT while serving.
+    var drain: Drain?
+    var reloads = ReloadOutcomes()
     /// The admin endpoint (control loop only).
     var admin: AdminServer?
     var adminListener: Listener?
-    var reloadsSucceeded: UInt64 = 0
-    var reloadsFailed: UInt64 = 0
-    /// A loop whose heartbeat is older than this is stalled (set at start from the watchdog interval).
-    var stallThreshold: Duration = .seconds(2)
-
-    static let handledSignals = [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGABRT]
 
     /// Runs echod in the foreground until SIGTERM/SIGINT; returns the process exit status.
     public static func run(_ options: DaemonOptions) -> Int32 {
@@ -86,13 +77,12 @@ public final class Daemon: @unchecked Sendable {
 
     init(options: DaemonOptions) throws {
         self.options = options
-        startedAt = Syscall.monotonicNow().nanoseconds
-        notifier = SystemdNotifier(environment: options.environment)
-        testHooks = options.environment["ECHOD_TEST_HOOKS"] == "1"
+        startedAt = Syscall.monotonicNanoseconds()
+        lifecycle = Lifecycle(notifier: SystemdNotifier(environment: options.environment))
         // Writes to a peer that reset must fail with EPIPE, not kill the process.
         signal(SIGPIPE, SIG_IGN)
-        // Blocked before any thread exists (the log writer is the first), so that every thread inherits the mask
-        // and these signals arrive only through the control loop's signalfd.
+        // Blocked before any thread exists, so that every thread inherits the mask and these signals arrive only
+        // through the control loop's signalfd. The log writer is the first thread; its options name the same list.
         Syscall.blockSignals(Self.handledSignals)
         Syscall.raiseFileLimit()
         // Logging starts with what the command line and environment say, before the file is read, so that a
@@ -125,7 +115,7 @@ public final class Daemon: @unchecked Sendable {
     }
 
     private func finishProcess(_ status: Int32) -> Int32 {
-        if status == ExitStatus.success && phase != .starting {
+        if status == ExitStatus.success && lifecycle.phase != .starting {
             logger.info("echod stopped")
         }
         stopAdmin()
@@ -149,7 +139,7 @@ public final class Daemon: @unchecked Sendable {
     }
 
     private func configLoaded(_ result: Result<LoadedConfig, ConfigError>) {
-        guard phase == .starting else { return }
+        guard lifecycle.phase == .starting else { return }
         switch result {
         case .failure(let error):
             for problem in error.problems {
@@ -236,6 +226,10 @@ public final class Daemon: @unchecked Sendable {
                 }
             }
         }
+        watchdog = WatchdogMonitor(
+            interval: SystemdWatchdog.interval(), loops: workers.map(\.loop),
+            notifier: SystemdNotifier(environment: options.environment),
+            logger: logger)
     }
 
     /// One warning per configured IPv6 address this host cannot serve (``Listeners/bind(_:)`` says when that is).
@@ -254,10 +248,9 @@ public final class Daemon: @unchecked Sendable {
     }
 
     private func becomeReady() {
-        guard phase == .starting else { return }
-        phase = .serving
+        guard lifecycle.phase == .starting else { return }
         let settings = config!.settings
-        let elapsed = Double(Syscall.monotonicNow().nanoseconds - startedAt) / 1e6
+        let elapsed = Double(Syscall.monotonicNanoseconds() - startedAt) / 1e6
         logger.info("echod started", metadata: [
             "version": .string(Self.version),
             "listeners": .string(listeners.map { "\($0.role.rawValue) \($0.label)" }.joined(separator: ", ")),
@@ -265,60 +258,23 @@ public final class Daemon: @unchecked Sendable {
             "config": .string(config!.filePath ?? "embedded defaults"),
             "startup_ms": .string(NumberText.fixed(elapsed, decimals: 1)),
         ])
-        lastStatus = statusText()
-        notifier.ready(status: lastStatus)
-        startTimers()
+        lifecycle.serving(status: statusLine())
+        lifecycle.startStatusUpdates(on: control, every: StatusReport.interval) { [unowned self] in self.statusLine() }
+        watchdog?.start(on: control)
     }
 
-    // MARK: Signals
-
-    private func handleSignal(_ signo: Int32) {
-        switch signo {
-        case SIGTERM, SIGINT:
-            beginShutdown(signal: signo == SIGTERM ? "SIGTERM" : "SIGINT")
-        case SIGHUP:
-            reload()
-        case SIGUSR1:
-            logger.info("reopening log file (SIGUSR1)")
-            backend.reopen()
-        case SIGUSR2:
-            stallLoopForTests()
-        case SIGABRT:
-            abortOnRequest()
-        default:
-            break
-        }
+    /// Runs `work` on every worker loop; when all have done it, runs `then` on the control loop.
+    func whenAllLoops(_ work: @escaping (Worker) -> Void, then: @escaping () -> Void) {
+        Worker.onEach(workers, reportingTo: control, work, then: then)
     }
 
-    /// SIGABRT sent by another process (systemd's watchdog timeout): log it, then really abort. Taken through the
-    /// signalfd because the Swift runtime's backtracer, when it catches an asynchronous SIGABRT directly, prints a
-    /// backtrace and returns, and the process would go on running. `abort()` unblocks SIGABRT, raises it (the
-    /// backtracer prints every thread, showing where a stalled loop is stuck), then ends the process.
-    private func abortOnRequest() {
-        logger.critical("SIGABRT received (systemd watchdog timeout?): aborting", metadata: ["stalled_loops": .string("\(stalledLoops())")])
-        backend.flush(timeout: .seconds(1))
-        abort()
+    /// The STATUS= line now (``StatusReport``); starts the next rate window.
+    func statusLine() -> String {
+        let sample = StatusReport.Sample(
+            listeners: listeners.filter { $0.role == .echo }.count,
+            connections: limiter.openConnections,
+            reads: workers.reduce(0) { $0 &+ $1.stats.reads.load },
+            reloadFailure: reloads.lastFailure)
+        return status.line(sample, now: Syscall.monotonicNanoseconds())
     }
-
-    /// Test-only (ECHOD_TEST_HOOKS=1): wedge event loop 0 forever, as a handler stuck in an endless loop would,
-    /// so tests can prove the watchdog and health checks notice. Ignored otherwise.
-    private func stallLoopForTests() {
-        guard testHooks, let first = workers.first else {
-            logger.debug("SIGUSR2 ignored (test hooks are off)")
-            return
-        }
-        logger.warning("test hook: stalling event loop 0 (SIGUSR2 with ECHOD_TEST_HOOKS=1)")
-        first.loop.execute { while true { sleep(1000) } }
-    }
-}
-
-/// A value handed between threads whose own synchronisation (the loop queues) makes it safe.
-final class UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
-/// A counter confined to the control loop, captured by closures that run there.
-final class Counter: @unchecked Sendable {
-    var value = 0
 }

@@ -1,113 +1,96 @@
-import EchodConfig
-import EchodEcho
 import EchodEventLoop
-import EchodLog
-import EchodSystem
 import EchodSystemd
-import EchodText
-import Logging
 
-extension Daemon {
-    // MARK: Settings translation
+/// The daemon's lifecycle: its phases, and what systemd is told at each (`sd_notify(3)`). The one place that sends
+/// READY=1, RELOADING=1, STOPPING=1 and STATUS= (WATCHDOG=1 is ``WatchdogMonitor``'s):
+///
+///     starting ─READY=1─▶ serving ─RELOADING=1─▶ reloading ─READY=1─▶ serving
+///        │                   │ STATUS= every 5 s, when the text changed
+///        │                   └─STOPPING=1─▶ draining ─▶ stopping
+///        └──────────────────────────────────────────────▶ stopping   (a signal or a failure during start-up)
+///
+/// - READY=1 (with STATUS= and MAINPID=) once every worker loop accepts on every listener: a client can connect the
+///   moment systemd says the unit is started. Sent again when a reload ends, whether it was applied or rejected; the
+///   STATUS= then says which (`Type=notify-reload` waits for it).
+/// - RELOADING=1 on SIGHUP, before the file is read.
+/// - STOPPING=1 (with `draining N connections`) when SIGTERM/SIGINT begins the drain, with EXTEND_TIMEOUT_USEC= so that
+///   systemd waits for the drain. A start-up that is interrupted or fails stops without READY=1 or STOPPING=1.
+/// - /readyz answers 503 in every phase but `serving` and `reloading` (`Daemon.readyChecks`).
+///
+/// Control loop only, like the rest of the daemon's state.
+final class Lifecycle {
+    enum Phase { case starting, serving, reloading, draining, stopping }
 
-    static func provisionalLogOptions(_ options: DaemonOptions) -> LogOptions {
-        let env = options.environment
-        let levelName = options.overrides.logLevel ?? env["ECHOD_LOG_LEVEL"] ?? "info"
-        let formatName = options.overrides.logFormat ?? env["ECHOD_LOG_FORMAT"] ?? "auto"
-        let format = LogFormat(rawValue: formatName) ?? .auto
-        return LogOptions(level: Logger.Level(rawValue: levelName) ?? .info, format: sinkFormat(format, env), filePath: nil)
+    private(set) var phase = Phase.starting
+    private let notifier: SystemdNotifier
+    /// The STATUS= text systemd has (sent alone or with READY=1): an unchanged text is not sent again.
+    private var lastStatus = ""
+    private var statusTimer: LoopTimer?
+
+    init(notifier: SystemdNotifier) {
+        self.notifier = notifier
     }
 
-    static func sinkFormat(_ format: LogFormat, _ env: [String: String]) -> LogSinkFormat {
-        switch format {
-        case .auto: LogOptions.resolveAutoFormat(environment: env)
-        case .text: .text
-        case .json: .json
-        case .journal: .journal
+    /// starting → serving: READY=1 with the first STATUS=. False (nothing sent) in any other phase.
+    @discardableResult
+    func serving(status: String) -> Bool {
+        guard phase == .starting else { return false }
+        phase = .serving
+        lastStatus = status
+        notifier.ready(status: status)
+        return true
+    }
+
+    /// serving → reloading: RELOADING=1. False (nothing sent) in any other phase: one reload at a time, and none
+    /// before READY=1 or once stopping.
+    func reloading() -> Bool {
+        guard phase == .serving else { return false }
+        phase = .reloading
+        notifier.reloading()
+        return true
+    }
+
+    /// reloading → serving: READY=1 again, its STATUS= saying whether the reload failed. False (nothing sent) when
+    /// the reload was overtaken (a SIGTERM began the drain meanwhile).
+    @discardableResult
+    func reloaded(status: String) -> Bool {
+        guard phase == .reloading else { return false }
+        phase = .serving
+        lastStatus = status
+        notifier.ready(status: status)
+        return true
+    }
+
+    /// serving or reloading → draining: STOPPING=1, and a stop timeout extended to `timeout` plus 5 s (the drain may
+    /// outlast the unit's `TimeoutStopSec=`). False (nothing sent) in any other phase.
+    @discardableResult
+    func draining(connections: Int, timeout: Duration) -> Bool {
+        guard phase == .serving || phase == .reloading else { return false }
+        phase = .draining
+        notifier.stopping(status: "draining \(connections) connections")
+        notifier.extendTimeout(by: timeout + .seconds(5))
+        return true
+    }
+
+    /// Any phase → stopping: the loops are being stopped. Nothing is sent; STATUS= updates end.
+    func stopping() {
+        phase = .stopping
+        statusTimer?.cancel()
+    }
+
+    /// STATUS=`text` if serving and the text changed since the last one systemd got.
+    func updateStatus(_ text: String) {
+        guard phase == .serving, text != lastStatus else { return }
+        lastStatus = text
+        notifier.status(text)
+    }
+
+    /// Every `interval` on `loop` (the control loop): ``updateStatus(_:)`` with what `text` says then.
+    func startStatusUpdates(on loop: EventLoop, every interval: Duration, _ text: @escaping () -> String) {
+        statusTimer = try? LoopTimer(loop: loop) { [unowned self] in
+            // The text is built (and the rate sampled) only when it can be sent.
+            if self.phase == .serving { self.updateStatus(text()) }
         }
-    }
-
-    func logOptions(_ s: EchodSettings) -> LogOptions {
-        // A log file holds text or JSON lines: "auto" (and "journal", which cannot go to a file) mean text there.
-        let format: LogSinkFormat = s.logFile != nil && s.logFormat != .json ? .text : Self.sinkFormat(s.logFormat, options.environment)
-        return LogOptions(
-            level: Logger.Level(rawValue: s.logLevel.rawValue) ?? .info,
-            format: format,
-            filePath: s.logFile,
-            queueCapacity: s.logQueueCapacity)
-    }
-
-    static func echoSettings(_ s: EchodSettings) -> EchoService.Settings {
-        EchoService.Settings(maxPendingBytes: s.maxPendingBytes, idleTimeout: s.idleTimeout, logReads: s.logReads)
-    }
-
-    // MARK: Status and watchdog
-
-    func startTimers() {
-        statusTimer = try? LoopTimer(loop: control) { [unowned self] in self.refreshStatus() }
-        statusTimer?.schedule(after: Self.statusInterval, every: Self.statusInterval)
-        lastStatusTime = Syscall.monotonicNow().nanoseconds
-        let watchdog = SystemdWatchdog.interval()
-        stallThreshold = Self.stallThreshold(watchdog: watchdog)
-        if let interval = watchdog {
-            let period = interval / 2
-            watchdogTimer = try? LoopTimer(loop: control) { [unowned self] in self.watchdogTick() }
-            watchdogTimer?.schedule(after: .zero, every: period)
-            logger.info("systemd watchdog enabled", metadata: ["interval_ms": .stringConvertible(interval.nanoseconds / 1_000_000)])
-        }
-    }
-
-    static let statusInterval: Duration = .seconds(5)
-
-    /// A loop whose heartbeat is older than this is considered stalled. Loops turn at least every 250 ms even
-    /// when idle, so this leaves ample room for a long batch of events.
-    static func stallThreshold(watchdog interval: Duration?) -> Duration {
-        guard let interval else { return .seconds(2) }
-        return max(.milliseconds(500), min(.seconds(2), interval / 3))
-    }
-
-    /// Loops (by index) whose heartbeat is stale.
-    public func stalledLoops() -> [Int] {
-        let now = Syscall.monotonicNow().nanoseconds
-        let limit = stallThreshold.nanoseconds
-        return workers.filter { now - $0.loop.stats.heartbeat.load(ordering: .relaxed) > limit }.map(\.loop.index)
-    }
-
-    private func watchdogTick() {
-        let stalled = stalledLoops()
-        if stalled.isEmpty {
-            notifier.watchdogPing()
-        } else {
-            logger.critical("event loop stalled: withholding the systemd watchdog ping", metadata: ["loops": .string("\(stalled)")])
-        }
-    }
-
-    /// The human-readable STATUS= line: `serving 2 listeners, 124 connections, 1.2k msg/s`.
-    func statusText() -> String {
-        let now = Syscall.monotonicNow().nanoseconds
-        let totalReads = workers.reduce(UInt64(0)) { $0 &+ $1.stats.reads.load }
-        let seconds = Double(now - lastStatusTime) / 1e9
-        let rate = seconds > 0 && lastReads > 0 ? Double(totalReads &- lastReads) / seconds : 0
-        lastReads = totalReads
-        lastStatusTime = now
-        let echoCount = listeners.filter { $0.role == .echo }.count
-        var text = "serving \(echoCount) listener\(echoCount == 1 ? "" : "s"), \(limiter.openConnections) connections, \(Self.humanRate(rate)) msg/s"
-        if let failure = lastReloadError { text += "; last reload failed: \(failure)" }
-        return text
-    }
-
-    static func humanRate(_ r: Double) -> String {
-        if r >= 1_000_000 { return NumberText.fixed(r / 1_000_000, decimals: 1) + "M" }
-        if r >= 1_000 { return NumberText.fixed(r / 1_000, decimals: 1) + "k" }
-        return String(Int(r))
-    }
-
-    private func refreshStatus() {
-        guard phase == .serving else { return }
-        let text = statusText()
-        if text != lastStatus {
-            lastStatus = text
-            notifier.status(text)
-        }
+        statusTimer?.schedule(after: interval, every: interval)
     }
 }

@@ -5,48 +5,58 @@ import EchodEventLoop
 import EchodLog
 import Logging
 
+/// What the reloads so far came to: counted for /metrics; the last failure is shown in STATUS= until a reload
+/// succeeds.
+struct ReloadOutcomes {
+    var succeeded: UInt64 = 0
+    var failed: UInt64 = 0
+    var lastFailure: String?
+
+    mutating func failed(because reason: String) {
+        failed += 1
+        lastFailure = reason
+    }
+}
+
 extension Daemon {
     /// SIGHUP: re-read the configuration off-loop and apply what can change at run time. An invalid new
     /// configuration changes nothing; no connection is dropped either way.
     func reload() {
-        guard phase == .serving else {
-            logger.notice("reload ignored", metadata: ["reason": .string(phase == .reloading ? "a reload is already in progress" : "not serving")])
+        guard lifecycle.reloading() else {
+            let reason = lifecycle.phase == .reloading ? "a reload is already in progress" : "not serving"
+            logger.notice("reload ignored", metadata: ["reason": .string(reason)])
             return
         }
-        phase = .reloading
-        notifier.reloading()
         logger.info("reloading configuration (SIGHUP)")
         loadConfig { [unowned self] result in self.reloadLoaded(result) }
     }
 
     private func reloadLoaded(_ result: Result<LoadedConfig, ConfigError>) {
-        guard phase == .reloading else { return }
-        phase = .serving
+        // A SIGTERM during the reload began the drain: the new configuration is of no use any more.
+        guard lifecycle.phase == .reloading else { return }
         switch result {
         case .failure(let error):
             for problem in error.problems {
                 logger.error("reload rejected: invalid configuration; the running configuration stays in force", metadata: ["problem": .string(problem.description)])
             }
-            lastReloadError = error.problems.first?.description ?? "invalid configuration"
-            reloadsFailed += 1
+            reloads.failed(because: error.problems.first?.description ?? "invalid configuration")
         case .success(let loaded):
             do throws(StartError) {
                 try apply(loaded)
-                lastReloadError = nil
-                reloadsSucceeded += 1
+                reloads.succeeded += 1
+                reloads.lastFailure = nil
                 logger.info("configuration reloaded", metadata: ["config": .string(loaded.filePath ?? "embedded defaults")])
             } catch {
                 logger.error("reload rejected; the running configuration stays in force", metadata: ["error": .string(error.description)])
-                lastReloadError = error.description
-                reloadsFailed += 1
+                reloads.failed(because: error.description)
             }
         }
-        lastStatus = statusText()
-        notifier.ready(status: lastStatus)
+        lifecycle.reloaded(status: statusLine())
     }
 
-    /// Applies a validated configuration. Listeners are changed first, since only they can fail (a new address
-    /// may not bind); everything else then cannot fail.
+    /// Applies a validated configuration. Listeners are changed first, since only they can fail the reload (a new
+    /// address may not bind; nothing has changed then). The log settings are applied next: a new log file that
+    /// cannot be opened is reported and the log stays as it was, while the rest of the reload goes ahead.
     private func apply(_ loaded: LoadedConfig) throws(StartError) {
         let old = config!.settings
         let new = loaded.settings
@@ -109,22 +119,5 @@ extension Daemon {
         }
         for l in added { logger.info("listening", metadata: ["address": .string(l.label)]) }
         for l in removed { logger.info("stopped listening", metadata: ["address": .string(l.label)]) }
-    }
-
-    /// Runs `work` on every worker loop; when all have done it, runs `then` on the control loop.
-    func whenAllLoops(_ work: @escaping (Worker) -> Void, then: @escaping () -> Void) {
-        let remaining = Counter()
-        remaining.value = workers.count
-        let box = UncheckedBox((work, then))
-        if workers.isEmpty { then(); return }
-        for w in workers {
-            w.loop.execute { [unowned self] in
-                box.value.0(w)
-                self.control.execute {
-                    remaining.value -= 1
-                    if remaining.value == 0 { box.value.1() }
-                }
-            }
-        }
     }
 }

@@ -55,5 +55,37 @@ final class Worker: @unchecked Sendable {
         acceptors.removeAll()
         acceptPaused.store(false, ordering: .relaxed)
     }
+}
 
+extension Worker {
+    /// Runs `work` on each worker's loop thread; once every loop has, runs `then` on `control`.
+    static func onEach(
+        _ workers: [Worker], reportingTo control: EventLoop, _ work: @escaping (Worker) -> Void,
+        then: @escaping () -> Void
+    ) {
+        if workers.isEmpty { then(); return }
+        let remaining = Counter()
+        remaining.value = workers.count
+        let box = UncheckedBox((work, then))
+        for w in workers {
+            w.loop.execute {
+                box.value.0(w)
+                control.execute {
+                    remaining.value -= 1
+                    if remaining.value == 0 { box.value.1() }
+                }
+            }
+        }
+    }
+}
+
+/// A value handed between threads whose own synchronisation (the loop queues) makes it safe.
+final class UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// A counter confined to the control loop, captured by closures that run there.
+final class Counter: @unchecked Sendable {
+    var value = 0
 }

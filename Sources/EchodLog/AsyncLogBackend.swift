@@ -51,7 +51,7 @@ public final class AsyncLogBackend: Sendable {
         let writer = LogWriter(
             core: core, format: options.format, stderrFD: options.stderrFD, sink: sink,
             reportInterval: dropReportInterval, coalescing: coalescing, initialCapacity: options.queueCapacity)
-        let thread = try LogWriter.start(writer)
+        let thread = try LogWriter.start(writer, blocking: options.blockedSignals)
         self.core = core
         self.state = Mutex(State(options: options, thread: thread))
     }

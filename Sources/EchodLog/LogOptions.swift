@@ -24,6 +24,10 @@ public struct LogOptions: Sendable, Equatable {
     /// The descriptor used as "stderr": the sink when `filePath` is nil, and where sink errors are reported.
     /// Not owned (never closed) by the backend. Tests pass a pipe here.
     public var stderrFD: Int32 = 2
+    /// Signals the writer thread keeps blocked, besides SIGPIPE: those its host takes through a signalfd (the daemon
+    /// passes `Daemon.handledSignals`). Used when the writer thread starts; a later ``AsyncLogBackend/apply(_:)``
+    /// cannot change the mask of a running thread.
+    public var blockedSignals: [Int32] = []
 
     /// Creates options; the defaults are what the daemon runs with when nothing is configured.
     public init(
@@ -31,13 +35,15 @@ public struct LogOptions: Sendable, Equatable {
         format: LogSinkFormat = .text,
         filePath: String? = nil,
         queueCapacity: Int = 16384,
-        stderrFD: Int32 = 2
+        stderrFD: Int32 = 2,
+        blockedSignals: [Int32] = []
     ) {
         self.level = level
         self.format = format
         self.filePath = filePath
         self.queueCapacity = queueCapacity
         self.stderrFD = stderrFD
+        self.blockedSignals = blockedSignals
     }
 
     /// The `auto` format rule: `journal` when stderr is connected to journald, else `text`.

@@ -63,19 +63,20 @@ final class LogWriter: @unchecked Sendable {
 
     // MARK: thread
 
-    /// Starts the writer thread with the daemon's control signals blocked (the mask is inherited at creation): the
-    /// daemon takes them through a signalfd with the signals blocked, and an unblocked thread would get them
-    /// delivered instead, with the default action (terminate) for SIGHUP/SIGUSR1.
+    /// Starts the writer thread with `signals` blocked (the mask is inherited at creation). A host that takes signals
+    /// through a signalfd (the daemon: `Daemon.handledSignals`) needs them blocked in every thread: the kernel hands
+    /// a process-directed signal to any thread that has it unblocked, with its default action (terminate for
+    /// SIGHUP/SIGUSR1; for SIGABRT, the Swift runtime's backtracer, which returns and lets the process run on).
     ///
-    /// Only those: blocking every signal also blocks the ones the Swift runtime's crash handler uses to suspend
-    /// threads, and then a crashing echod (SIGABRT) hangs instead of dying and being restarted.
-    static let controlSignals: [Int32] = [SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGPIPE]
-
-    static func start(_ writer: LogWriter) throws(LogBackendError) -> pthread_t {
+    /// SIGPIPE is added whatever the host does with it: the writer writes to descriptors it does not own (a stderr
+    /// pipe whose reader may be gone), and such a write must fail with EPIPE, not end the host process.
+    /// Never every signal: that also blocks the ones the Swift runtime's crash handler uses to suspend threads, and
+    /// then a crashing echod hangs instead of dying and being restarted.
+    static func start(_ writer: LogWriter, blocking signals: [Int32]) throws(LogBackendError) -> pthread_t {
         var all = sigset_t()
         var previous = sigset_t()
         sigemptyset(&all)
-        for s in controlSignals { sigaddset(&all, s) }
+        for s in signals + [SIGPIPE] { sigaddset(&all, s) }
         pthread_sigmask(SIG_BLOCK, &all, &previous)
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
 
