@@ -3,6 +3,7 @@ import EchodEventLoop
 import EchodLog
 import EchodSystem
 import Glibc
+import EchodTestSupport
 import Testing
 
 @testable import EchodDaemon

@@ -1,5 +1,6 @@
 import EchodEventLoop
 import Glibc
+import EchodTestSupport
 import Testing
 
 @testable import EchodDaemon

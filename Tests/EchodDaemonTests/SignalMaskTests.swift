@@ -2,6 +2,7 @@ import EchodConfig
 import EchodLog
 import EchodSystem
 import Glibc
+import EchodTestSupport
 import Testing
 
 @testable import EchodDaemon

@@ -1,3 +1,4 @@
+import EchodTestSupport
 import Testing
 
 @testable import EchodDaemon

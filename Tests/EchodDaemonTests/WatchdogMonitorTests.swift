@@ -3,6 +3,7 @@ import EchodSystem
 import EchodSystemd
 import Glibc
 import Logging
+import EchodTestSupport
 import Testing
 
 @testable import EchodDaemon

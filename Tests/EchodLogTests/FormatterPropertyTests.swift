@@ -1,3 +1,4 @@
+import EchodText
 import EchodTestSupport
 import Foundation
 import Logging
@@ -125,7 +126,7 @@ struct FormatterPropertyTests {
         for _ in 0..<20_000 where failures.count < 5 {
             let string = Self.randomString(&rng, maxLength: 24)
             var out: [UInt8] = []
-            LogFormatter.appendJSONString(string, to: &out)
+            Escaping.appendJSONString(string, to: &out)
             if let at = Self.rawControl(in: out) { failures.append("\(string.debugDescription): raw control at \(at)") }
             if parseJSON(out) != .string(string) { failures.append("\(string.debugDescription): parses to \(String(describing: parseJSON(out)))") }
             // Foundation's parser as a second opinion, except on U+FEFF: it drops that scalar from inside strings

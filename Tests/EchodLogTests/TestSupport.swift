@@ -1,3 +1,4 @@
+import EchodSystem
 import EchodTestSupport
 import Glibc
 import Logging

@@ -4,6 +4,7 @@ import Glibc
 package final class TestClient {
     package let fd: Int32
     package private(set) var buffered: [UInt8] = []
+    private var closed = false
 
     package init(port: UInt16, timeoutSeconds: Int = 5) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
@@ -15,12 +16,19 @@ package final class TestClient {
         }
         guard rc == 0 else {
             let failure = TestFailure("connect to 127.0.0.1:\(port): errno \(errno)")
-            close(fd)
+            Glibc.close(fd)
             throw failure
         }
     }
 
-    deinit { close(fd) }
+    deinit { close() }
+
+    /// Closes the connection now (a test that needs the server to see the close before it goes on); once.
+    package func close() {
+        guard !closed else { return }
+        closed = true
+        Glibc.close(fd)
+    }
 
     package func send(_ text: String) throws { try send(Array(text.utf8)) }
 
