@@ -153,6 +153,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .testTarget(name: "EchodSystemTests", dependencies: ["EchodSystem"]),
         .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop", "EchodSystem"]),
         .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop", "EchodSystem"]),
         .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodText"]),

@@ -34,4 +34,10 @@ public struct RateLimiter: Sendable {
         defer { suppressed = 0 }
         return suppressed
     }
+
+    /// The earliest time (``Syscall/monotonicNanoseconds()``) at which ``admit(now:)`` lets an event through again; in
+    /// the past when it would now. For an owner that sleeps and must wake in time to report what is pending.
+    public var nextAdmission: Int64 {
+        lastAdmitted == .min ? .min : lastAdmitted &+ intervalNanoseconds
+    }
 }
