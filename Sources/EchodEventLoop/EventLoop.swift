@@ -225,11 +225,3 @@ private final class TickHandler: EventHandler {
         Syscall.drainCounter(fd)
     }
 }
-
-extension Duration {
-    /// The duration in whole nanoseconds.
-    public var nanoseconds: Int64 {
-        let (s, a) = components
-        return s * 1_000_000_000 + a / 1_000_000_000
-    }
-}

@@ -34,20 +34,13 @@ final class WakeSemaphore: @unchecked Sendable {
 
     /// Waits at most `timeout`; true when woken by a post, false on timeout.
     func wait(timeout: Duration) -> Bool {
-        Syscall.semaphoreWait(sem, until: Syscall.monotonicNanoseconds() &+ timeout.nanosecondsClamped)
+        let now = Syscall.monotonicNanoseconds()
+        let (deadline, overflow) = now.addingReportingOverflow(timeout.nanoseconds)
+        return Syscall.semaphoreWait(sem, until: overflow ? .max : deadline)
     }
 
     /// Waits until `deadline` (``Syscall/monotonicNanoseconds()``); true when woken by a post, false once it passed.
     func wait(until deadline: Int64) -> Bool {
         Syscall.semaphoreWait(sem, until: deadline)
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds, saturating at `Int64.max` (a timeout of years means "no timeout" to a wait).
-    var nanosecondsClamped: Int64 {
-        let (seconds, attoseconds) = components
-        guard seconds < Int64.max / 1_000_000_000 else { return .max }
-        return seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000
     }
 }

@@ -19,8 +19,7 @@ public struct RateLimiter: Sendable {
 
     /// Admits at most one event per `interval`; the first event is always admitted.
     public init(interval: Duration) {
-        let (seconds, attoseconds) = interval.components
-        intervalNanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        intervalNanoseconds = interval.nanoseconds
     }
 
     /// For an event at `now`: the number of events suppressed since the last admitted one when this one should be
