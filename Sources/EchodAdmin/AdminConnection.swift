@@ -300,7 +300,7 @@ final class AdminConnection: EventHandler {
         closeAfterWrite = closeAfter
         state = .writing
         // The peer has this long to take the response.
-        deadline = Syscall.monotonicNow().nanoseconds + server.limits.requestTimeout.nanoseconds
+        deadline = Syscall.monotonicNanoseconds() + server.limits.requestTimeout.nanoseconds
         flush()
     }
 
@@ -329,7 +329,7 @@ final class AdminConnection: EventHandler {
             beginLinger()
         } else {
             state = .reading
-            deadline = Syscall.monotonicNow().nanoseconds + server.limits.requestTimeout.nanoseconds
+            deadline = Syscall.monotonicNanoseconds() + server.limits.requestTimeout.nanoseconds
             setInterest(.read)
         }
     }
@@ -340,7 +340,7 @@ final class AdminConnection: EventHandler {
         state = .lingering
         Syscall.shutdown(fd, Int32(SHUT_WR))
         inputCount = 0
-        deadline = Syscall.monotonicNow().nanoseconds + server.limits.lingerTimeout.nanoseconds
+        deadline = Syscall.monotonicNanoseconds() + server.limits.lingerTimeout.nanoseconds
         setInterest(.read)
     }
 

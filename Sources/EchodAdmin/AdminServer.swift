@@ -62,9 +62,9 @@ public final class AdminServer: @unchecked Sendable {
     private var sweepArmed = false
     private var spareFD: Int32 = -1
     private var stopped = false
-    private var lastLimitWarning: Int64 = -1 << 62
-    private var limitWarningsSuppressed = 0
-    private var lastPauseWarning: Int64 = -1 << 62
+    /// A flood of admin connections, or descriptor exhaustion, costs one warning per interval.
+    private var limitWarning = RateLimiter(interval: .seconds(10))
+    private var pauseWarning = RateLimiter(interval: .seconds(10))
 
     /// Starts serving on `listenerFD` (a listening, non-blocking socket). Call on `loop`'s thread.
     public convenience init(loop: EventLoop, listenerFD: Int32, logger: Logger, route: @escaping (AdminRequest) -> AdminResponse) throws(IOError) {
@@ -104,6 +104,7 @@ public final class AdminServer: @unchecked Sendable {
 
     /// Stops accepting and closes every admin connection (in-flight responses are cut). Idempotent; loop thread.
     public func stop() {
+        loop.assertInLoop()
         guard !stopped else { return }
         stopped = true
         acceptor?.stop()
@@ -125,6 +126,7 @@ public final class AdminServer: @unchecked Sendable {
     // MARK: Accepting
 
     private func adopt(_ fd: Int32, peer: SocketAddress, spare: Bool) {
+        loop.assertInLoop()
         guard !stopped else {
             Syscall.close(fd)
             return
@@ -136,7 +138,7 @@ public final class AdminServer: @unchecked Sendable {
             return
         }
         Socket.setNoDelay(fd)
-        let connection = AdminConnection(fd: fd, peer: peer, server: self, now: Syscall.monotonicNow().nanoseconds)
+        let connection = AdminConnection(fd: fd, peer: peer, server: self, now: Syscall.monotonicNanoseconds())
         connection.usesSpare = spare
         do {
             try loop.register(fd: fd, interest: .read, handler: connection)
@@ -157,11 +159,10 @@ public final class AdminServer: @unchecked Sendable {
     private func acceptorReported(_ event: Acceptor.Event) {
         switch event {
         case .paused(let error, let retry):
-            let now = Syscall.monotonicNow().nanoseconds
-            if now - lastPauseWarning > 10_000_000_000 {
-                lastPauseWarning = now
+            if let suppressed = pauseWarning.admit(now: Syscall.monotonicNanoseconds()) {
                 logger.warning("admin: accepting paused (out of descriptors or memory); answering from a spare descriptor", metadata: [
                     "error": .stringConvertible(error), "retry_ms": .stringConvertible(retry.nanoseconds / 1_000_000),
+                    "suppressed": .stringConvertible(suppressed),
                 ])
             }
             acceptWithSpare()
@@ -190,27 +191,22 @@ public final class AdminServer: @unchecked Sendable {
 
     private func reserveSpare() {
         guard spareFD < 0, !stopped else { return }
-        let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        if fd >= 0 { spareFD = fd }
+        if let fd = try? Syscall.open("/dev/null", O_RDONLY) { spareFD = fd }
     }
 
     private func warnLimit(_ peer: SocketAddress) {
-        let now = Syscall.monotonicNow().nanoseconds
-        if now - lastLimitWarning > 10_000_000_000 {
+        if let suppressed = limitWarning.admit(now: Syscall.monotonicNanoseconds()) {
             logger.warning("admin: too many admin connections, closing a new one", metadata: [
                 "limit": .stringConvertible(limits.maxConnections), "peer": .stringConvertible(peer),
-                "suppressed": .stringConvertible(limitWarningsSuppressed),
+                "suppressed": .stringConvertible(suppressed),
             ])
-            lastLimitWarning = now
-            limitWarningsSuppressed = 0
-        } else {
-            limitWarningsSuppressed += 1
         }
     }
 
     // MARK: Connections
 
     func connectionClosed(_ connection: AdminConnection) {
+        loop.assertInLoop()
         connections[connection.fd] = nil
         if connection.usesSpare || spareFD < 0 { reserveSpare() }
         if connections.isEmpty && sweepArmed {
@@ -221,7 +217,7 @@ public final class AdminServer: @unchecked Sendable {
 
     /// Enforces deadlines. Runs every quarter of the shorter timeout (between 10 ms and 1 s) while connections exist.
     private func sweep() {
-        let now = Syscall.monotonicNow().nanoseconds
+        let now = Syscall.monotonicNanoseconds()
         for connection in Array(connections.values) where now >= connection.deadline {
             connection.deadlinePassed(now: now)
         }

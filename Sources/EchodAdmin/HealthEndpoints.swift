@@ -18,7 +18,7 @@ public struct HealthCheck: Sendable, Equatable {
     /// One check per loop: ok while the loop's heartbeat is younger than `stallThreshold`. Loops turn at least
     /// every `EventLoop.maximumSleepMilliseconds` even when idle, so a stale heartbeat means a wedged loop.
     /// Reads only the loops' atomic heartbeats: safe from any thread.
-    public static func loopHeartbeats(_ loops: [EventLoop], stallThreshold: Duration, now: Int64 = Syscall.monotonicNow().nanoseconds) -> [HealthCheck] {
+    public static func loopHeartbeats(_ loops: [EventLoop], stallThreshold: Duration, now: Int64 = Syscall.monotonicNanoseconds()) -> [HealthCheck] {
         loops.map { loop in
             let beat = loop.stats.heartbeat.load(ordering: .relaxed)
             let name = "loop-\(loop.index)"
@@ -80,34 +80,5 @@ public enum HealthEndpoints {
             text = failed.isEmpty ? "ok\n" : "failed: \(failed.map(\.name).joined(separator: ", "))\n"
         }
         return AdminResponse(status: status, body: Array(text.utf8), extraHeaders: [("Cache-Control", "no-store")])
-    }
-}
-
-/// The complete admin route: health endpoints, `/metrics`, 404 and 405. The daemon supplies the three callbacks,
-/// which run on the admin server's loop thread, and only for the path that needs them.
-public struct AdminRouter: Sendable {
-    public var live: @Sendable () -> [HealthCheck]
-    public var ready: @Sendable () -> [HealthCheck]
-    /// The exposition text (`MetricsExporter.render`).
-    public var metrics: @Sendable () -> [UInt8]
-
-    public init(live: @escaping @Sendable () -> [HealthCheck], ready: @escaping @Sendable () -> [HealthCheck], metrics: @escaping @Sendable () -> [UInt8]) {
-        self.live = live
-        self.ready = ready
-        self.metrics = metrics
-    }
-
-    public static let metricsPath = "/metrics"
-
-    public func route(_ req: AdminRequest) -> AdminResponse {
-        if let health = HealthEndpoints.respond(req, live: live(), ready: ready()) { return health }
-        if req.path == Self.metricsPath {
-            guard req.isGetOrHead else { return .methodNotAllowed(req.method) }
-            return AdminResponse(status: 200, contentType: AdminResponse.prometheusText, body: metrics(), extraHeaders: [("Cache-Control", "no-store")])
-        }
-        if req.path == "/" && req.isGetOrHead {
-            return .text(200, "echod admin endpoint: /livez /healthz /readyz /metrics (add ?verbose to the health paths)")
-        }
-        return .notFound(req.path)
     }
 }

@@ -1,3 +1,4 @@
+import EchodSystem
 import Glibc
 
 /// The process's own resource use, read from /proc/self at scrape time (what Prometheus' `process` collector
@@ -40,10 +41,7 @@ public struct ProcessSample: Sendable, Equatable {
             }
         }
         sample.openFDs = countOpenFDs()
-        var limit = rlimit()
-        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 {
-            sample.maxFDs = UInt64(limit.rlim_cur)
-        }
+        sample.maxFDs = Syscall.descriptorLimit()
         return sample
     }
 
@@ -70,22 +68,11 @@ public struct ProcessSample: Sendable, Equatable {
         return count > 0 ? count - 1 : 0  // the directory stream's own descriptor
     }
 
-    /// Reads a /proc file (a few KiB at most) with plain system calls; nil on any failure.
+    /// Reads a /proc file (a few KiB; more than 1 MiB is not one of ours); nil on any failure.
     static func readSmallFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { Glibc.close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while bytes.count < 1 << 20 {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return nil
-            }
-            if n == 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-        }
+        guard let fd = try? Syscall.open(path, O_RDONLY) else { return nil }
+        defer { Syscall.close(fd) }
+        guard let bytes = try? Syscall.readToEnd(fd, limit: 1 << 20) else { return nil }
         return String(decoding: bytes, as: UTF8.self)
     }
 }

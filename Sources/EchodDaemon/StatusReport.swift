@@ -1,3 +1,4 @@
+import EchodSystem
 import EchodText
 
 /// The STATUS= line `systemctl status` shows: `serving 2 listeners, 124 connections, 1.2k msg/s`, followed by

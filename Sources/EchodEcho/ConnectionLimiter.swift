@@ -4,9 +4,10 @@ import Synchronization
 
 /// The global and per-IP connection limits, shared by every loop.
 ///
-/// Touched once at accept and once at close, never per read, so a mutex is fine here; the global count is an
-/// atomic so the common case (per-IP limit off) takes no lock... except that per-IP counts are always kept, so
-/// that a reload can switch the per-IP limit on with correct counts for connections already open.
+/// Touched once at accept and once at close, never per read, so a mutex is fine here. The per-IP counts are kept
+/// under it even while the per-IP limit is off, so that a reload can switch the limit on with correct counts for the
+/// connections already open. The global count is an atomic, checked first, so that a connection over the global
+/// limit is refused without taking the lock.
 public final class ConnectionLimiter: Sendable {
     public enum Verdict: Equatable { case admitted, overTotal, overPerIP }
 

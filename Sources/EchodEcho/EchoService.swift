@@ -39,20 +39,21 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     private var idleTicks: UInt32 = 0
     private var sweepTimer: LoopTimer?
     private var onDrained: (() -> Void)?
-    private var limitWarning = RateLimitedWarning()
-    private var acceptWarning = RateLimitedWarning()
+    /// A flood of refused connections or accept failures costs one warning per interval, with a suppressed count.
+    private var limitWarning = RateLimiter(interval: .seconds(10))
+    private var acceptWarning = RateLimiter(interval: .seconds(10))
 
     /// Where per-read records go when `log.reads` is on: a sink that copies the fields and the first bytes
-    /// without allocating or formatting (the daemon passes the log backend's `ReadLogger`). Without one, reads
-    /// go through swift-log like everything else.
+    /// without allocating or formatting (the daemon passes the log backend's `ReadLogger`). Reads are not logged
+    /// through swift-log: a `Logger` call per read would allocate its metadata on the loop thread.
     public typealias ReadLogSink = (_ loop: Int32, _ peer: SocketAddress, _ data: UnsafeRawBufferPointer, _ totalBytes: Int) -> Void
-    private let readLogSink: ReadLogSink?
+    private let readLogSink: ReadLogSink
 
     /// How often the idle sweep runs; also the resolution of `idle_timeout`.
     public static let tickInterval: Duration = .seconds(1)
 
     public init(loop: EventLoop, limiter: ConnectionLimiter, settings: Settings, logger: Logger, stats: EchoStats = EchoStats(),
-                readLogSink: ReadLogSink? = nil) throws(IOError) {
+                readLogSink: @escaping ReadLogSink) throws(IOError) {
         self.loop = loop
         self.readLogSink = readLogSink
         self.stats = stats
@@ -74,6 +75,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
 
     /// Takes ownership of a freshly accepted connection (called by an `Acceptor` on this loop).
     public func adopt(fd: Int32, peer: SocketAddress) {
+        loop.assertInLoop()
         switch limiter.admit(peer.hostKey) {
         case .admitted:
             break
@@ -97,7 +99,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
             logger.error("cannot watch accepted connection", metadata: ["peer": .stringConvertible(peer), "error": .stringConvertible(error)])
             return
         }
-        table[fd].pointee = Connection(peer: peer, openedAt: Syscall.monotonicNow().nanoseconds, tick: tick)
+        table[fd].pointee = Connection(peer: peer, openedAt: Syscall.monotonicNanoseconds(), tick: tick)
         if fd > highestFD { highestFD = fd }
         openCount += 1
         stats.accepted.add(1)
@@ -109,7 +111,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
         switch event {
         case .paused(let error, let retry):
             stats.acceptPauses.add(1)
-            if let suppressed = acceptWarning.admit(now: Syscall.monotonicNow().nanoseconds) {
+            if let suppressed = acceptWarning.admit(now: Syscall.monotonicNanoseconds()) {
                 logger.warning("accepting paused: out of descriptors or memory; serving existing connections, retrying", metadata: [
                     "error": .stringConvertible(error), "retry_ms": .stringConvertible(retry.nanoseconds / 1_000_000),
                     "suppressed": .stringConvertible(suppressed),
@@ -125,7 +127,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     }
 
     private func warnLimit(_ message: Logger.Message, peer: SocketAddress) {
-        if let suppressed = limitWarning.admit(now: Syscall.monotonicNow().nanoseconds) {
+        if let suppressed = limitWarning.admit(now: Syscall.monotonicNanoseconds()) {
             logger.warning(message, metadata: ["peer": .stringConvertible(peer), "suppressed": .stringConvertible(suppressed)])
         }
     }
@@ -167,21 +169,14 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     }
 
     private func logRead(_ c: UnsafeMutablePointer<Connection>, count: UInt64) {
-        if let sink = readLogSink {
-            sink(Int32(truncatingIfNeeded: loop.index), c.pointee.peer, machine.pointee.lastRead, Int(truncatingIfNeeded: count))
-            return
-        }
-        logger.info("read", metadata: [
-            "peer": .stringConvertible(c.pointee.peer),
-            "bytes": .stringConvertible(count),
-            "data": .stringConvertible(ReadPreview(machine.pointee.lastRead)),
-        ])
+        readLogSink(Int32(truncatingIfNeeded: loop.index), c.pointee.peer, machine.pointee.lastRead, Int(truncatingIfNeeded: count))
     }
 
     // MARK: Closing
 
     /// Closes one connection, discarding anything still pending.
     public func close(fd: Int32, reason: CloseReason) {
+        loop.assertInLoop()
         let c = table[fd]
         guard c.pointee.isOpen else { return }
         machine.pointee.release(&c.pointee)
@@ -205,7 +200,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
             "peer": .stringConvertible(c.peer),
             "bytes_in": .stringConvertible(c.bytesIn),
             "bytes_out": .stringConvertible(c.bytesOut),
-            "duration_ms": .stringConvertible((Syscall.monotonicNow().nanoseconds - c.openedAt) / 1_000_000),
+            "duration_ms": .stringConvertible((Syscall.monotonicNanoseconds() - c.openedAt) / 1_000_000),
             "reason": .stringConvertible(reason),
         ])
     }
@@ -222,6 +217,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
 
     /// Applies new run-time settings (reload). Open connections keep going under the new limits.
     public func apply(_ new: Settings) {
+        loop.assertInLoop()
         settings = new
         machine.pointee.setMaxPending(new.maxPendingBytes)
         idleTicks = Self.ticks(new.idleTimeout)
@@ -229,6 +225,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
 
     /// Calls `done` (on this loop) once no connection is left open; at once when there are none.
     public func whenDrained(_ done: @escaping () -> Void) {
+        loop.assertInLoop()
         if openCount == 0 { done() } else { onDrained = done }
     }
 
@@ -242,6 +239,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
 
     /// Releases the loop-level resources. Call last, on the loop thread, after `closeAll`.
     public func shutdown() {
+        loop.assertInLoop()
         closeAll(reason: .drainTimeout)
         sweepTimer?.close()
         sweepTimer = nil

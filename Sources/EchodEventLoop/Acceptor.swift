@@ -50,6 +50,7 @@ public final class Acceptor: EventHandler {
 
     /// Starts accepting on this loop.
     public func start() throws(IOError) {
+        loop.assertInLoop()
         // The retry timer is made now: at exhaustion time there would be no descriptor left for its timerfd.
         if retryTimer == nil {
             retryTimer = try LoopTimer(loop: loop) { [unowned self] in
@@ -64,6 +65,7 @@ public final class Acceptor: EventHandler {
     /// Stops accepting on this loop (drain, or a listener removed by reload). The descriptor stays open: other
     /// loops may still use it, and its owner closes it.
     public func stop() {
+        loop.assertInLoop()
         enabled = false
         retryTimer?.cancel()
         retryTimer?.close()

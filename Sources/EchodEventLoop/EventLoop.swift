@@ -7,8 +7,9 @@ import Synchronization
 /// one `epoll_wait` per turn into an events array reused forever, and everything else — timers, signals,
 /// cross-thread wakeups — as descriptors on the same epoll.
 ///
-/// Thread confinement: `register`, `modify`, `deregister` and handler callbacks happen on the loop's own thread.
-/// Other threads talk to the loop only through `execute(_:)` (a queue plus an eventfd wakeup) and `stop()`.
+/// Thread confinement: `register`, `modify`, `deregister` and handler callbacks happen on the loop's own thread
+/// (or before the loop runs, by the thread that sets it up). Other threads talk to the loop only through
+/// `execute(_:)` (a queue plus an eventfd wakeup) and `stop()`. Debug builds check this: see `assertInLoop()`.
 public final class EventLoop: @unchecked Sendable {
     /// One registration. `generation` tells a live registration from a stale event for a closed and reused fd.
     struct Slot {
@@ -35,7 +36,8 @@ public final class EventLoop: @unchecked Sendable {
     private let queue = Mutex<[@Sendable () -> Void]>([])
     private let wakeHandler = WakeHandler()
     private var running = false
-    private var ownerThread: pthread_t?
+    /// `pthread_self()` of the thread inside `run()`, 0 while none is: read from any thread by `inLoopThread`.
+    private let ownerThread = Atomic<UInt>(0)
 
     /// The longest an idle loop sleeps: it turns at least this often, so its heartbeat stays fresh while idle.
     ///
@@ -90,6 +92,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Starts watching `fd` for `interest`, dispatching to `handler`.
     public func register(fd: Int32, interest: Interest, handler: EventHandler) throws(IOError) {
+        assertInLoop()
         guard slots.holds(fd) else { throw IOError("epoll_ctl", errno: EMFILE) }
         let generation = nextGeneration
         nextGeneration = nextGeneration == UInt32.max ? 1 : nextGeneration + 1
@@ -100,6 +103,7 @@ public final class EventLoop: @unchecked Sendable {
     /// Changes what an already registered `fd` is watched for.
     @inline(__always)
     public func modify(fd: Int32, interest: Interest) throws(IOError) {
+        assertInLoop()
         let slot = slots[fd].pointee
         precondition(slot.handler != nil, "modify of unregistered fd \(fd)")
         try Syscall.epollControl(epollFD, EPOLL_CTL_MOD, fd, events: interest.rawValue, data: Self.userData(fd, slot.generation))
@@ -112,6 +116,7 @@ public final class EventLoop: @unchecked Sendable {
     ///   open (a shared listener taken out of this loop only).
     @inline(__always)
     public func deregister(fd: Int32, willClose: Bool) {
+        assertInLoop()
         if !willClose {
             _ = try? Syscall.epollControl(epollFD, EPOLL_CTL_DEL, fd, events: 0, data: 0)
         }
@@ -128,7 +133,9 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Runs the loop on the calling thread until `stop()` is called.
     public func run() throws(IOError) {
-        ownerThread = pthread_self()
+        ownerThread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
+        // Whoever runs the loop next, or tears it down after `run` returns, owns it then.
+        defer { ownerThread.store(0, ordering: .relaxed) }
         running = true
         var turnStart = Syscall.monotonicNanoseconds()
         while running {
@@ -160,10 +167,21 @@ public final class EventLoop: @unchecked Sendable {
         stats.events.add(UInt64(count))
     }
 
-    /// Whether the caller runs on this loop's thread.
+    /// Whether the caller runs on this loop's thread (false while the loop is not running).
     public var inLoopThread: Bool {
-        guard let owner = ownerThread else { return false }
-        return pthread_equal(owner, pthread_self()) != 0
+        let owner = ownerThread.load(ordering: .relaxed)
+        return owner != 0 && pthread_equal(pthread_t(owner), pthread_self()) != 0
+    }
+
+    /// Debug builds stop the process when loop-owned state is touched from another thread while the loop runs: the
+    /// check behind every registration change and the state the layers above keep per loop (connection tables,
+    /// acceptors, timers), like SwiftNIO's `assertInEventLoop`. Before `run()` starts and after it returns, the
+    /// thread setting the loop up or tearing it down may call in. In release builds this compiles to nothing: the
+    /// thread comparison sits inside the `assert` autoclosure, which `-O` does not evaluate.
+    @inline(__always)
+    public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        assert(ownerThread.load(ordering: .relaxed) == 0 || inLoopThread,
+               "loop-owned state of event loop \(index) touched from another thread", file: file, line: line)
     }
 
     // MARK: Cross-thread
@@ -205,13 +223,5 @@ private final class WakeHandler: EventHandler {
 private final class TickHandler: EventHandler {
     override func handleEvent(fd: Int32, events: UInt32) {
         Syscall.drainCounter(fd)
-    }
-}
-
-extension Duration {
-    /// The duration in whole nanoseconds.
-    public var nanoseconds: Int64 {
-        let (s, a) = components
-        return s * 1_000_000_000 + a / 1_000_000_000
     }
 }

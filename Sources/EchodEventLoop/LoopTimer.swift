@@ -1,5 +1,4 @@
 import EchodSystem
-import CEchodLinux
 
 /// A timer on an event loop, backed by its own timerfd: expiry is an ordinary readiness event, so timers need no
 /// side channel and no per-turn bookkeeping in the loop.
@@ -24,11 +23,13 @@ public final class LoopTimer: EventHandler {
 
     /// Arms the timer: first expiry after `after`, then every `period` (nil: once).
     public func schedule(after: Duration, every period: Duration? = nil) {
+        loop.assertInLoop()
         try? Syscall.timerSet(fd, after: after, every: period)
     }
 
     /// Disarms the timer.
     public func cancel() {
+        loop.assertInLoop()
         try? Syscall.timerDisarm(fd)
     }
 
@@ -40,29 +41,5 @@ public final class LoopTimer: EventHandler {
 
     override public func handleEvent(fd: Int32, events: UInt32) {
         if Syscall.drainCounter(fd) > 0 { action() }
-    }
-}
-
-/// Delivers blocked signals through a signalfd on an event loop.
-public final class SignalSource: EventHandler {
-    private let fd: Int32
-    private let action: (Int32) -> Void
-
-    /// Blocks `signals` in the calling thread (call before other threads are started, so they inherit the mask)
-    /// and delivers them to `action` on `loop`'s thread.
-    public init(loop: EventLoop, signals: [Int32], action: @escaping (Int32) -> Void) throws(IOError) {
-        Syscall.blockSignals(signals)
-        fd = try Syscall.signalFD(signals)
-        self.action = action
-        super.init()
-        try loop.register(fd: fd, interest: .read, handler: self)
-    }
-
-    override public func handleEvent(fd: Int32, events: UInt32) {
-        var info = signalfd_siginfo()
-        let size = MemoryLayout<signalfd_siginfo>.size
-        while case .processed(let n)? = try? Syscall.read(fd, &info, size), n == size {
-            action(Int32(bitPattern: info.ssi_signo))
-        }
     }
 }

@@ -1,4 +1,4 @@
-import Glibc
+import EchodSystem
 import Logging
 import Synchronization
 
@@ -21,7 +21,7 @@ public final class AsyncLogBackend: Sendable {
     struct State {
         var options: LogOptions
         /// The writer thread until `shutdown` takes it.
-        var thread: pthread_t?
+        var thread: SystemThread?
     }
 
     /// Internal rather than private so that the Log tests can read the current options (no production code needs to).
@@ -61,7 +61,7 @@ public final class AsyncLogBackend: Sendable {
         let thread = state.withLock { $0.thread }
         if let thread {
             _ = core.queue.enqueue(.stop(WakeSemaphore()), close: true)
-            pthread_detach(thread)
+            thread.detach()
         }
     }
 
@@ -96,7 +96,7 @@ public final class AsyncLogBackend: Sendable {
             core.queue.setCapacity(options.queueCapacity)
             let settings = WriterSettings(format: options.format, stderrFD: options.stderrFD, sink: sinkChange)
             if !core.queue.enqueue(.apply(settings)) {
-                if case .file(let fd, _) = sinkChange { _ = close(fd) }
+                if case .file(let fd, _) = sinkChange { Syscall.close(fd) }
                 throw LogBackendError("log backend is shut down")
             }
             state.options = options
@@ -135,7 +135,7 @@ public final class AsyncLogBackend: Sendable {
     /// - Returns: true when the writer finished within the timeout.
     @discardableResult
     public func shutdown(timeout: Duration) -> Bool {
-        guard let thread = state.withLock({ state -> pthread_t? in
+        guard let thread = state.withLock({ state -> SystemThread? in
             defer { state.thread = nil }
             return state.thread
         }) else {
@@ -145,12 +145,12 @@ public final class AsyncLogBackend: Sendable {
         _ = core.queue.enqueue(.stop(done), close: true)
         if done.wait(timeout: timeout) {
             // The writer posts just before returning, so this join is short.
-            pthread_join(thread, nil)
+            thread.join()
             return true
         }
         core.abandon.store(true, ordering: .relaxed)
         core.queue.wakeup.post()
-        pthread_detach(thread)
+        thread.detach()
         return false
     }
 

@@ -1,3 +1,4 @@
+import EchodSystem
 import Glibc
 import Logging
 
@@ -60,8 +61,7 @@ public struct LogOptions: Sendable, Equatable {
         guard let value = environment["JOURNAL_STREAM"] else { return .text }
         let parts = value.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return .text }
-        var st = stat()
-        guard fstat(fileDescriptor, &st) == 0 else { return .text }
+        guard let st = try? Syscall.fileStatus(fileDescriptor) else { return .text }
         return UInt64(st.st_dev) == device && UInt64(st.st_ino) == inode ? .journal : .text
     }
 }
@@ -73,5 +73,11 @@ public struct LogBackendError: Error, CustomStringConvertible, Sendable, Equatab
 
     init(_ description: String) {
         self.description = description
+    }
+
+    /// `what` (e.g. `cannot open log file '/x'`) followed by the failed call's reason (`: No such file or directory
+    /// (errno 2)`).
+    init(_ what: String, _ error: IOError) {
+        self.description = "\(what): \(error.reason)"
     }
 }

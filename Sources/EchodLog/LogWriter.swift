@@ -1,3 +1,4 @@
+import EchodSystem
 import Glibc
 import Logging
 import Synchronization
@@ -34,13 +35,13 @@ final class LogWriter: @unchecked Sendable {
     private let chunkSize = 64 * 1024
     /// Drop total at the last report.
     private var reportedDrops: UInt64 = 0
-    private var lastReport: ContinuousClock.Instant
-    private let reportInterval: Duration
+    /// Drops are reported at most this often (`log queue full: dropped N records since last report`).
+    private var dropReports: RateLimiter
     /// See ``linger()``.
     private let coalescing: Duration
     private let initialCapacity: Int
     /// Sink write errors are reported on stderr at most this often (a full disk would otherwise fail every batch).
-    private var sinkErrorLimiter: LogRateLimiter
+    private var sinkErrorLimiter: RateLimiter
 
     init(
         core: LogCore, format: LogSinkFormat, stderrFD: Int32, sink: LogSink, reportInterval: Duration,
@@ -52,9 +53,8 @@ final class LogWriter: @unchecked Sendable {
         self.format = format
         self.stderrFD = stderrFD
         self.sink = sink
-        self.reportInterval = reportInterval
-        self.lastReport = .now
-        self.sinkErrorLimiter = LogRateLimiter(interval: reportInterval)
+        self.dropReports = RateLimiter(interval: reportInterval)
+        self.sinkErrorLimiter = RateLimiter(interval: reportInterval)
         out.reserveCapacity(chunkSize + 4096)
     }
 
@@ -72,7 +72,7 @@ final class LogWriter: @unchecked Sendable {
     /// pipe whose reader may be gone), and such a write must fail with EPIPE, not end the host process.
     /// Never every signal: that also blocks the ones the Swift runtime's crash handler uses to suspend threads, and
     /// then a crashing echod hangs instead of dying and being restarted.
-    static func start(_ writer: LogWriter, blocking signals: [Int32]) throws(LogBackendError) -> pthread_t {
+    static func start(_ writer: LogWriter, blocking signals: [Int32]) throws(LogBackendError) -> SystemThread {
         var all = sigset_t()
         var previous = sigset_t()
         sigemptyset(&all)
@@ -80,25 +80,14 @@ final class LogWriter: @unchecked Sendable {
         pthread_sigmask(SIG_BLOCK, &all, &previous)
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
 
-        let context = Unmanaged.passRetained(writer).toOpaque()
-        var thread = pthread_t()
-        let result = pthread_create(
-            &thread, nil,
-            { raw in
-                guard let raw else { return nil }
-                let writer = Unmanaged<LogWriter>.fromOpaque(raw).takeRetainedValue()
-                writer.run()
-                return nil
-            }, context)
-        guard result == 0 else {
-            Unmanaged<LogWriter>.fromOpaque(context).release()
-            throw LogBackendError("cannot start the log writer thread: \(errnoText(result))")
+        do {
+            return try SystemThread(name: "echod-log") { writer.run() }
+        } catch {
+            throw LogBackendError("cannot start the log writer thread", error)
         }
-        return thread
     }
 
     private func run() {
-        nameThread()
         // The other half of the queue's double buffer: reserved like the queue's, swapped in on every take.
         var batch: [QueueItem] = []
         batch.reserveCapacity(LogQueue.reservation(for: initialCapacity))
@@ -114,8 +103,8 @@ final class LogWriter: @unchecked Sendable {
                 flushOutput()
                 var woken = true
                 if core.dropped.load(ordering: .relaxed) > reportedDrops {
-                    let wait = ContinuousClock.now.duration(to: lastReport.advanced(by: reportInterval))
-                    woken = core.queue.wakeup.wait(timeout: max(wait, .milliseconds(1)))
+                    let soonest = Syscall.monotonicNanoseconds() &+ 1_000_000
+                    woken = core.queue.wakeup.wait(until: max(dropReports.nextAdmission, soonest))
                 } else {
                     core.queue.wakeup.wait()
                 }
@@ -161,14 +150,6 @@ final class LogWriter: @unchecked Sendable {
         _ = core.queue.wakeup.wait(timeout: coalescing)
     }
 
-    /// Names the thread `echod-log` for `top -H` / `ps -L` (pthread_setname_np is not exported to Swift).
-    private func nameThread() {
-        let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = "echod-log".withCString { write(fd, $0, strlen($0)) }
-        _ = Glibc.close(fd)
-    }
-
     // MARK: records
 
     /// Formats one record into the output buffer (text/json) or sends it (journal).
@@ -188,7 +169,7 @@ final class LogWriter: @unchecked Sendable {
                 if counted { core.written.add(1, ordering: .relaxed) }
             } else {
                 if counted { core.failed.add(1, ordering: .relaxed) }
-                reportSinkError("journal send failed: \(errnoText(-result))")
+                reportSinkError("journal send failed: \(IOError("sd_journal_sendv", errno: -result).reason)")
             }
         }
     }
@@ -208,7 +189,7 @@ final class LogWriter: @unchecked Sendable {
                     core.written.add(1, ordering: .relaxed)
                 } else {
                     core.failed.add(1, ordering: .relaxed)
-                    reportSinkError("journal send failed: \(errnoText(-result))")
+                    reportSinkError("journal send failed: \(IOError("sd_journal_sendv", errno: -result).reason)")
                 }
                 return
             }
@@ -238,7 +219,7 @@ final class LogWriter: @unchecked Sendable {
         case .failed(let error):
             core.failed.add(records, ordering: .relaxed)
             if let path = sink.path {
-                reportSinkError("log file write failed: '\(path)': \(errnoText(error)); \(records) records lost")
+                reportSinkError("log file write failed: '\(path)': \(error.reason); \(records) records lost")
             }
         // A failing stderr sink has nowhere to report to; the failed counter shows it.
         case .abandoned:
@@ -248,15 +229,16 @@ final class LogWriter: @unchecked Sendable {
 
     // MARK: drops and errors
 
+    /// Reports drops when there are new ones and the last report is at least an interval old.
     private func reportDropsIfDue() {
-        if ContinuousClock.now >= lastReport.advanced(by: reportInterval) {
-            reportDrops()
-        }
+        guard core.dropped.load(ordering: .relaxed) > reportedDrops,
+            dropReports.admit(now: Syscall.monotonicNanoseconds()) != nil
+        else { return }
+        reportDrops()
     }
 
     /// Writes `log queue full: dropped N records since last report` if anything was dropped since the last one.
     private func reportDrops() {
-        lastReport = .now
         let total = core.dropped.load(ordering: .relaxed)
         guard total > reportedDrops else { return }
         let count = total - reportedDrops
@@ -269,9 +251,8 @@ final class LogWriter: @unchecked Sendable {
     /// Reports a problem with the sink itself on stderr (the text/json format, or journald in journal mode), rate
     /// limited; never through the sink that is failing.
     private func reportSinkError(_ message: String) {
-        let admission = sinkErrorLimiter.admit(now: .now)
-        guard admission.shouldLog else { return }
-        let suffix = admission.suppressed > 0 ? " (\(admission.suppressed) similar errors suppressed)" : ""
+        guard let suppressed = sinkErrorLimiter.admit(now: Syscall.monotonicNanoseconds()) else { return }
+        let suffix = suppressed > 0 ? " (\(suppressed) similar errors suppressed)" : ""
         reportOnStderr(LogRecord.internalRecord(level: .error, message: message + suffix))
     }
 
@@ -286,7 +267,7 @@ final class LogWriter: @unchecked Sendable {
         } else {
             LogFormatter.appendText(record, to: &line)
         }
-        _ = line.withUnsafeBytes { writeFully(fd: stderrFD, $0, shouldAbandon: { core.abandon.load(ordering: .relaxed) }) }
+        _ = line.withUnsafeBytes { Syscall.writeAll(stderrFD, $0, shouldAbandon: { core.abandon.load(ordering: .relaxed) }) }
     }
 
     // MARK: control

@@ -6,8 +6,8 @@ import Glibc
 /// one copy into the output. No String, no metadata dictionary, no sorting, no `printf`.
 ///
 /// Same shape as the generic formatter's output for a record with metadata `bytes`, `data`, `loop`, `peer` (keys
-/// in that, sorted, order), except that `data` is escaped once (not the preview's escapes escaped again), always
-/// quoted in text, and `bytes` and `loop` are JSON numbers.
+/// in that, sorted, order), except that `data` (the escaped preview of the bytes read) is always quoted in text,
+/// and `bytes` and `loop` are JSON numbers.
 enum ReadFormatter {
     /// Upper bound of what follows the label prefix in either format (the preview at 5 bytes per byte in JSON, an
     /// IPv6 peer with brackets and port, two integers, the fixed keys).

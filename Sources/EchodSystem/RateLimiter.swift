@@ -19,8 +19,7 @@ public struct RateLimiter: Sendable {
 
     /// Admits at most one event per `interval`; the first event is always admitted.
     public init(interval: Duration) {
-        let (seconds, attoseconds) = interval.components
-        intervalNanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        intervalNanoseconds = interval.nanoseconds
     }
 
     /// For an event at `now`: the number of events suppressed since the last admitted one when this one should be
@@ -33,5 +32,11 @@ public struct RateLimiter: Sendable {
         lastAdmitted = now
         defer { suppressed = 0 }
         return suppressed
+    }
+
+    /// The earliest time (``Syscall/monotonicNanoseconds()``) at which ``admit(now:)`` lets an event through again; in
+    /// the past when it would now. For an owner that sleeps and must wake in time to report what is pending.
+    public var nextAdmission: Int64 {
+        lastAdmitted == .min ? .min : lastAdmitted &+ intervalNanoseconds
     }
 }

@@ -11,7 +11,7 @@
 //   sd_notify / sd_pid_notify / sd_notifyf  SystemdNotifier speaks the notification protocol itself (one datagram to
 //                                         an AF_UNIX address); SystemdNotifier.swift says why. (sd_notifyf is
 //                                         variadic and not callable from Swift anyway.)
-//   sd_is_socket*                         SocketActivation.validateListening uses getsockopt(2) directly, so the
+//   sd_is_socket*                         SocketActivation.validateListening reads getsockopt(2) itself, so the
 //                                         checks and the error text are ours.
 //   everything else (sd-bus, sd-event, sd-login, sd_booted, ...).
 //

@@ -1,3 +1,4 @@
+import EchodSystem
 import Glibc
 
 /// A listening socket handed over by systemd (a `.socket` unit, or `systemd-socket-activate`).
@@ -38,40 +39,36 @@ public enum SocketActivation {
     public static func validateListening(_ socket: PassedSocket) -> String? {
         let what = "fd \(socket.fd) (\"\(socket.name)\")"
         let type: Int32
-        switch readOption(socket.fd, SO_TYPE) {
+        switch readOption(socket.fd, SO_TYPE, "getsockopt(SO_TYPE)") {
         case .success(let value): type = value
-        case .failure(let e) where e.code == ENOTSOCK: return "\(what) is not a socket"
-        case .failure(let e) where e.code == EBADF: return "\(what) is not an open descriptor"
-        case .failure(let e): return "\(what): getsockopt(SO_TYPE) failed: \(e)"
+        case .failure(let e) where e.errno == ENOTSOCK: return "\(what) is not a socket"
+        case .failure(let e) where e.errno == EBADF: return "\(what) is not an open descriptor"
+        case .failure(let e): return "\(what): \(e.operation) failed: \(e.reason)"
         }
         guard type == Int32(SOCK_STREAM.rawValue) else {
             return "\(what) is \(socketTypeName(type)), expected a listening stream socket"
         }
-        switch readOption(socket.fd, SO_DOMAIN) {
+        switch readOption(socket.fd, SO_DOMAIN, "getsockopt(SO_DOMAIN)") {
         case .success(let family) where [AF_INET, AF_INET6, AF_UNIX].contains(family): break
         case .success(let family):
             return "\(what) has address family \(family), expected AF_INET, AF_INET6 or AF_UNIX"
-        case .failure(let e): return "\(what): getsockopt(SO_DOMAIN) failed: \(e)"
+        case .failure(let e): return "\(what): \(e.operation) failed: \(e.reason)"
         }
-        switch readOption(socket.fd, SO_ACCEPTCONN) {
+        switch readOption(socket.fd, SO_ACCEPTCONN, "getsockopt(SO_ACCEPTCONN)") {
         case .success(0):
             return "\(what) is a SOCK_STREAM socket that is not listening (expected a socket unit with Accept=no)"
         case .success: return nil
-        case .failure(let e): return "\(what): getsockopt(SO_ACCEPTCONN) failed: \(e)"
+        case .failure(let e): return "\(what): \(e.operation) failed: \(e.reason)"
         }
     }
 
-    private struct Errno: Error, CustomStringConvertible {
-        var code: Int32
-        var description: String { "\(String(cString: strerror(code))) (errno \(code))" }
-    }
-
-    /// `getsockopt(fd, SOL_SOCKET, option)` for an int-valued option; `.failure(errno)` on error.
-    private static func readOption(_ fd: Int32, _ option: Int32) -> Result<Int32, Errno> {
-        var value: Int32 = 0
-        var length = socklen_t(MemoryLayout<Int32>.size)
-        guard getsockopt(fd, SOL_SOCKET, option, &value, &length) == 0 else { return .failure(Errno(code: errno)) }
-        return .success(value)
+    /// `getsockopt(fd, SOL_SOCKET, option)` for an int-valued option, as a `Result` to switch over.
+    private static func readOption(_ fd: Int32, _ option: Int32, _ operation: StaticString) -> Result<Int32, IOError> {
+        do throws(IOError) {
+            return .success(try Syscall.socketOption(fd, SOL_SOCKET, option, operation))
+        } catch {
+            return .failure(error)
+        }
     }
 
     private static func socketTypeName(_ type: Int32) -> String {

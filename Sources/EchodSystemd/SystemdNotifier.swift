@@ -1,3 +1,4 @@
+import EchodSystem
 import Glibc
 
 /// Service-manager notifications (`sd_notify(3)`): readiness, status, reload, stop, watchdog keep-alives.
@@ -73,18 +74,15 @@ public struct SystemdNotifier: Sendable {
     @discardableResult
     public func send(_ raw: String) -> Bool {
         guard let address, !raw.isEmpty else { return false }
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 0, tv_usec: 250_000)
-        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var message = Array(raw.utf8)
-        let length = message.count
-        return address.withSockaddr { sockaddr, sockaddrLength in
-            while true {
-                let sent = sendto(fd, &message, length, Int32(MSG_NOSIGNAL), sockaddr, sockaddrLength)
-                if sent >= 0 { return sent == length }
-                if errno != EINTR { return false }
+        guard let fd = try? Syscall.socket(domain: AF_UNIX, type: Int32(SOCK_DGRAM.rawValue)) else { return false }
+        defer { Syscall.close(fd) }
+        try? Syscall.setSocketOption(fd, SOL_SOCKET, SO_SNDTIMEO, timeval(tv_sec: 0, tv_usec: 250_000), "setsockopt(SO_SNDTIMEO)")
+        var message = raw
+        return message.withUTF8 { bytes in
+            address.withSockaddr { sockaddr, sockaddrLength in
+                let sent = try? Syscall.sendTo(
+                    fd, UnsafeRawBufferPointer(bytes), flags: Int32(MSG_NOSIGNAL), address: sockaddr, length: sockaddrLength)
+                return sent == bytes.count
             }
         }
     }
@@ -94,10 +92,8 @@ public struct SystemdNotifier: Sendable {
         String(text.map { $0.isNewline ? " " : $0 })
     }
 
-    private static func monotonicMicroseconds() -> Int {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return now.tv_sec * 1_000_000 + now.tv_nsec / 1_000
+    private static func monotonicMicroseconds() -> Int64 {
+        Syscall.monotonicNanoseconds() / 1_000
     }
 }
 

@@ -38,7 +38,8 @@ struct ListenAddressTests {
         ("[::1:8888", "missing \"]\""),
         ("[127.0.0.1]:80", "not a numeric IPv6 address"),
         ("[fe80::1%eth0]:80", "scope ids"),
-        (":80", "missing host"),
+        (":80", "missing host; use 0.0.0.0:80 for every IPv4 address or [::]:80"),
+        ("[]:80", "empty IPv6 address in brackets"),
     ])
     func invalid(text: String, reason: String) {
         #expect {

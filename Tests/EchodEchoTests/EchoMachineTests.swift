@@ -143,28 +143,3 @@ struct ConnectionLimiterTests {
         #expect(limiter.admit(b) == .admitted, "0 = unlimited per IP")
     }
 }
-
-@Suite("Read preview")
-struct ReadPreviewTests {
-    @Test("escapes control bytes and cuts long reads")
-    func escaping() {
-        let bytes: [UInt8] = Array("hi\n\"x\"\t".utf8) + [0, 0xff]
-        let text = bytes.withUnsafeBytes { ReadPreview($0).description }
-        #expect(text == "hi\\n\\\"x\\\"\\t\\x00\\xff")
-        let long = [UInt8](repeating: 65, count: 100)
-        let cut = long.withUnsafeBytes { ReadPreview($0).description }
-        #expect(cut == String(repeating: "A", count: 32) + "…")
-    }
-}
-
-@Suite("Rate-limited warnings")
-struct RateLimitedWarningTests {
-    @Test("one line per interval with the suppressed count")
-    func counts() {
-        var w = RateLimitedWarning(intervalNanoseconds: 1000)
-        #expect(w.admit(now: 0) == 0)
-        #expect(w.admit(now: 10) == nil)
-        #expect(w.admit(now: 20) == nil)
-        #expect(w.admit(now: 1001) == 2)
-    }
-}

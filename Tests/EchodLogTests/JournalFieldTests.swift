@@ -83,19 +83,3 @@ struct AutoFormatTests {
                 == .text)
     }
 }
-
-@Suite("Rate limiter")
-struct RateLimiterTests {
-    @Test("admits one per interval and counts the suppressed ones")
-    func admit() {
-        var limiter = LogRateLimiter(interval: .seconds(10))
-        let t0 = ContinuousClock.now
-        #expect(limiter.admit(now: t0) == .init(shouldLog: true, suppressed: 0))
-        #expect(limiter.admit(now: t0.advanced(by: .seconds(1))) == .init(shouldLog: false, suppressed: 0))
-        #expect(limiter.admit(now: t0.advanced(by: .seconds(9))) == .init(shouldLog: false, suppressed: 0))
-        #expect(limiter.admit(now: t0.advanced(by: .seconds(10))) == .init(shouldLog: true, suppressed: 2))
-        #expect(limiter.admit(now: t0.advanced(by: .seconds(15))) == .init(shouldLog: false, suppressed: 0))
-        #expect(limiter.admit(now: t0.advanced(by: .seconds(100))) == .init(shouldLog: true, suppressed: 1))
-        #expect(limiter.admit(now: t0.advanced(by: .seconds(200))) == .init(shouldLog: true, suppressed: 0))
-    }
-}
