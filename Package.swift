@@ -164,14 +164,14 @@ let package = Package(
         .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodText", "EchodTestSupport"]),
         .testTarget(
             name: "EchodLogTests",
-            dependencies: ["EchodLog", "EchodSystem", "EchodTestSupport", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["EchodLog", "EchodSystem", "EchodText", "EchodTestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EchodSystemdTests", dependencies: ["EchodSystemd", "EchodTestSupport"]),
         .testTarget(
             name: "EchodAdminTests",
             dependencies: [
                 "EchodAdmin", "EchodEventLoop", "EchodSystem", "EchodTestSupport", .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodSystem", "EchodText", "EchodTestSupport"]),
+        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodText", "EchodTestSupport"]),
         .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem", "EchodText", "EchodTestSupport"]),
         .testTarget(
             name: "EchodDaemonTests",

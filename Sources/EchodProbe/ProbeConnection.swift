@@ -92,7 +92,7 @@ struct ProbeConnection {
 
 /// The errno as the probe's one-line messages say it: `Connection refused`.
 func errorText(_ error: IOError) -> String {
-    String(cString: strerror(error.errno))
+    error.message
 }
 
 /// Events of ``ProbeConnection/wait(write:until:)`` that mean "read now": data, end of stream, or an error the

@@ -22,9 +22,15 @@ public struct IOError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The errno as text with its number, `Too many open files (errno 24)`, for messages that name the operation
     /// their own way ("cannot open log file '/x': ...").
     public var reason: String {
+        "\(message) (errno \(errno))"
+    }
+
+    /// The errno as the C library says it, `Connection refused`, for one-line messages meant for people at a
+    /// terminal (`echod probe`).
+    public var message: String {
         // glibc's strerror is thread-safe for known codes (static strings) and uses a thread-local buffer otherwise.
         guard let text = strerror(errno) else { return "errno \(errno)" }
-        return "\(String(cString: text)) (errno \(errno))"
+        return String(cString: text)
     }
 
     public static func == (a: IOError, b: IOError) -> Bool {
