@@ -289,7 +289,7 @@ def test_bench_probe_and_config_read_a_size_alike(tmp_path, text):
 
 def test_bench_duration_1m30s_is_accepted_and_runs(start_echod, port):
     """`--duration 1m30s` was refused while the config file took it; --max-ops ends the run long before."""
-    start_echod(["--listen", f"127.0.0.1:{port}"], wait_port=port)
+    start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
     r = run_bench(f"127.0.0.1:{port}", "--duration", "1m30s", "--max-ops", "2000", "--warmup", "0s",
                   "--drain-timeout", "1s", "--json")
     report = parse_json(r)

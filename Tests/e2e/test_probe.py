@@ -232,7 +232,7 @@ def test_probe_http_against_the_admin_endpoint(start_echod, port):
 
 
 def test_probe_takes_durations_and_sizes_as_the_config_file_does(start_echod, port):
-    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", wait_port=port)
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\n", ready=True)
     rc, out, err = probe(f"127.0.0.1:{port}", "--timeout", "1m30s", "--payload-size", "4KiB")
     assert rc == 0, out + err
     assert re.match(OK_LINE.format(target=re.escape(f"127.0.0.1:{port}"), size=4096), out.strip()), out
