@@ -30,7 +30,7 @@ DEB_BIN ?= $(RELEASE_BIN)
 DEB_APT_PACKAGES := debhelper dpkg-dev lintian man-db git python3
 
 DEB_VERSION_FILE := Sources/EchodDaemon/Daemon.swift
-DEB_UPSTREAM_VERSION = $(shell sed -n 's/^ *public static let version = "\([^"]*\)".*/\1/p' $(DEB_VERSION_FILE))
+DEB_UPSTREAM_VERSION = $(shell sed -n 's/^.*static let version = "\([^"]*\)".*/\1/p' $(DEB_VERSION_FILE))
 DEB_ARCH = $(shell dpkg --print-architecture)
 DEB_FILE = echod_$(DEB_UPSTREAM_VERSION)-$(DEB_REVISION)_$(DEB_ARCH).deb
 # dh_strip's automatic debug-symbol package (Debian names it .deb, not .ddeb): the debug information split off

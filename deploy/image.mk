@@ -22,7 +22,7 @@ IMAGE_BIN ?= $(RELEASE_BIN)
 # The port the admin endpoint listens on inside the container (the echo ports come from config/echod.yaml).
 IMAGE_ADMIN_PORT ?= 9090
 # The version echod reports (echod --version) comes from this one line of the source.
-IMAGE_VERSION := $(shell sed -n 's/.*public static let version = "\([^"]*\)".*/\1/p' Sources/EchodDaemon/Daemon.swift)
+IMAGE_VERSION := $(shell sed -n 's/.*static let version = "\([^"]*\)".*/\1/p' Sources/EchodDaemon/Daemon.swift)
 IMAGE_TAG := $(IMAGE_VERSION)$(if $(filter-out $(IMAGE_NATIVE_ARCH),$(IMAGE_ARCH)),-$(IMAGE_ARCH))
 IMAGE_LATEST := latest$(if $(filter-out $(IMAGE_NATIVE_ARCH),$(IMAGE_ARCH)),-$(IMAGE_ARCH))
 # Reproducible: file times and the image's creation time are the last commit's time unless given.

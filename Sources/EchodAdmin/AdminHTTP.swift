@@ -4,18 +4,18 @@ import Glibc
 ///
 /// Only what routing needs: the body is never delivered (the admin endpoint has no request bodies) and headers
 /// other than those that decide keep-alive are not kept.
-public struct AdminRequest: Sendable, Equatable {
+package struct AdminRequest: Sendable, Equatable {
     /// `GET`, `HEAD`, `POST`, ... (as http-parser names it).
-    public var method: String
+    package var method: String
     /// The path without the query, e.g. `/livez`. For an absolute-form target (`http://host/livez`) the path part.
-    public var path: String
+    package var path: String
     /// What follows `?` (without the fragment), or nil when there is no `?`.
-    public var query: String?
+    package var query: String?
     /// Whether the connection stays open after the response (HTTP/1.1 default, HTTP/1.0 only with
     /// `Connection: keep-alive`). Informational for the route: the server decides.
-    public var keepAlive: Bool
+    package var keepAlive: Bool
 
-    public init(method: String, path: String, query: String? = nil, keepAlive: Bool = true) {
+    package init(method: String, path: String, query: String? = nil, keepAlive: Bool = true) {
         self.method = method
         self.path = path
         self.query = query
@@ -23,11 +23,11 @@ public struct AdminRequest: Sendable, Equatable {
     }
 
     /// GET or HEAD: the methods every admin path serves (HEAD is answered as GET without the body, by the server).
-    public var isGetOrHead: Bool { method == "GET" || method == "HEAD" }
+    package var isGetOrHead: Bool { method == "GET" || method == "HEAD" }
 
     /// Whether the query has the flag `name` (`?verbose`, `?verbose=1`, `?a&verbose=true`); `name=0` and
     /// `name=false` count as absent.
-    public func hasFlag(_ name: String) -> Bool {
+    package func hasFlag(_ name: String) -> Bool {
         guard let query else { return false }
         for item in query.split(separator: "&", omittingEmptySubsequences: true) {
             let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -41,7 +41,7 @@ public struct AdminRequest: Sendable, Equatable {
 
     /// Splits a request target into path and query: origin form (`/a?b#c`), absolute form (`http://h:1/a?b`),
     /// or anything else (`*`, garbage), which is kept whole as the path.
-    public static func splitTarget(_ target: String) -> (path: String, query: String?) {
+    package static func splitTarget(_ target: String) -> (path: String, query: String?) {
         var rest = Substring(target)
         if let hash = rest.firstIndex(of: "#") { rest = rest[..<hash] }
         if !rest.hasPrefix("/"), let schemeEnd = Self.endOfScheme(rest) {
@@ -71,43 +71,43 @@ public struct AdminRequest: Sendable, Equatable {
 
 /// What the route answers. The server adds the status line, `Content-Length`, `Date` and `Connection`, and drops
 /// the body for HEAD (keeping its `Content-Length`, as RFC 9110 allows).
-public struct AdminResponse: Sendable {
-    public var status: Int
-    public var contentType: String
-    public var body: [UInt8]
+package struct AdminResponse: Sendable {
+    package var status: Int
+    package var contentType: String
+    package var body: [UInt8]
     /// More header lines, e.g. `("Allow", "GET, HEAD")`. CR and LF are removed from names and values.
-    public var extraHeaders: [(String, String)]
+    package var extraHeaders: [(String, String)]
 
-    public init(status: Int, contentType: String = AdminResponse.plainText, body: [UInt8] = [], extraHeaders: [(String, String)] = []) {
+    package init(status: Int, contentType: String = AdminResponse.plainText, body: [UInt8] = [], extraHeaders: [(String, String)] = []) {
         self.status = status
         self.contentType = contentType
         self.body = body
         self.extraHeaders = extraHeaders
     }
 
-    public static let plainText = "text/plain; charset=utf-8"
+    package static let plainText = "text/plain; charset=utf-8"
     /// The Prometheus text exposition format, version 0.0.4.
-    public static let prometheusText = "text/plain; version=0.0.4; charset=utf-8"
+    package static let prometheusText = "text/plain; version=0.0.4; charset=utf-8"
 
     /// A plain-text response; `text` gets a trailing newline if it has none.
-    public static func text(_ status: Int, _ text: String, extraHeaders: [(String, String)] = []) -> AdminResponse {
+    package static func text(_ status: Int, _ text: String, extraHeaders: [(String, String)] = []) -> AdminResponse {
         var body = Array(text.utf8)
         if body.last != UInt8(ascii: "\n") { body.append(UInt8(ascii: "\n")) }
         return AdminResponse(status: status, body: body, extraHeaders: extraHeaders)
     }
 
     /// 404 for a path the endpoint does not have.
-    public static func notFound(_ path: String) -> AdminResponse {
+    package static func notFound(_ path: String) -> AdminResponse {
         .text(404, "not found: \(path)\nendpoints: /livez /healthz /readyz /metrics")
     }
 
     /// 405 with the `Allow` header listing what the path does accept.
-    public static func methodNotAllowed(_ method: String, allow: [String] = ["GET", "HEAD"]) -> AdminResponse {
+    package static func methodNotAllowed(_ method: String, allow: [String] = ["GET", "HEAD"]) -> AdminResponse {
         .text(405, "method \(method) not allowed; allowed: \(allow.joined(separator: ", "))", extraHeaders: [("Allow", allow.joined(separator: ", "))])
     }
 
     /// The reason phrase for the status line.
-    public static func reason(_ status: Int) -> String {
+    package static func reason(_ status: Int) -> String {
         switch status {
         case 200: "OK"
         case 204: "No Content"

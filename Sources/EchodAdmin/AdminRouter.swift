@@ -1,20 +1,20 @@
 /// The complete admin route: health endpoints, `/metrics`, 404 and 405. The daemon supplies the three callbacks,
 /// which run on the admin server's loop thread, and only for the path that needs them.
-public struct AdminRouter: Sendable {
-    public var live: @Sendable () -> [HealthCheck]
-    public var ready: @Sendable () -> [HealthCheck]
+package struct AdminRouter: Sendable {
+    package var live: @Sendable () -> [HealthCheck]
+    package var ready: @Sendable () -> [HealthCheck]
     /// The exposition text (`MetricsExporter.render`).
-    public var metrics: @Sendable () -> [UInt8]
+    package var metrics: @Sendable () -> [UInt8]
 
-    public init(live: @escaping @Sendable () -> [HealthCheck], ready: @escaping @Sendable () -> [HealthCheck], metrics: @escaping @Sendable () -> [UInt8]) {
+    package init(live: @escaping @Sendable () -> [HealthCheck], ready: @escaping @Sendable () -> [HealthCheck], metrics: @escaping @Sendable () -> [UInt8]) {
         self.live = live
         self.ready = ready
         self.metrics = metrics
     }
 
-    public static let metricsPath = "/metrics"
+    package static let metricsPath = "/metrics"
 
-    public func route(_ req: AdminRequest) -> AdminResponse {
+    package func route(_ req: AdminRequest) -> AdminResponse {
         if let health = HealthEndpoints.respond(req, live: live(), ready: ready()) { return health }
         if req.path == Self.metricsPath {
             guard req.isGetOrHead else { return .methodNotAllowed(req.method) }

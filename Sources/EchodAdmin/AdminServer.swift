@@ -25,23 +25,23 @@ import Logging
 /// accepting fails for lack of descriptors it frees the spare, accepts one admin connection into it and serves it,
 /// so that `/readyz` can still say 503 (and `/livez` 200) instead of timing out. Best effort: another thread may
 /// take the freed descriptor first.
-public final class AdminServer: @unchecked Sendable {
+package final class AdminServer: @unchecked Sendable {
     /// Bounds on each connection. The defaults are the production values; tests shorten the timeout.
-    public struct Limits: Sendable {
+    package struct Limits: Sendable {
         /// Request line plus headers, in bytes; more gets 431.
-        public var maxHeaderBytes: Int = 8 * 1024
+        package var maxHeaderBytes: Int = 8 * 1024
         /// Request bodies are read and thrown away up to this many bytes; more gets 413.
-        public var maxBodyBytes: Int = 8 * 1024
+        package var maxBodyBytes: Int = 8 * 1024
         /// Time to receive a complete request (from the connection's start or the previous response), and to have
         /// a response taken by the peer. A partial request then gets 408; an idle keep-alive connection is closed.
-        public var requestTimeout: Duration = .seconds(10)
+        package var requestTimeout: Duration = .seconds(10)
         /// Open admin connections at most; more are closed at once.
-        public var maxConnections: Int = 64
+        package var maxConnections: Int = 64
         /// After an error response or `Connection: close`, how long to wait for the peer's end of stream before
         /// closing anyway.
-        public var lingerTimeout: Duration = .seconds(2)
+        package var lingerTimeout: Duration = .seconds(2)
 
-        public init(maxHeaderBytes: Int = 8 * 1024, maxBodyBytes: Int = 8 * 1024, requestTimeout: Duration = .seconds(10), maxConnections: Int = 64, lingerTimeout: Duration = .seconds(2)) {
+        package init(maxHeaderBytes: Int = 8 * 1024, maxBodyBytes: Int = 8 * 1024, requestTimeout: Duration = .seconds(10), maxConnections: Int = 64, lingerTimeout: Duration = .seconds(2)) {
             self.maxHeaderBytes = maxHeaderBytes
             self.maxBodyBytes = maxBodyBytes
             self.requestTimeout = requestTimeout
@@ -50,7 +50,7 @@ public final class AdminServer: @unchecked Sendable {
         }
     }
 
-    public let limits: Limits
+    package let limits: Limits
     let loop: EventLoop
     let logger: Logger
     let route: (AdminRequest) -> AdminResponse
@@ -67,12 +67,12 @@ public final class AdminServer: @unchecked Sendable {
     private var pauseWarning = RateLimiter(interval: .seconds(10))
 
     /// Starts serving on `listenerFD` (a listening, non-blocking socket). Call on `loop`'s thread.
-    public convenience init(loop: EventLoop, listenerFD: Int32, logger: Logger, route: @escaping (AdminRequest) -> AdminResponse) throws(IOError) {
+    package convenience init(loop: EventLoop, listenerFD: Int32, logger: Logger, route: @escaping (AdminRequest) -> AdminResponse) throws(IOError) {
         try self.init(loop: loop, listenerFD: listenerFD, logger: logger, limits: Limits(), route: route)
     }
 
     /// Starts serving on `listenerFD` with the given limits. Call on `loop`'s thread.
-    public init(loop: EventLoop, listenerFD: Int32, logger: Logger, limits: Limits, route: @escaping (AdminRequest) -> AdminResponse) throws(IOError) {
+    package init(loop: EventLoop, listenerFD: Int32, logger: Logger, limits: Limits, route: @escaping (AdminRequest) -> AdminResponse) throws(IOError) {
         self.loop = loop
         self.logger = logger
         self.limits = limits
@@ -103,7 +103,7 @@ public final class AdminServer: @unchecked Sendable {
     }
 
     /// Stops accepting and closes every admin connection (in-flight responses are cut). Idempotent; loop thread.
-    public func stop() {
+    package func stop() {
         loop.assertInLoop()
         guard !stopped else { return }
         stopped = true
@@ -121,7 +121,7 @@ public final class AdminServer: @unchecked Sendable {
     }
 
     /// Open admin connections (loop thread).
-    public var connectionCount: Int { connections.count }
+    package var connectionCount: Int { connections.count }
 
     // MARK: Accepting
 

@@ -2,14 +2,14 @@ import EchodSystem
 import EchodEventLoop
 
 /// One named health condition, evaluated by the daemon at request time.
-public struct HealthCheck: Sendable, Equatable {
+package struct HealthCheck: Sendable, Equatable {
     /// Short and stable, e.g. `loop-0`, `phase`, `accepting`.
-    public var name: String
-    public var ok: Bool
+    package var name: String
+    package var ok: Bool
     /// For humans (`?verbose`): why it passes or fails, e.g. `last turn 3 ms ago`.
-    public var detail: String
+    package var detail: String
 
-    public init(name: String, ok: Bool, detail: String = "") {
+    package init(name: String, ok: Bool, detail: String = "") {
         self.name = name
         self.ok = ok
         self.detail = detail
@@ -18,7 +18,7 @@ public struct HealthCheck: Sendable, Equatable {
     /// One check per loop: ok while the loop's heartbeat is younger than `stallThreshold`. Loops turn at least
     /// every `EventLoop.maximumSleepMilliseconds` even when idle, so a stale heartbeat means a wedged loop.
     /// Reads only the loops' atomic heartbeats: safe from any thread.
-    public static func loopHeartbeats(_ loops: [EventLoop], stallThreshold: Duration, now: Int64 = Syscall.monotonicNanoseconds()) -> [HealthCheck] {
+    package static func loopHeartbeats(_ loops: [EventLoop], stallThreshold: Duration, now: Int64 = Syscall.monotonicNanoseconds()) -> [HealthCheck] {
         loops.map { loop in
             let beat = loop.stats.heartbeat.load(ordering: .relaxed)
             let name = "loop-\(loop.index)"
@@ -46,16 +46,16 @@ public struct HealthCheck: Sendable, Equatable {
 ///   `[-]phase failed: draining`, then `livez check passed` / `readyz check failed`. The status code is the same
 ///   as without `?verbose`.
 /// - GET and HEAD only (405 with `Allow: GET, HEAD` otherwise); `Cache-Control: no-store`.
-public enum HealthEndpoints {
+package enum HealthEndpoints {
     /// The paths answered here.
-    public static let livenessPaths: Set<String> = ["/livez", "/healthz"]
-    public static let readinessPath = "/readyz"
+    package static let livenessPaths: Set<String> = ["/livez", "/healthz"]
+    package static let readinessPath = "/readyz"
 
     /// The response for a health path, or nil for any other path (so the caller can try its other routes).
     ///
     /// The checks are passed in rather than computed here so the daemon evaluates them only for these paths; for a
     /// cheap call site use `respond(_:live:ready:)` with autoclosures.
-    public static func respond(_ req: AdminRequest, live: @autoclosure () -> [HealthCheck], ready: @autoclosure () -> [HealthCheck]) -> AdminResponse? {
+    package static func respond(_ req: AdminRequest, live: @autoclosure () -> [HealthCheck], ready: @autoclosure () -> [HealthCheck]) -> AdminResponse? {
         let isLive = livenessPaths.contains(req.path)
         guard isLive || req.path == readinessPath else { return nil }
         guard req.isGetOrHead else { return .methodNotAllowed(req.method) }
@@ -64,7 +64,7 @@ public enum HealthEndpoints {
     }
 
     /// The response for one endpoint's checks.
-    public static func render(name: String, checks: [HealthCheck], verbose: Bool) -> AdminResponse {
+    package static func render(name: String, checks: [HealthCheck], verbose: Bool) -> AdminResponse {
         let failed = checks.filter { !$0.ok }
         let status = failed.isEmpty ? 200 : 503
         var text: String

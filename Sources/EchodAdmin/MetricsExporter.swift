@@ -17,9 +17,9 @@ import Synchronization
 /// they are then wrapped in the swift-metrics types, which is what the updates go through.
 ///
 /// Thread-safe: renders are serialised by a mutex (scrapes are rare; the echo path never comes here).
-public final class MetricsExporter: Sendable {
+package final class MetricsExporter: Sendable {
     /// The registry holding every series; exposed so the daemon may add its own swift-prometheus metrics.
-    public let registry: PrometheusCollectorRegistry
+    package let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
     private let version: String
     private let state: Mutex<State>
@@ -52,7 +52,7 @@ public final class MetricsExporter: Sendable {
     }
 
     /// - Parameter version: reported as `echod_build_info{version="…"} 1`.
-    public init(version: String, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+    package init(version: String, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.version = version
         self.registry = registry
         factory = PrometheusMetricsFactory(registry: registry)
@@ -60,7 +60,7 @@ public final class MetricsExporter: Sendable {
     }
 
     /// Every metric family this exporter writes: name, Prometheus type, labels, help text.
-    public static let families: [(name: String, type: String, labels: [String], help: String)] = [
+    package static let families: [(name: String, type: String, labels: [String], help: String)] = [
         ("echod_build_info", "gauge", ["version"], "Always 1; the version label says which echod is running."),
         ("echod_connections_accepted_total", "counter", [], "Echo connections accepted, including those then closed at once by a connection limit."),
         ("echod_connections_active", "gauge", [], "Echo connections open now."),
@@ -90,12 +90,12 @@ public final class MetricsExporter: Sendable {
     private static let help: [String: String] = Dictionary(uniqueKeysWithValues: families.map { ($0.name, $0.help) })
 
     /// Updates every series from `s` and the process's /proc entries, and returns the exposition text.
-    public func render(_ s: MetricsSnapshot) -> [UInt8] {
+    package func render(_ s: MetricsSnapshot) -> [UInt8] {
         render(s, process: ProcessSample.read())
     }
 
     /// As `render(_:)`, with the process sample given (tests).
-    public func render(_ s: MetricsSnapshot, process: ProcessSample) -> [UInt8] {
+    package func render(_ s: MetricsSnapshot, process: ProcessSample) -> [UInt8] {
         state.withLock { st in
             update(&st, s, process)
             var out: [UInt8] = []

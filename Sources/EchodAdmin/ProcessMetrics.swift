@@ -3,24 +3,24 @@ import Glibc
 
 /// The process's own resource use, read from /proc/self at scrape time (what Prometheus' `process` collector
 /// reports). Any value that cannot be read (e.g. while out of descriptors) is nil and left as it was.
-public struct ProcessSample: Sendable, Equatable {
+package struct ProcessSample: Sendable, Equatable {
     /// Resident set size, bytes (`/proc/self/statm`, field 2, times the page size).
-    public var residentBytes: UInt64?
+    package var residentBytes: UInt64?
     /// Virtual memory size, bytes (`/proc/self/statm`, field 1).
-    public var virtualBytes: UInt64?
+    package var virtualBytes: UInt64?
     /// User plus system CPU time, in clock ticks (`/proc/self/stat`, fields 14 and 15).
-    public var cpuTicks: UInt64?
+    package var cpuTicks: UInt64?
     /// Start time, seconds since the Unix epoch (`/proc/self/stat` field 22 plus `btime` of `/proc/stat`).
-    public var startTimeSeconds: Double?
+    package var startTimeSeconds: Double?
     /// Open descriptors (entries of `/proc/self/fd`, without the one used to list it).
-    public var openFDs: UInt64?
+    package var openFDs: UInt64?
     /// The soft `RLIMIT_NOFILE`.
-    public var maxFDs: UInt64?
+    package var maxFDs: UInt64?
 
-    public static let ticksPerSecond: Double = Double(sysconf(Int32(_SC_CLK_TCK)))
+    package static let ticksPerSecond: Double = Double(sysconf(Int32(_SC_CLK_TCK)))
 
     /// Reads the current values.
-    public static func read() -> ProcessSample {
+    package static func read() -> ProcessSample {
         var sample = ProcessSample()
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
         if let statm = readSmallFile("/proc/self/statm") {

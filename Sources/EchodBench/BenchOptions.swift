@@ -2,7 +2,7 @@ import EchodSystem
 import EchodText
 
 /// What each connection of a bench run does.
-public enum BenchMode: String, Sendable, CaseIterable {
+package enum BenchMode: String, Sendable, CaseIterable {
     /// Send SIZE bytes, wait for the whole echo, repeat: round trips per second and their latency.
     case pingpong
     /// Keep a window of data in flight while reading the echo concurrently: throughput each way.
@@ -12,55 +12,55 @@ public enum BenchMode: String, Sendable, CaseIterable {
 }
 
 /// Everything a bench run needs. Plain values: the command line (`echod bench`) and the tests build one.
-public struct BenchOptions: Sendable {
+package struct BenchOptions: Sendable {
     /// The echo server.
-    public var target: SocketAddress
-    public var mode: BenchMode = .pingpong
+    package var target: SocketAddress
+    package var mode: BenchMode = .pingpong
     /// Concurrent connections (in `connect` mode: concurrent connectors).
-    public var connections: Int = 1
+    package var connections: Int = 1
     /// Message size in bytes.
-    public var size: Int = 64
+    package var size: Int = 64
     /// Length of the measured interval (after the warm-up).
-    public var duration: Duration = .seconds(10)
+    package var duration: Duration = .seconds(10)
     /// Load applied before measuring starts; nothing done during it is counted except in `opsAll`.
-    public var warmup: Duration = .seconds(1)
+    package var warmup: Duration = .seconds(1)
     /// Event loops (threads); connections are spread over them. Clamped to `connections`.
-    public var threads: Int = 1
+    package var threads: Int = 1
     /// `stream` mode: bytes in flight per connection; nil for the default (`defaultWindow(size:)`).
-    public var window: Int?
+    package var window: Int?
     /// At the end, how long in-flight data may take to come back and the server to close after our half-close.
-    public var drainTimeout: Duration = .seconds(3)
+    package var drainTimeout: Duration = .seconds(3)
     /// How long setting up the connections (or, in `connect` mode, one probe connection each) may take.
-    public var connectTimeout: Duration = .seconds(10)
+    package var connectTimeout: Duration = .seconds(10)
     /// Stop measuring after this many operations even if `duration` has not elapsed (nil: time only).
-    public var maxOps: UInt64?
+    package var maxOps: UInt64?
     /// Called on the thread that called `BenchRunner.run` about once a second while load is applied.
-    public var progress: (@Sendable (BenchProgress) -> Void)?
+    package var progress: (@Sendable (BenchProgress) -> Void)?
     /// Polled on the calling thread (every few milliseconds): returning true stops the run early, as at the end
     /// of `duration` (the drain and the report still happen). For SIGINT.
-    public var shouldStop: (@Sendable () -> Bool)?
+    package var shouldStop: (@Sendable () -> Bool)?
 
-    public init(target: SocketAddress) {
+    package init(target: SocketAddress) {
         self.target = target
     }
 
     /// The default stream window: 4 messages in flight, at least one message, at most 4 MiB unless a single
     /// message is bigger.
-    public static func defaultWindow(size: Int) -> Int {
+    package static func defaultWindow(size: Int) -> Int {
         max(size, min(4 * size, 4 << 20))
     }
 
     /// Stream mode keeps a send time per message in flight (for latency): this bounds that memory per connection.
-    public static let maximumMessagesInFlight = 65_536
+    package static let maximumMessagesInFlight = 65_536
 
     /// The window actually used in `stream` mode.
-    public var effectiveWindow: Int { max(window ?? Self.defaultWindow(size: size), size) }
+    package var effectiveWindow: Int { max(window ?? Self.defaultWindow(size: size), size) }
 
     /// Threads actually used: at least 1, at most one per connection.
-    public var effectiveThreads: Int { max(1, min(threads, connections)) }
+    package var effectiveThreads: Int { max(1, min(threads, connections)) }
 
     /// Why these options cannot be run, or nil.
-    public var problem: String? {
+    package var problem: String? {
         if connections < 1 { return "--connections must be at least 1" }
         if size < 1 { return "--size must be at least 1 byte" }
         if threads < 1 { return "--threads must be at least 1" }
@@ -77,45 +77,45 @@ public struct BenchOptions: Sendable {
 }
 
 /// What the progress callback sees once a second.
-public struct BenchProgress: Sendable {
-    public enum Phase: String, Sendable { case warmup = "warm-up", measuring, draining }
-    public var phase: Phase
+package struct BenchProgress: Sendable {
+    package enum Phase: String, Sendable { case warmup = "warm-up", measuring, draining }
+    package var phase: Phase
     /// Seconds since load started (warm-up included).
-    public var elapsed: Double
+    package var elapsed: Double
     /// Operations completed since load started (warm-up included).
-    public var ops: UInt64
+    package var ops: UInt64
     /// Operations per second over the last interval.
-    public var opsPerSecond: Double
+    package var opsPerSecond: Double
     /// 10^6 bytes per second sent and received over the last interval.
-    public var mbPerSecondOut: Double
-    public var mbPerSecondIn: Double
+    package var mbPerSecondOut: Double
+    package var mbPerSecondIn: Double
     /// Errors so far.
-    public var errors: UInt64
+    package var errors: UInt64
 }
 
 /// The command line's values (`echod bench`), in the one grammar of durations, sizes and addresses that the
 /// configuration file and `echod probe` use (``Units``, ``HostPort``), each with the range bench can run.
 /// Here rather than in the executable so that it is unit-tested.
-public enum BenchParse {
+package enum BenchParse {
     /// `--duration`, `--warmup`, `--drain-timeout`. Up to a week: a soak test, not a typo of a unit; and far from the
     /// overflow of monotonic nanoseconds plus all three.
-    public static let durationRange: ClosedRange<Duration> = .zero ... .seconds(7 * 24 * 3600)
+    package static let durationRange: ClosedRange<Duration> = .zero ... .seconds(7 * 24 * 3600)
     /// `--size`, `--window`.
-    public static let sizeRange = 1...(2 << 30)
+    package static let sizeRange = 1...(2 << 30)
 
     /// `10s`, `500ms`, `1.5s`, `1m30s`, `250us`, or a bare number of seconds (``Units/parseDuration(_:)``).
-    public static func duration(_ text: String) throws(InvalidValue) -> Duration {
+    package static func duration(_ text: String) throws(InvalidValue) -> Duration {
         try Units.parseDuration(text, in: durationRange)
     }
 
     /// `64`, `16KiB`, `1MiB` (powers of 1024), `64KB` (powers of 1000) (``Units/parseSize(_:)``).
-    public static func byteCount(_ text: String) throws(InvalidValue) -> Int {
+    package static func byteCount(_ text: String) throws(InvalidValue) -> Int {
         try Units.parseSize(text, in: sizeRange)
     }
 
     /// `HOST:PORT` or `[IPV6]:PORT` (``HostPort``). Numeric hosts are taken as they are; a name (`localhost`) is
     /// resolved (``Resolver``) and its first address used: every connection of a run goes to one server.
-    public static func target(_ text: String) throws(InvalidValue) -> SocketAddress {
+    package static func target(_ text: String) throws(InvalidValue) -> SocketAddress {
         let address = try HostPort(parsing: text)
         do throws(Resolver.Failure) {
             return try Resolver.addresses(host: address.host, port: address.port)[0]

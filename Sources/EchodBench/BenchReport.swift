@@ -1,25 +1,25 @@
 import EchodText
 
 /// Error counts by kind. Any of them makes the run fail (exit status 1).
-public struct BenchErrors: Sendable, Equatable {
+package struct BenchErrors: Sendable, Equatable {
     /// An echoed byte differed from the byte sent at that stream offset, or bytes came back that were never sent.
-    public var mismatch: UInt64 = 0
+    package var mismatch: UInt64 = 0
     /// The server closed or reset the connection while echoes were outstanding.
-    public var earlyClose: UInt64 = 0
+    package var earlyClose: UInt64 = 0
     /// A connection could not be established (after set-up: `connect` mode's per-operation connects).
-    public var connectFailed: UInt64 = 0
+    package var connectFailed: UInt64 = 0
     /// Bytes sent never came back within the drain timeout (the connection stayed open).
-    public var lost: UInt64 = 0
+    package var lost: UInt64 = 0
     /// Everything came back, but the server did not close after our half-close within the drain timeout.
-    public var noEOF: UInt64 = 0
+    package var noEOF: UInt64 = 0
     /// Anything else (an unexpected system call error).
-    public var other: UInt64 = 0
+    package var other: UInt64 = 0
 
-    public init() {}
+    package init() {}
 
-    public var total: UInt64 { mismatch + earlyClose + connectFailed + lost + noEOF + other }
+    package var total: UInt64 { mismatch + earlyClose + connectFailed + lost + noEOF + other }
 
-    public mutating func add(_ o: BenchErrors) {
+    package mutating func add(_ o: BenchErrors) {
         mismatch += o.mismatch
         earlyClose += o.earlyClose
         connectFailed += o.connectFailed
@@ -29,42 +29,42 @@ public struct BenchErrors: Sendable, Equatable {
     }
 
     /// (JSON key, count) in a fixed order.
-    public var named: [(String, UInt64)] {
+    package var named: [(String, UInt64)] {
         [("mismatch", mismatch), ("early_close", earlyClose), ("connect_failed", connectFailed), ("lost", lost),
          ("no_eof", noEOF), ("other", other)]
     }
 }
 
 /// The outcome of a bench run: what `BenchRunner.run` returns, printed as a table or as one JSON object.
-public struct BenchReport: Sendable {
-    public var mode: BenchMode
+package struct BenchReport: Sendable {
+    package var mode: BenchMode
     /// `HOST:PORT` as connected to.
-    public var target: String
-    public var connections: Int
-    public var size: Int
+    package var target: String
+    package var connections: Int
+    package var size: Int
     /// Bytes in flight per connection (`stream` mode; 0 otherwise).
-    public var window: Int
-    public var threads: Int
+    package var window: Int
+    package var threads: Int
     /// The measured interval in seconds (excludes warm-up and drain).
-    public var durationSeconds: Double
-    public var warmupSeconds: Double
+    package var durationSeconds: Double
+    package var warmupSeconds: Double
     /// Operations completed in the measured interval: round trips, stream messages, or connect-echo-close cycles.
-    public var ops: UInt64
+    package var ops: UInt64
     /// Operations completed at all (warm-up and drain included): the divisor for server CPU per operation.
-    public var opsAll: UInt64
+    package var opsAll: UInt64
     /// Payload bytes written and read (and verified) in the measured interval.
-    public var bytesSent: UInt64
-    public var bytesReceived: UInt64
-    public var latency: BenchLatency
-    public var errors: BenchErrors
+    package var bytesSent: UInt64
+    package var bytesReceived: UInt64
+    package var latency: BenchLatency
+    package var errors: BenchErrors
     /// The first few errors, described (which connection, which offset, what was expected).
-    public var errorDetails: [String]
+    package var errorDetails: [String]
     /// Set when the run could not start: nothing listening, connect timed out, no resources. Exit status 2.
-    public var setupFailure: String?
+    package var setupFailure: String?
     /// The user stopped the run early (SIGINT).
-    public var interrupted: Bool
+    package var interrupted: Bool
 
-    public init(mode: BenchMode, target: String, connections: Int, size: Int, window: Int, threads: Int,
+    package init(mode: BenchMode, target: String, connections: Int, size: Int, window: Int, threads: Int,
                 durationSeconds: Double = 0, warmupSeconds: Double = 0, ops: UInt64 = 0, opsAll: UInt64 = 0,
                 bytesSent: UInt64 = 0, bytesReceived: UInt64 = 0, latency: BenchLatency = BenchLatency(),
                 errors: BenchErrors = BenchErrors(), errorDetails: [String] = [], setupFailure: String? = nil,
@@ -88,14 +88,14 @@ public struct BenchReport: Sendable {
         self.interrupted = interrupted
     }
 
-    public var opsPerSecond: Double { durationSeconds > 0 ? Double(ops) / durationSeconds : 0 }
+    package var opsPerSecond: Double { durationSeconds > 0 ? Double(ops) / durationSeconds : 0 }
     /// 10^6 bytes per second written.
-    public var mbPerSecondOut: Double { durationSeconds > 0 ? Double(bytesSent) / durationSeconds / 1e6 : 0 }
+    package var mbPerSecondOut: Double { durationSeconds > 0 ? Double(bytesSent) / durationSeconds / 1e6 : 0 }
     /// 10^6 bytes per second echoed back (and verified).
-    public var mbPerSecondIn: Double { durationSeconds > 0 ? Double(bytesReceived) / durationSeconds / 1e6 : 0 }
+    package var mbPerSecondIn: Double { durationSeconds > 0 ? Double(bytesReceived) / durationSeconds / 1e6 : 0 }
 
     /// 0: no errors; 1: errors were counted; 2: the run could not start (cannot connect).
-    public var exitCode: Int32 {
+    package var exitCode: Int32 {
         if setupFailure != nil { return 2 }
         return errors.total > 0 ? 1 : 0
     }
@@ -105,7 +105,7 @@ public struct BenchReport: Sendable {
     /// Exactly one JSON object on one line. Keys: see the README section of `echod bench`; `ops_per_sec`,
     /// `mb_per_sec` and `errors_total` repeat `ops_per_s`, `mb_per_s_in` and the error sum under the names
     /// bench/client/echoclient uses, so bench/run.py reads both clients alike.
-    public func json() -> String {
+    package func json() -> String {
         var o = JSONObject()
         o.add("mode", string: mode.rawValue)
         o.add("target", string: target)
@@ -146,7 +146,7 @@ public struct BenchReport: Sendable {
     // MARK: Table
 
     /// The human summary.
-    public func table() -> String {
+    package func table() -> String {
         if let setupFailure {
             return "echod bench: \(setupFailure)\n"
         }
@@ -200,7 +200,7 @@ public struct BenchReport: Sendable {
 
 extension BenchProgress {
     /// `[  3 s] measuring  123,456 ops  41,152/s  2.63 MB/s out  2.63 MB/s in  0 errors`
-    public var line: String {
+    package var line: String {
         "[" + padLeft(String(Int(elapsed.rounded())), 3) + " s] " + pad(phase.rawValue, 9) + "  "
             + NumberText.grouped(ops) + " ops  " + formatRate(opsPerSecond) + "/s  "
             + NumberText.fixed(mbPerSecondOut, decimals: 2) + " MB/s out  " + NumberText.fixed(mbPerSecondIn, decimals: 2) + " MB/s in  "

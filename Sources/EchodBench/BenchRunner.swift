@@ -4,11 +4,11 @@ import Glibc
 
 /// Runs a bench: `threads` event loops on their own `LoopThread`s, the connections spread over them, each loop
 /// driving its connections' state machines (no thread per connection). Blocking: returns when the run is over.
-public enum BenchRunner {
+package enum BenchRunner {
     /// How often the calling thread checks on the loops (progress, stop requests, the end of the run).
     static let pollInterval: UInt32 = 5_000  // µs
 
-    public static func run(_ options: BenchOptions) -> BenchReport {
+    package static func run(_ options: BenchOptions) -> BenchReport {
         let threads = options.effectiveThreads
         var report = BenchReport(
             mode: options.mode, target: options.target.description, connections: options.connections, size: options.size,

@@ -1,24 +1,24 @@
 import Histogram
 
 /// Latency percentiles in microseconds.
-public struct BenchLatency: Sendable, Equatable {
+package struct BenchLatency: Sendable, Equatable {
     /// How many operations were timed.
-    public var count: UInt64 = 0
-    public var p50: Double = 0
-    public var p90: Double = 0
-    public var p99: Double = 0
-    public var p999: Double = 0
-    public var max: Double = 0
-    public var mean: Double = 0
+    package var count: UInt64 = 0
+    package var p50: Double = 0
+    package var p90: Double = 0
+    package var p99: Double = 0
+    package var p999: Double = 0
+    package var max: Double = 0
+    package var mean: Double = 0
 
-    public init() {}
+    package init() {}
 }
 
 /// Records operation latencies in nanoseconds into an HdrHistogram (3 significant digits, up to 60 s), one per
 /// loop thread with no sharing; the runner merges them at the end. The mean is kept exactly beside it.
-public struct LatencyRecorder: Sendable {
+package struct LatencyRecorder: Sendable {
     /// The longest latency recorded as such; longer ones are recorded as this value (60 s: no run waits longer).
-    public static let highestTrackableNanoseconds: UInt64 = 60_000_000_000
+    package static let highestTrackableNanoseconds: UInt64 = 60_000_000_000
 
     @usableFromInline var histogram = Histogram<UInt64>(
         lowestDiscernibleValue: 1, highestTrackableValue: LatencyRecorder.highestTrackableNanoseconds,
@@ -26,13 +26,13 @@ public struct LatencyRecorder: Sendable {
     @usableFromInline var sumNanoseconds: UInt64 = 0
     @usableFromInline var exactMax: UInt64 = 0
 
-    public init() {}
+    package init() {}
 
     /// The number of values recorded.
-    public var count: UInt64 { histogram.totalCount }
+    package var count: UInt64 { histogram.totalCount }
 
     @inlinable
-    public mutating func record(nanoseconds value: UInt64) {
+    package mutating func record(nanoseconds value: UInt64) {
         let v = Swift.min(Swift.max(value, 1), Self.highestTrackableNanoseconds)
         histogram.record(v)
         sumNanoseconds &+= value
@@ -40,7 +40,7 @@ public struct LatencyRecorder: Sendable {
     }
 
     /// Adds everything `other` recorded.
-    public mutating func merge(_ other: LatencyRecorder) {
+    package mutating func merge(_ other: LatencyRecorder) {
         histogram.add(other.histogram)
         sumNanoseconds &+= other.sumNanoseconds
         exactMax = Swift.max(exactMax, other.exactMax)
@@ -48,12 +48,12 @@ public struct LatencyRecorder: Sendable {
 
     /// The value below which `percentile` percent of the recorded values fall, in nanoseconds (to the
     /// histogram's resolution: within 0.1 %).
-    public func nanoseconds(atPercentile percentile: Double) -> UInt64 {
+    package func nanoseconds(atPercentile percentile: Double) -> UInt64 {
         histogram.totalCount == 0 ? 0 : histogram.valueAtPercentile(percentile)
     }
 
     /// p50, p90, p99, p99.9, max and mean in microseconds.
-    public var summary: BenchLatency {
+    package var summary: BenchLatency {
         var s = BenchLatency()
         let n = histogram.totalCount
         s.count = n

@@ -5,16 +5,16 @@ import EchodText
 ///
 /// Only numeric addresses are accepted: a daemon that resolves names at start-up depends on DNS being up
 /// and can bind something other than what the operator read in the file.
-public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
+package struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
     /// The address family, as the listener needs it for `socket(2)`.
-    public enum Family: Sendable { case ipv4, ipv6 }
+    package enum Family: Sendable { case ipv4, ipv6 }
 
     /// The numeric address in canonical form ("127.0.0.1", "::1"), without brackets.
-    public var host: String
+    package var host: String
     /// The TCP port, 1...65535.
-    public var port: UInt16
+    package var port: UInt16
     /// IPv4 or IPv6, matching `host`.
-    public var family: Family
+    package var family: Family
 
     init(host: String, port: UInt16, family: Family) {
         self.host = host
@@ -28,7 +28,7 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
     /// numeric address of the family its brackets say. The host is normalised (`[0:0::1]:7` becomes `[::1]:7`) so
     /// that two spellings of one address compare equal and are caught as duplicates. The thrown problem has an
     /// empty `source` and `key`: the caller knows where the text came from.
-    public init(parsing text: String) throws(ConfigProblem) {
+    package init(parsing text: String) throws(ConfigProblem) {
         func fail(_ reason: String) -> ConfigProblem {
             ConfigProblem(source: "", key: "", value: text, reason: reason)
         }
@@ -63,7 +63,7 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `127.0.0.1:8888` or `[::1]:8888`: the form `init(parsing:)` accepts.
-    public var description: String {
+    package var description: String {
         family == .ipv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 

@@ -3,15 +3,15 @@ import Configuration
 import FoundationEssentials
 
 /// The result of a successful load: validated settings and where each value came from.
-public struct LoadedConfig: Sendable {
+package struct LoadedConfig: Sendable {
     /// The effective settings.
-    public var settings: EchodSettings
+    package var settings: EchodSettings
     /// The file that was read; nil when running on embedded defaults.
-    public var filePath: String?
+    package var filePath: String?
     /// Dotted key (`limits.idle_timeout`) to the layer its effective value came from; every key is present.
-    public var origins: [String: ConfigOrigin]
+    package var origins: [String: ConfigOrigin]
     /// Things worth a log line that do not stop the daemon, such as unknown `ECHOD_*` variables.
-    public var warnings: [String]
+    package var warnings: [String]
 }
 
 /// Loads the configuration: embedded defaults, overlaid by the file, the environment and the command line,
@@ -19,9 +19,9 @@ public struct LoadedConfig: Sendable {
 ///
 /// Loading is a plain synchronous function without global state: the daemon runs it on a helper thread at
 /// start and on every SIGHUP, and a failed reload changes nothing.
-public enum ConfigLoader {
+package enum ConfigLoader {
     /// The file read when no path is given, if it exists.
-    public static let defaultPath = "/etc/echod/echod.yaml"
+    package static let defaultPath = "/etc/echod/echod.yaml"
 
     /// Loads and validates the configuration, reporting every problem at once.
     ///
@@ -34,7 +34,7 @@ public enum ConfigLoader {
     ///   - defaultPath: Where to look when `path` is nil (tests point it elsewhere).
     /// - Throws: ``ConfigError`` listing every problem in every layer, including values that a higher layer
     ///   overrides: the file must stay valid on its own, or removing an override would break the next start.
-    public static func load(
+    package static func load(
         path: String?,
         overrides: ConfigOverrides = .init(),
         environment: [String: String] = ProcessInfo.processInfo.environment,

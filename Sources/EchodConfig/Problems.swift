@@ -5,21 +5,21 @@ import EchodText
 ///
 /// `description` reads like a compiler diagnostic, for example
 /// `/etc/echod/echod.yaml:7: limits.max_conections: unknown key (did you mean "max_connections"?)`.
-public struct ConfigProblem: Error, Sendable, CustomStringConvertible {
+package struct ConfigProblem: Error, Sendable, CustomStringConvertible {
     /// The file path, `environment ECHOD_X` or `command line --x`; empty when the problem was found
     /// outside a load (``ListenAddress/init(parsing:)`` called directly).
-    public var source: String
+    package var source: String
     /// The dotted key (`limits.max_connections`, `listen[1]`); empty for a problem with the file as a whole.
-    public var key: String
+    package var key: String
     /// The offending value as written, when there is one.
-    public var value: String?
+    package var value: String?
     /// Why it was refused, and where it helps, what would be accepted.
-    public var reason: String
+    package var reason: String
     /// The 1-based line in the file, when the source is a file and the line is known.
-    public var line: Int?
+    package var line: Int?
 
     /// Creates a problem; the loader fills in `source`, `key` and `line` for values parsed out of context.
-    public init(source: String, key: String, value: String? = nil, reason: String, line: Int? = nil) {
+    package init(source: String, key: String, value: String? = nil, reason: String, line: Int? = nil) {
         self.source = source
         self.key = key
         self.value = value
@@ -28,7 +28,7 @@ public struct ConfigProblem: Error, Sendable, CustomStringConvertible {
     }
 
     /// `SOURCE[:LINE]: KEY: invalid value "VALUE": REASON`, leaving out the parts that are absent.
-    public var description: String {
+    package var description: String {
         var parts: [String] = []
         if !source.isEmpty { parts.append(line.map { "\(source):\($0)" } ?? source) }
         if !key.isEmpty { parts.append(key) }
@@ -43,23 +43,23 @@ public struct ConfigProblem: Error, Sendable, CustomStringConvertible {
 
 /// Every problem found in one load. A load never stops at the first problem, so that one run of
 /// `echod check-config` shows all that needs fixing.
-public struct ConfigError: Error, Sendable, CustomStringConvertible {
+package struct ConfigError: Error, Sendable, CustomStringConvertible {
     /// The file's problems by line, then the environment's and the command line's.
-    public var problems: [ConfigProblem]
+    package var problems: [ConfigProblem]
 
     /// Creates an error from the problems found.
-    public init(problems: [ConfigProblem]) {
+    package init(problems: [ConfigProblem]) {
         self.problems = problems
     }
 
     /// One problem per line.
-    public var description: String {
+    package var description: String {
         problems.map(\.description).joined(separator: "\n")
     }
 }
 
 /// Where an effective value came from; reported by `check-config` and in ``LoadedConfig/origins``.
-public enum ConfigOrigin: Sendable, Equatable, CustomStringConvertible {
+package enum ConfigOrigin: Sendable, Equatable, CustomStringConvertible {
     /// Nothing set the key: the embedded default applies.
     case defaultValue
     /// The configuration file, by path.
@@ -70,7 +70,7 @@ public enum ConfigOrigin: Sendable, Equatable, CustomStringConvertible {
     case commandLine(String)
 
     /// `default`, `file PATH`, `environment NAME` or `command line --FLAG`, as `check-config` prints it.
-    public var description: String {
+    package var description: String {
         switch self {
         case .defaultValue: "default"
         case .file(let path): "file \(path)"

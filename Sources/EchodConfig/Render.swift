@@ -1,7 +1,7 @@
 extension LoadedConfig {
     /// The effective configuration for `echod check-config`: every key in config syntax (the output is itself
     /// a valid configuration file), each with where its value came from as a trailing comment.
-    public func render() -> String {
+    package func render() -> String {
         var lines: [(text: String, comment: String)] = []
         var section: String?
         for key in SettingKey.all {

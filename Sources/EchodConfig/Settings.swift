@@ -4,49 +4,49 @@ import Glibc
 
 /// Log output format. `auto` picks `journal` when stderr is connected to the journal, else `text`;
 /// the log module resolves it, since only it knows where stderr goes.
-public enum LogFormat: String, Sendable, CaseIterable {
+package enum LogFormat: String, Sendable, CaseIterable {
     case auto, text, json, journal
 }
 
 /// Minimum log level, by its swift-log name.
-public enum LogLevelName: String, Sendable, CaseIterable {
+package enum LogLevelName: String, Sendable, CaseIterable {
     case trace, debug, info, notice, warning, error, critical
 }
 
 /// The validated, effective configuration of the daemon. Every field is in range and ready to use.
-public struct EchodSettings: Sendable, Equatable {
+package struct EchodSettings: Sendable, Equatable {
     /// Addresses to accept echo connections on; never empty, no duplicates.
-    public var listen: [ListenAddress]
+    package var listen: [ListenAddress]
     /// Event-loop threads, resolved: `auto` becomes the number of online CPUs (at least 1).
-    public var threads: Int
+    package var threads: Int
     /// Whether `threads` was `auto`, so that `check-config` can say so.
-    public var threadsIsAuto: Bool
+    package var threadsIsAuto: Bool
     /// Connections open at once, over all listeners.
-    public var maxConnections: Int
+    package var maxConnections: Int
     /// Connections open at once from one peer address; 0 = unlimited.
-    public var maxConnectionsPerIP: Int
+    package var maxConnectionsPerIP: Int
     /// A connection with no traffic for this long is closed; `.zero` = never.
-    public var idleTimeout: Duration
+    package var idleTimeout: Duration
     /// Per connection: echo data read but not yet written back. Reading stops at this bound until the peer reads.
-    public var maxPendingBytes: Int
+    package var maxPendingBytes: Int
     /// On SIGTERM: how long open connections may finish before they are closed.
-    public var drainTimeout: Duration
+    package var drainTimeout: Duration
     /// Minimum level of log records.
-    public var logLevel: LogLevelName
+    package var logLevel: LogLevelName
     /// Log record format.
-    public var logFormat: LogFormat
+    package var logFormat: LogFormat
     /// Absolute path of a log file (reopened on SIGUSR1), or nil for stderr.
-    public var logFile: String?
+    package var logFile: String?
     /// Log every read: peer, byte count and a short escaped preview.
-    public var logReads: Bool
+    package var logReads: Bool
     /// Log records queued for the writer thread before new ones are dropped.
-    public var logQueueCapacity: Int
+    package var logQueueCapacity: Int
     /// Address of the HTTP health/metrics endpoint, or nil when it is off.
-    public var adminListen: ListenAddress?
+    package var adminListen: ListenAddress?
 
     /// The embedded defaults: what runs when no file, environment variable or option says otherwise.
     /// `config/echod.yaml` documents exactly these values (a test keeps the two equal).
-    public static let defaults = EchodSettings(
+    package static let defaults = EchodSettings(
         listen: [
             ListenAddress(host: "127.0.0.1", port: 8888, family: .ipv4),
             ListenAddress(host: "::1", port: 8888, family: .ipv6),

@@ -10,12 +10,12 @@ import Glibc
 import Logging
 
 /// What `echod run` was asked for: its command line, and the environment it was started with.
-public struct DaemonOptions: Sendable {
-    public var configPath: String?
-    public var overrides: ConfigOverrides
-    public var environment: [String: String]
+package struct DaemonOptions: Sendable {
+    package var configPath: String?
+    package var overrides: ConfigOverrides
+    package var environment: [String: String]
 
-    public init(configPath: String?, overrides: ConfigOverrides, environment: [String: String]) {
+    package init(configPath: String?, overrides: ConfigOverrides, environment: [String: String]) {
         self.configPath = configPath
         self.overrides = overrides
         self.environment = environment
@@ -23,10 +23,10 @@ public struct DaemonOptions: Sendable {
 }
 
 /// Exit statuses, as in sysexits.h; systemd's `RestartPreventExitStatus=78` keeps a bad config from looping.
-public enum ExitStatus {
-    public static let success: Int32 = 0
-    public static let failure: Int32 = 1
-    public static let config: Int32 = 78  // EX_CONFIG
+package enum ExitStatus {
+    package static let success: Int32 = 0
+    package static let failure: Int32 = 1
+    package static let config: Int32 = 78  // EX_CONFIG
 }
 
 /// The daemon: wires event loops, echo, configuration, logging and systemd together. The parts with state of their
@@ -37,8 +37,8 @@ public enum ExitStatus {
 /// worker loops serve echo; the log backend has its writer thread, and each configuration read a short-lived one
 /// (``BackgroundWork``). The control loop owns everything on this object; workers are reached through `execute`,
 /// and report back the same way.
-public final class Daemon: @unchecked Sendable {
-    public static let version = "0.1.0"
+package final class Daemon: @unchecked Sendable {
+    package static let version = "0.1.0"
 
     let options: DaemonOptions
     let control: EventLoop
@@ -65,7 +65,7 @@ public final class Daemon: @unchecked Sendable {
     var adminListener: Listener?
 
     /// Runs echod in the foreground until SIGTERM/SIGINT; returns the process exit status.
-    public static func run(_ options: DaemonOptions) -> Int32 {
+    package static func run(_ options: DaemonOptions) -> Int32 {
         do {
             let daemon = try Daemon(options: options)
             return daemon.run()

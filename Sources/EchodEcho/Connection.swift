@@ -2,7 +2,7 @@ import EchodSystem
 import EchodEventLoop
 
 /// Why a connection ended. Used in the close log line and as a metric label.
-public enum CloseReason: Int, CaseIterable, Sendable, CustomStringConvertible {
+package enum CloseReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     /// The peer half-closed and everything it sent was echoed back.
     case peerClosed
     /// The peer reset the connection, or a read/write failed.
@@ -16,7 +16,7 @@ public enum CloseReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     /// Over `limits.max_connections_per_ip`: accepted and closed at once.
     case perIPLimit
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .peerClosed: "peer_closed"
         case .reset: "reset"
@@ -30,34 +30,34 @@ public enum CloseReason: Int, CaseIterable, Sendable, CustomStringConvertible {
 
 /// One echo connection's state, stored inline in the loop's fd-indexed table. About 80 bytes, no heap while idle.
 /// All zeroes is a free entry (`flags` empty), as `FDTable` requires.
-public struct Connection {
-    public struct Flags: OptionSet, Sendable {
-        public let rawValue: UInt8
-        public init(rawValue: UInt8) { self.rawValue = rawValue }
+package struct Connection {
+    package struct Flags: OptionSet, Sendable {
+        package let rawValue: UInt8
+        package init(rawValue: UInt8) { self.rawValue = rawValue }
         /// The slot holds a live connection.
-        public static let open = Flags(rawValue: 1 << 0)
+        package static let open = Flags(rawValue: 1 << 0)
         /// The peer sent EOF; nothing more will be read.
-        public static let readClosed = Flags(rawValue: 1 << 1)
+        package static let readClosed = Flags(rawValue: 1 << 1)
         /// `max_pending_bytes` is reached: reading is paused until the peer drains its echo (backpressure).
-        public static let readPaused = Flags(rawValue: 1 << 2)
+        package static let readPaused = Flags(rawValue: 1 << 2)
         /// The `connection opened` line was logged (deferred to the first byte, so that probes do not flood the log).
-        public static let announced = Flags(rawValue: 1 << 3)
+        package static let announced = Flags(rawValue: 1 << 3)
         /// Interest currently registered with epoll, so that an unchanged interest costs no system call.
-        public static let watchingRead = Flags(rawValue: 1 << 4)
-        public static let watchingWrite = Flags(rawValue: 1 << 5)
+        package static let watchingRead = Flags(rawValue: 1 << 4)
+        package static let watchingWrite = Flags(rawValue: 1 << 5)
     }
 
-    public internal(set) var pending = PendingBuffer()
-    public internal(set) var bytesIn: UInt64 = 0
-    public internal(set) var bytesOut: UInt64 = 0
+    package internal(set) var pending = PendingBuffer()
+    package internal(set) var bytesIn: UInt64 = 0
+    package internal(set) var bytesOut: UInt64 = 0
     /// Monotonic nanoseconds at accept.
-    public internal(set) var openedAt: Int64 = 0
+    package internal(set) var openedAt: Int64 = 0
     /// The loop's tick at the last byte moved either way; the idle sweep compares it with the current tick.
-    public internal(set) var lastActiveTick: UInt32 = 0
-    public internal(set) var flags: Flags = []
-    public internal(set) var peer: SocketAddress
+    package internal(set) var lastActiveTick: UInt32 = 0
+    package internal(set) var flags: Flags = []
+    package internal(set) var peer: SocketAddress
 
-    public init(peer: SocketAddress, openedAt: Int64, tick: UInt32) {
+    package init(peer: SocketAddress, openedAt: Int64, tick: UInt32) {
         self.peer = peer
         self.openedAt = openedAt
         self.lastActiveTick = tick

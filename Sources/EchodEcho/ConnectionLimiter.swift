@@ -8,30 +8,30 @@ import Synchronization
 /// under it even while the per-IP limit is off, so that a reload can switch the limit on with correct counts for the
 /// connections already open. The global count is an atomic, checked first, so that a connection over the global
 /// limit is refused without taking the lock.
-public final class ConnectionLimiter: Sendable {
-    public enum Verdict: Equatable { case admitted, overTotal, overPerIP }
+package final class ConnectionLimiter: Sendable {
+    package enum Verdict: Equatable { case admitted, overTotal, overPerIP }
 
     private let total = Atomic<Int>(0)
     private let maxTotal: Atomic<Int>
     private let maxPerIP: Atomic<Int>
     private let perIP = Mutex<[HostKey: Int32]>([:])
 
-    public init(maxConnections: Int, maxPerIP: Int) {
+    package init(maxConnections: Int, maxPerIP: Int) {
         maxTotal = Atomic(maxConnections)
         self.maxPerIP = Atomic(maxPerIP)
     }
 
     /// Applies new limits (reload). Connections over a lowered limit stay; new ones are refused until below it.
-    public func setLimits(maxConnections: Int, maxPerIP: Int) {
+    package func setLimits(maxConnections: Int, maxPerIP: Int) {
         maxTotal.store(maxConnections, ordering: .relaxed)
         self.maxPerIP.store(maxPerIP, ordering: .relaxed)
     }
 
     /// Open connections, all loops together.
-    public var openConnections: Int { total.load(ordering: .relaxed) }
+    package var openConnections: Int { total.load(ordering: .relaxed) }
 
     /// Counts a new connection from `host` if the limits allow it.
-    public func admit(_ host: HostKey) -> Verdict {
+    package func admit(_ host: HostKey) -> Verdict {
         let now = total.wrappingAdd(1, ordering: .relaxed).newValue
         if now > maxTotal.load(ordering: .relaxed) {
             total.wrappingSubtract(1, ordering: .relaxed)
@@ -52,7 +52,7 @@ public final class ConnectionLimiter: Sendable {
     }
 
     /// Forgets a connection that `admit` admitted.
-    public func release(_ host: HostKey) {
+    package func release(_ host: HostKey) {
         total.wrappingSubtract(1, ordering: .relaxed)
         perIP.withLock { counts in
             guard let current = counts[host] else { return }

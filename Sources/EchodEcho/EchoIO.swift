@@ -4,14 +4,14 @@ import Glibc
 
 /// The operations the echo state machine performs on a connection. `SocketIO` does them with system calls; the
 /// tests use a scripted fake, so that half-close, backpressure and partial writes are tested without sockets.
-public protocol EchoIO {
+package protocol EchoIO {
     mutating func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> IOOutcome
     mutating func write(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int) -> IOOutcome
     mutating func setInterest(_ fd: Int32, _ interest: Interest)
 }
 
 /// The result of one read or write, with end-of-file and would-block as outcomes rather than errors.
-public enum IOOutcome: Equatable {
+package enum IOOutcome: Equatable {
     case bytes(Int)
     case endOfFile
     case wouldBlock
@@ -19,13 +19,13 @@ public enum IOOutcome: Equatable {
 }
 
 /// `EchoIO` on real sockets registered with an event loop.
-public struct SocketIO: EchoIO {
+package struct SocketIO: EchoIO {
     unowned(unsafe) let loop: EventLoop
 
-    public init(loop: EventLoop) { self.loop = loop }
+    package init(loop: EventLoop) { self.loop = loop }
 
     @inline(__always)
-    public mutating func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> IOOutcome {
+    package mutating func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> IOOutcome {
         do throws(IOError) {
             switch try Syscall.read(fd, buffer, count) {
             case .processed(0): return .endOfFile
@@ -38,7 +38,7 @@ public struct SocketIO: EchoIO {
     }
 
     @inline(__always)
-    public mutating func write(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int) -> IOOutcome {
+    package mutating func write(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int) -> IOOutcome {
         do throws(IOError) {
             switch try Syscall.write(fd, buffer, count) {
             case .processed(let n): return .bytes(n)
@@ -49,7 +49,7 @@ public struct SocketIO: EchoIO {
         }
     }
 
-    public mutating func setInterest(_ fd: Int32, _ interest: Interest) {
+    package mutating func setInterest(_ fd: Int32, _ interest: Interest) {
         try? loop.modify(fd: fd, interest: interest)
     }
 

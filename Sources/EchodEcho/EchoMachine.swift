@@ -7,17 +7,17 @@ import EchodEventLoop
 /// the connection reads into that buffer (at most `maxPending` bytes held) and waits for `EPOLLOUT` to flush it.
 /// At the bound, reading stops, the kernel's receive window fills and TCP pushes back on the sender: a slow
 /// reader gets backpressure, never a growing heap, and is never closed for being slow.
-public struct EchoMachine {
-    public enum Outcome: Equatable {
+package struct EchoMachine {
+    package enum Outcome: Equatable {
         case keep
         case close(CloseReason)
     }
 
     private let readBuffer: UnsafeMutableRawPointer
-    public let readBufferSize: Int
-    public private(set) var pool: BufferPool
+    package let readBufferSize: Int
+    package private(set) var pool: BufferPool
     /// Bytes of the most recent successful read, for the optional per-read log (valid until the next call).
-    public private(set) var lastRead: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
+    package private(set) var lastRead: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
 
     /// - Parameters:
     ///   - readBufferSize: the loop's shared read buffer (one per loop, not per connection), and so the most
@@ -29,26 +29,26 @@ public struct EchoMachine {
     ///     A user's client is the figure they measure, so echod hands the echo back at most 64 KiB per write,
     ///     as the C server does. Reads are still capped at `maxPending`.
     ///   - maxPending: the per-connection bound on echo data not yet written back.
-    public init(readBufferSize: Int = 64 * 1024, maxPending: Int) {
+    package init(readBufferSize: Int = 64 * 1024, maxPending: Int) {
         self.readBufferSize = readBufferSize
         self.readBuffer = .allocate(byteCount: readBufferSize, alignment: 64)
         self.pool = BufferPool(bufferSize: maxPending)
     }
 
     /// Frees the read buffer and the pool. Call once, when the loop is done.
-    public mutating func destroy() {
+    package mutating func destroy() {
         readBuffer.deallocate()
         pool.drain()
     }
 
-    public var maxPending: Int { pool.bufferSize }
+    package var maxPending: Int { pool.bufferSize }
 
     /// Applies a new `max_pending_bytes` (reload). Connections holding a buffer keep theirs until it drains.
-    public mutating func setMaxPending(_ bytes: Int) { pool.resize(bytes) }
+    package mutating func setMaxPending(_ bytes: Int) { pool.resize(bytes) }
 
     /// The connection is readable (or in error: the read reports it).
     @inline(__always)
-    public mutating func readable<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO, tick: UInt32) -> Outcome {
+    package mutating func readable<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO, tick: UInt32) -> Outcome {
         if c.pending.isEmpty && !c.pending.hasStorage {
             return readAndEcho(&c, fd: fd, io: &io, tick: tick)
         }
@@ -114,7 +114,7 @@ public struct EchoMachine {
     }
 
     /// The connection is writable: flush what is pending.
-    public mutating func writable<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO, tick: UInt32) -> Outcome {
+    package mutating func writable<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO, tick: UInt32) -> Outcome {
         guard !c.pending.isEmpty else {
             releaseIfEmpty(&c)
             updateInterest(&c, fd: fd, io: &io)
@@ -139,7 +139,7 @@ public struct EchoMachine {
     }
 
     /// Releases the connection's buffer (closing it, or abandoning pending data on a reset or timeout).
-    public mutating func release(_ c: inout Connection) {
+    package mutating func release(_ c: inout Connection) {
         pool.detach(&c.pending)
     }
 

@@ -6,23 +6,23 @@ import Logging
 /// The echo service of one event loop: owns that loop's connections outright, in a flat table indexed by fd.
 ///
 /// Created, used and destroyed on its loop's thread; other threads reach it only through `loop.execute`.
-public final class EchoService: EventHandler, @unchecked Sendable {
+package final class EchoService: EventHandler, @unchecked Sendable {
     /// What can change at run time (reload).
-    public struct Settings: Sendable, Equatable {
-        public var maxPendingBytes: Int
+    package struct Settings: Sendable, Equatable {
+        package var maxPendingBytes: Int
         /// `.zero` turns the idle timeout off.
-        public var idleTimeout: Duration
-        public var logReads: Bool
+        package var idleTimeout: Duration
+        package var logReads: Bool
 
-        public init(maxPendingBytes: Int, idleTimeout: Duration, logReads: Bool) {
+        package init(maxPendingBytes: Int, idleTimeout: Duration, logReads: Bool) {
             self.maxPendingBytes = maxPendingBytes
             self.idleTimeout = idleTimeout
             self.logReads = logReads
         }
     }
 
-    public unowned let loop: EventLoop
-    public let stats: EchoStats
+    package unowned let loop: EventLoop
+    package let stats: EchoStats
     private let limiter: ConnectionLimiter
     private var logger: Logger
     /// Behind a pointer rather than a stored `var`: an `inout` use of a class's stored property costs a dynamic
@@ -33,7 +33,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     private let table: FDTable<Connection>
     private var highestFD: Int32 = -1
     /// Connections open on this loop.
-    public private(set) var openCount = 0
+    package private(set) var openCount = 0
     private var settings: Settings
     private var tick: UInt32 = 0
     private var idleTicks: UInt32 = 0
@@ -46,13 +46,13 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     /// Where per-read records go when `log.reads` is on: a sink that copies the fields and the first bytes
     /// without allocating or formatting (the daemon passes the log backend's `ReadLogger`). Reads are not logged
     /// through swift-log: a `Logger` call per read would allocate its metadata on the loop thread.
-    public typealias ReadLogSink = (_ loop: Int32, _ peer: SocketAddress, _ data: UnsafeRawBufferPointer, _ totalBytes: Int) -> Void
+    package typealias ReadLogSink = (_ loop: Int32, _ peer: SocketAddress, _ data: UnsafeRawBufferPointer, _ totalBytes: Int) -> Void
     private let readLogSink: ReadLogSink
 
     /// How often the idle sweep runs; also the resolution of `idle_timeout`.
-    public static let tickInterval: Duration = .seconds(1)
+    package static let tickInterval: Duration = .seconds(1)
 
-    public init(loop: EventLoop, limiter: ConnectionLimiter, settings: Settings, logger: Logger, stats: EchoStats = EchoStats(),
+    package init(loop: EventLoop, limiter: ConnectionLimiter, settings: Settings, logger: Logger, stats: EchoStats = EchoStats(),
                 readLogSink: @escaping ReadLogSink) throws(IOError) {
         self.loop = loop
         self.readLogSink = readLogSink
@@ -74,7 +74,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     // MARK: Accepting
 
     /// Takes ownership of a freshly accepted connection (called by an `Acceptor` on this loop).
-    public func adopt(fd: Int32, peer: SocketAddress) {
+    package func adopt(fd: Int32, peer: SocketAddress) {
         loop.assertInLoop()
         switch limiter.admit(peer.hostKey) {
         case .admitted:
@@ -107,7 +107,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     }
 
     /// Logs and counts what an `Acceptor` reports.
-    public func acceptorReported(_ event: Acceptor.Event) {
+    package func acceptorReported(_ event: Acceptor.Event) {
         switch event {
         case .paused(let error, let retry):
             stats.acceptPauses.add(1)
@@ -134,7 +134,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
 
     // MARK: The hot path
 
-    override public func handleEvent(fd: Int32, events: UInt32) {
+    override package func handleEvent(fd: Int32, events: UInt32) {
         let c = table[fd]
         let inBefore = c.pointee.bytesIn
         let outBefore = c.pointee.bytesOut
@@ -175,7 +175,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     // MARK: Closing
 
     /// Closes one connection, discarding anything still pending.
-    public func close(fd: Int32, reason: CloseReason) {
+    package func close(fd: Int32, reason: CloseReason) {
         loop.assertInLoop()
         let c = table[fd]
         guard c.pointee.isOpen else { return }
@@ -216,7 +216,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     }
 
     /// Applies new run-time settings (reload). Open connections keep going under the new limits.
-    public func apply(_ new: Settings) {
+    package func apply(_ new: Settings) {
         loop.assertInLoop()
         settings = new
         machine.pointee.setMaxPending(new.maxPendingBytes)
@@ -224,13 +224,13 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     }
 
     /// Calls `done` (on this loop) once no connection is left open; at once when there are none.
-    public func whenDrained(_ done: @escaping () -> Void) {
+    package func whenDrained(_ done: @escaping () -> Void) {
         loop.assertInLoop()
         if openCount == 0 { done() } else { onDrained = done }
     }
 
     /// Closes every open connection (the drain timeout ran out, or shutdown).
-    public func closeAll(reason: CloseReason) {
+    package func closeAll(reason: CloseReason) {
         guard highestFD >= 0 else { return }
         for fd in 0...highestFD where table[fd].pointee.isOpen {
             close(fd: fd, reason: reason)
@@ -238,7 +238,7 @@ public final class EchoService: EventHandler, @unchecked Sendable {
     }
 
     /// Releases the loop-level resources. Call last, on the loop thread, after `closeAll`.
-    public func shutdown() {
+    package func shutdown() {
         loop.assertInLoop()
         closeAll(reason: .drainTimeout)
         sweepTimer?.close()

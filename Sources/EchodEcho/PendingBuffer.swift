@@ -6,15 +6,15 @@ import Glibc
 ///
 /// A linear buffer with a head and a tail; free space at the front is reclaimed by one `memmove` when the tail
 /// reaches the end. Plain value type with manual memory: the owner (`BufferPool`) allocates and frees it.
-public struct PendingBuffer {
+package struct PendingBuffer {
     var base: UnsafeMutableRawPointer?
     var capacity: Int32 = 0
     var head: Int32 = 0
     var tail: Int32 = 0
 
     /// Bytes waiting to be written.
-    public var count: Int { Int(tail - head) }
-    public var isEmpty: Bool { tail == head }
+    package var count: Int { Int(tail - head) }
+    package var isEmpty: Bool { tail == head }
     var hasStorage: Bool { base != nil }
 
     /// Where the next unwritten byte is.
@@ -40,13 +40,13 @@ public struct PendingBuffer {
 
 /// A loop's cache of pending buffers, so that a connection streaming into a full socket buffer (a partial write
 /// every few reads) reuses memory instead of calling `malloc`/`free` — and, for buffers this size, `mmap` — each time.
-public struct BufferPool {
+package struct BufferPool {
     private var free: [UnsafeMutableRawPointer] = []
     /// Every buffer has exactly this many bytes: the per-connection bound on pending data.
-    public private(set) var bufferSize: Int
+    package private(set) var bufferSize: Int
     private let keep: Int
 
-    public init(bufferSize: Int, keep: Int = 8) {
+    package init(bufferSize: Int, keep: Int = 8) {
         self.bufferSize = bufferSize
         self.keep = keep
         free.reserveCapacity(keep)

@@ -13,9 +13,9 @@ import Glibc
 /// stays readable, so a level-triggered loop would wake and fail forever — the bug libuv, tokio, node and
 /// SwiftNIO's classic bootstrap all had. Instead the listener is taken out of this loop's epoll set and re-armed
 /// by a timer with exponential back-off, while existing connections are served as usual.
-public final class Acceptor: EventHandler {
+package final class Acceptor: EventHandler {
     /// What happened, for the layer above to log and count.
-    public enum Event {
+    package enum Event {
         /// Accepting stopped on exhaustion; it is retried after the given delay.
         case paused(IOError, retryAfter: Duration)
         /// Accepting works again after a pause (a connection was accepted).
@@ -26,7 +26,7 @@ public final class Acceptor: EventHandler {
         case transientFailure(IOError)
     }
 
-    public let listenerFD: Int32
+    package let listenerFD: Int32
     private unowned let loop: EventLoop
     private let onAccept: (Int32, SocketAddress) -> Void
     private let onEvent: (Event) -> Void
@@ -37,11 +37,11 @@ public final class Acceptor: EventHandler {
     private var peer = sockaddr_storage()
 
     /// The longest run of accepts in one turn, so that a connection flood cannot starve established connections.
-    public static let acceptBatch = 64
+    package static let acceptBatch = 64
     static let minimumBackoff: Duration = .milliseconds(10)
     static let maximumBackoff: Duration = .seconds(1)
 
-    public init(loop: EventLoop, listenerFD: Int32, onAccept: @escaping (Int32, SocketAddress) -> Void, onEvent: @escaping (Event) -> Void) {
+    package init(loop: EventLoop, listenerFD: Int32, onAccept: @escaping (Int32, SocketAddress) -> Void, onEvent: @escaping (Event) -> Void) {
         self.loop = loop
         self.listenerFD = listenerFD
         self.onAccept = onAccept
@@ -49,7 +49,7 @@ public final class Acceptor: EventHandler {
     }
 
     /// Starts accepting on this loop.
-    public func start() throws(IOError) {
+    package func start() throws(IOError) {
         loop.assertInLoop()
         // The retry timer is made now: at exhaustion time there would be no descriptor left for its timerfd.
         if retryTimer == nil {
@@ -64,7 +64,7 @@ public final class Acceptor: EventHandler {
 
     /// Stops accepting on this loop (drain, or a listener removed by reload). The descriptor stays open: other
     /// loops may still use it, and its owner closes it.
-    public func stop() {
+    package func stop() {
         loop.assertInLoop()
         enabled = false
         retryTimer?.cancel()
@@ -82,7 +82,7 @@ public final class Acceptor: EventHandler {
         registered = true
     }
 
-    override public func handleEvent(fd: Int32, events: UInt32) {
+    override package func handleEvent(fd: Int32, events: UInt32) {
         var accepted = 0
         while accepted < Self.acceptBatch {
             do throws(IOError) {

@@ -5,29 +5,32 @@ import CEchodLinux
 /// A class rather than a protocol so that the loop's fd table can hold one unowned pointer per descriptor and a
 /// dispatch is a plain vtable call: no existential box, no reference counting per event. The loop does not retain
 /// handlers; whoever registers a descriptor keeps its handler alive until it is deregistered.
+///
+/// `open`, the one declaration in echod above `package` access: handlers are subclassed in other modules of this
+/// package (EchodEcho, EchodAdmin, EchodBench), and Swift has no package-wide "open".
 open class EventHandler {
-    public init() {}
+    package init() {}
 
     /// Called on the loop thread with the `epoll` event bits (`EPOLLIN`, `EPOLLOUT`, `EPOLLERR`, `EPOLLHUP`, …).
     open func handleEvent(fd: Int32, events: UInt32) {}
 }
 
 /// Which readiness a registration asks for.
-public struct Interest: OptionSet, Sendable {
-    public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
+package struct Interest: OptionSet, Sendable {
+    package let rawValue: UInt32
+    package init(rawValue: UInt32) { self.rawValue = rawValue }
 
-    public static let read = Interest(rawValue: EPOLLIN.rawValue)
-    public static let write = Interest(rawValue: EPOLLOUT.rawValue)
+    package static let read = Interest(rawValue: EPOLLIN.rawValue)
+    package static let write = Interest(rawValue: EPOLLOUT.rawValue)
     /// `EPOLLEXCLUSIVE`: of all loops waiting on one shared listening socket only one is woken per connection,
     /// so a shared listener has no thundering herd. Only valid when adding.
-    public static let exclusive = Interest(rawValue: EPOLLEXCLUSIVE.rawValue)
+    package static let exclusive = Interest(rawValue: EPOLLEXCLUSIVE.rawValue)
 }
 
 /// The raw event bits handed to `EventHandler.handleEvent`, named.
-public enum EventBits {
-    public static let readable: UInt32 = EPOLLIN.rawValue
-    public static let writable: UInt32 = EPOLLOUT.rawValue
-    public static let error: UInt32 = EPOLLERR.rawValue
-    public static let hangup: UInt32 = EPOLLHUP.rawValue
+package enum EventBits {
+    package static let readable: UInt32 = EPOLLIN.rawValue
+    package static let writable: UInt32 = EPOLLOUT.rawValue
+    package static let error: UInt32 = EPOLLERR.rawValue
+    package static let hangup: UInt32 = EPOLLHUP.rawValue
 }

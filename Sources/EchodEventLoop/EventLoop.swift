@@ -10,7 +10,7 @@ import Synchronization
 /// Thread confinement: `register`, `modify`, `deregister` and handler callbacks happen on the loop's own thread
 /// (or before the loop runs, by the thread that sets it up). Other threads talk to the loop only through
 /// `execute(_:)` (a queue plus an eventfd wakeup) and `stop()`. Debug builds check this: see `assertInLoop()`.
-public final class EventLoop: @unchecked Sendable {
+package final class EventLoop: @unchecked Sendable {
     /// One registration. `generation` tells a live registration from a stale event for a closed and reused fd.
     struct Slot {
         /// Unretained: the loop does not own handlers, and dispatching through `Unmanaged` costs no reference
@@ -20,9 +20,9 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// This loop's number (0-based), for logs and metrics.
-    public let index: Int
+    package let index: Int
     /// Counters and the heartbeat, readable from any thread.
-    public let stats = LoopStats()
+    package let stats = LoopStats()
 
     private let epollFD: Int32
     private let slots: FDTable<Slot>
@@ -46,9 +46,9 @@ public final class EventLoop: @unchecked Sendable {
     /// 0.3 µs of system time per round trip on this VM (pp64-c1 against the C reference server, 16 interleaved
     /// 1 s runs, system time from /proc: 12.02 µs with the timeout, 11.72 with the timerfd, C 11.57). The
     /// timerfd is armed once and costs four events a second.
-    public static let maximumSleepMilliseconds: Int32 = 250
+    package static let maximumSleepMilliseconds: Int32 = 250
 
-    public init(index: Int = 0) throws(IOError) {
+    package init(index: Int = 0) throws(IOError) {
         self.index = index
         epollFD = try Syscall.epollCreate()
         do {
@@ -91,7 +91,7 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: Registrations (loop thread only)
 
     /// Starts watching `fd` for `interest`, dispatching to `handler`.
-    public func register(fd: Int32, interest: Interest, handler: EventHandler) throws(IOError) {
+    package func register(fd: Int32, interest: Interest, handler: EventHandler) throws(IOError) {
         assertInLoop()
         guard slots.holds(fd) else { throw IOError("epoll_ctl", errno: EMFILE) }
         let generation = nextGeneration
@@ -102,7 +102,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Changes what an already registered `fd` is watched for.
     @inline(__always)
-    public func modify(fd: Int32, interest: Interest) throws(IOError) {
+    package func modify(fd: Int32, interest: Interest) throws(IOError) {
         assertInLoop()
         let slot = slots[fd].pointee
         precondition(slot.handler != nil, "modify of unregistered fd \(fd)")
@@ -115,7 +115,7 @@ public final class EventLoop: @unchecked Sendable {
     ///   itself, which saves the `EPOLL_CTL_DEL` system call per connection. Pass false for descriptors that stay
     ///   open (a shared listener taken out of this loop only).
     @inline(__always)
-    public func deregister(fd: Int32, willClose: Bool) {
+    package func deregister(fd: Int32, willClose: Bool) {
         assertInLoop()
         if !willClose {
             _ = try? Syscall.epollControl(epollFD, EPOLL_CTL_DEL, fd, events: 0, data: 0)
@@ -132,7 +132,7 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: Running
 
     /// Runs the loop on the calling thread until `stop()` is called.
-    public func run() throws(IOError) {
+    package func run() throws(IOError) {
         ownerThread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
         // Whoever runs the loop next, or tears it down after `run` returns, owns it then.
         defer { ownerThread.store(0, ordering: .relaxed) }
@@ -168,7 +168,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// Whether the caller runs on this loop's thread (false while the loop is not running).
-    public var inLoopThread: Bool {
+    package var inLoopThread: Bool {
         let owner = ownerThread.load(ordering: .relaxed)
         return owner != 0 && pthread_equal(pthread_t(owner), pthread_self()) != 0
     }
@@ -179,7 +179,7 @@ public final class EventLoop: @unchecked Sendable {
     /// thread setting the loop up or tearing it down may call in. In release builds this compiles to nothing: the
     /// thread comparison sits inside the `assert` autoclosure, which `-O` does not evaluate.
     @inline(__always)
-    public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
+    package func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
         assert(ownerThread.load(ordering: .relaxed) == 0 || inLoopThread,
                "loop-owned state of event loop \(index) touched from another thread", file: file, line: line)
     }
@@ -187,7 +187,7 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: Cross-thread
 
     /// Runs `task` on the loop thread during its next turn. Safe from any thread; never blocks on the loop.
-    public func execute(_ task: @escaping @Sendable () -> Void) {
+    package func execute(_ task: @escaping @Sendable () -> Void) {
         let wasEmpty = queue.withLock { tasks in
             tasks.append(task)
             return tasks.count == 1
@@ -197,7 +197,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// Makes `run()` return after the current turn. Safe from any thread.
-    public func stop() {
+    package func stop() {
         execute { [unowned self] in self.running = false }
     }
 

@@ -9,16 +9,16 @@ import Glibc
 /// (`RLIMIT_NOFILE`, capped), so it never grows or moves. The kernel backs a page with (zeroed) memory only when
 /// an entry on it is first written: 10,000 connections touch the pages of 10,000 entries, not of a million.
 /// Hence the one rule for `Element`: the all-zero bit pattern must be a valid "empty" value.
-public struct FDTable<Element> {
-    public let capacity: Int
+package struct FDTable<Element> {
+    package let capacity: Int
     private let base: UnsafeMutablePointer<Element>
     private let byteCount: Int
 
     /// Entries beyond this are not reserved even when the descriptor limit is higher (4M descriptors).
-    public static var maximumCapacity: Int { 1 << 22 }
+    package static var maximumCapacity: Int { 1 << 22 }
 
     /// Reserves room for descriptors `0..<capacity` (default: the process's current descriptor limit).
-    public init(capacity requested: Int? = nil) throws(IOError) {
+    package init(capacity requested: Int? = nil) throws(IOError) {
         let limit = requested ?? Int(Syscall.descriptorLimit())
         capacity = max(1024, min(limit, Self.maximumCapacity))
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -30,16 +30,16 @@ public struct FDTable<Element> {
 
     /// The entry for `fd`, which must be below `capacity`.
     @inline(__always)
-    public subscript(fd: Int32) -> UnsafeMutablePointer<Element> {
+    package subscript(fd: Int32) -> UnsafeMutablePointer<Element> {
         base + Int(fd)
     }
 
     /// Whether `fd` has an entry.
     @inline(__always)
-    public func holds(_ fd: Int32) -> Bool { fd >= 0 && Int(fd) < capacity }
+    package func holds(_ fd: Int32) -> Bool { fd >= 0 && Int(fd) < capacity }
 
     /// Unmaps the table. Entries must hold nothing that needs releasing.
-    public func deallocate() {
+    package func deallocate() {
         munmap(base, byteCount)
     }
 }

@@ -1,13 +1,13 @@
 import EchodSystem
 
 /// A named thread (``SystemThread``) running one `EventLoop` until it is stopped.
-public final class LoopThread: Sendable {
+package final class LoopThread: Sendable {
     private let thread: SystemThread
-    public let loop: EventLoop
+    package let loop: EventLoop
 
     /// Starts a thread named `name` that runs `loop` until it is stopped, then calls `onExit` (on that thread) with
     /// the error that ended it, if any.
-    public init(loop: EventLoop, name: String, onExit: @escaping @Sendable (IOError?) -> Void) throws(IOError) {
+    package init(loop: EventLoop, name: String, onExit: @escaping @Sendable (IOError?) -> Void) throws(IOError) {
         self.loop = loop
         thread = try SystemThread(name: name) {
             var failure: IOError?
@@ -17,7 +17,7 @@ public final class LoopThread: Sendable {
     }
 
     /// Waits for the thread to end.
-    public func join() {
+    package func join() {
         thread.join()
     }
 }

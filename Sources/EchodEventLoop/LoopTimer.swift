@@ -2,13 +2,13 @@ import EchodSystem
 
 /// A timer on an event loop, backed by its own timerfd: expiry is an ordinary readiness event, so timers need no
 /// side channel and no per-turn bookkeeping in the loop.
-public final class LoopTimer: EventHandler {
+package final class LoopTimer: EventHandler {
     private let fd: Int32
     private unowned let loop: EventLoop
     private let action: () -> Void
 
     /// Creates a disarmed timer on `loop` that calls `action` on the loop thread at each expiry.
-    public init(loop: EventLoop, action: @escaping () -> Void) throws(IOError) {
+    package init(loop: EventLoop, action: @escaping () -> Void) throws(IOError) {
         self.fd = try Syscall.timerFD()
         self.loop = loop
         self.action = action
@@ -22,24 +22,24 @@ public final class LoopTimer: EventHandler {
     }
 
     /// Arms the timer: first expiry after `after`, then every `period` (nil: once).
-    public func schedule(after: Duration, every period: Duration? = nil) {
+    package func schedule(after: Duration, every period: Duration? = nil) {
         loop.assertInLoop()
         try? Syscall.timerSet(fd, after: after, every: period)
     }
 
     /// Disarms the timer.
-    public func cancel() {
+    package func cancel() {
         loop.assertInLoop()
         try? Syscall.timerDisarm(fd)
     }
 
     /// Removes the timer from its loop and closes its descriptor.
-    public func close() {
+    package func close() {
         loop.deregister(fd: fd, willClose: true)
         Syscall.close(fd)
     }
 
-    override public func handleEvent(fd: Int32, events: UInt32) {
+    override package func handleEvent(fd: Int32, events: UInt32) {
         if Syscall.drainCounter(fd) > 0 { action() }
     }
 }

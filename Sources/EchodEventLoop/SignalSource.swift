@@ -2,13 +2,13 @@ import EchodSystem
 import CEchodLinux
 
 /// Delivers blocked signals through a signalfd on an event loop.
-public final class SignalSource: EventHandler {
+package final class SignalSource: EventHandler {
     private let fd: Int32
     private let action: (Int32) -> Void
 
     /// Blocks `signals` in the calling thread (call before other threads are started, so they inherit the mask)
     /// and delivers them to `action` on `loop`'s thread.
-    public init(loop: EventLoop, signals: [Int32], action: @escaping (Int32) -> Void) throws(IOError) {
+    package init(loop: EventLoop, signals: [Int32], action: @escaping (Int32) -> Void) throws(IOError) {
         Syscall.blockSignals(signals)
         fd = try Syscall.signalFD(signals)
         self.action = action
@@ -16,7 +16,7 @@ public final class SignalSource: EventHandler {
         try loop.register(fd: fd, interest: .read, handler: self)
     }
 
-    override public func handleEvent(fd: Int32, events: UInt32) {
+    override package func handleEvent(fd: Int32, events: UInt32) {
         var info = signalfd_siginfo()
         let size = MemoryLayout<signalfd_siginfo>.size
         while case .processed(let n)? = try? Syscall.read(fd, &info, size), n == size {

@@ -15,7 +15,7 @@ import Synchronization
 /// ...
 /// backend.shutdown(timeout: .seconds(2))   // at exit
 /// ```
-public final class AsyncLogBackend: Sendable {
+package final class AsyncLogBackend: Sendable {
     let core: LogCore
 
     struct State {
@@ -31,7 +31,7 @@ public final class AsyncLogBackend: Sendable {
     ///
     /// - Throws: ``LogBackendError`` when `filePath` cannot be opened (the message names the path and the errno text),
     ///   when `queueCapacity` is below 1, or when the thread cannot be created.
-    public convenience init(options: LogOptions) throws {
+    package convenience init(options: LogOptions) throws {
         try self.init(options: options, dropReportInterval: .seconds(5))
     }
 
@@ -66,7 +66,7 @@ public final class AsyncLogBackend: Sendable {
     }
 
     /// A handler for `LoggingSystem.bootstrap`. It follows the backend's level unless its own `logLevel` is set.
-    public func makeHandler(label: String) -> AsyncLogHandler {
+    package func makeHandler(label: String) -> AsyncLogHandler {
         AsyncLogHandler(label: label, core: core, metadataProvider: LoggingSystem.metadataProvider)
     }
 
@@ -78,7 +78,7 @@ public final class AsyncLogBackend: Sendable {
     /// serialised.
     ///
     /// - Throws: ``LogBackendError`` for a file that cannot be opened, a capacity below 1, or after `shutdown`.
-    public func apply(_ options: LogOptions) throws {
+    package func apply(_ options: LogOptions) throws {
         try state.withLock { state throws(LogBackendError) in
             guard state.thread != nil else { throw LogBackendError("log backend is shut down") }
             try Self.validate(options)
@@ -108,7 +108,7 @@ public final class AsyncLogBackend: Sendable {
     /// The reopen happens between the records logged before and after this call. If the file cannot be reopened the
     /// error is reported on stderr and logging continues on the old descriptor. Without a file, nothing happens.
     /// Not async-signal-safe: call it from the daemon's signalfd handling, not from a signal handler.
-    public func reopen() {
+    package func reopen() {
         _ = core.queue.enqueue(.reopen)
     }
 
@@ -117,7 +117,7 @@ public final class AsyncLogBackend: Sendable {
     ///
     /// - Returns: true when everything was written; false on timeout (for instance while the sink is stuck).
     @discardableResult
-    public func flush(timeout: Duration) -> Bool {
+    package func flush(timeout: Duration) -> Bool {
         let done = WakeSemaphore()
         guard core.queue.enqueue(.flush(done)) else {
             // Shut down: everything that will ever be written has been, if the writer finished.
@@ -134,7 +134,7 @@ public final class AsyncLogBackend: Sendable {
     ///
     /// - Returns: true when the writer finished within the timeout.
     @discardableResult
-    public func shutdown(timeout: Duration) -> Bool {
+    package func shutdown(timeout: Duration) -> Bool {
         guard let thread = state.withLock({ state -> SystemThread? in
             defer { state.thread = nil }
             return state.thread
@@ -155,12 +155,12 @@ public final class AsyncLogBackend: Sendable {
     }
 
     /// Records written to the sink so far (or accepted by journald). Safe from any thread.
-    public var recordsWritten: UInt64 {
+    package var recordsWritten: UInt64 {
         core.written.load(ordering: .relaxed)
     }
 
     /// Records dropped so far because the queue was full (or logged after shutdown). Safe from any thread.
-    public var recordsDropped: UInt64 {
+    package var recordsDropped: UInt64 {
         core.dropped.load(ordering: .relaxed)
     }
 

@@ -4,13 +4,13 @@ import Logging
 ///
 /// `log(event:)` merges metadata (handler, metadata provider, call site; later wins), stamps the time and enqueues.
 /// Metadata values are not rendered here.
-public struct AsyncLogHandler: LogHandler {
+package struct AsyncLogHandler: LogHandler {
     /// The logger's label, printed with each record.
-    public let label: String
+    package let label: String
     /// Handler metadata, merged into every record.
-    public var metadata: Logger.Metadata = [:]
+    package var metadata: Logger.Metadata = [:]
     /// Called on each log call (on the caller's thread: providers should be cheap).
-    public var metadataProvider: Logger.MetadataProvider?
+    package var metadataProvider: Logger.MetadataProvider?
 
     let core: LogCore
     private var levelOverride: Logger.Level?
@@ -23,19 +23,19 @@ public struct AsyncLogHandler: LogHandler {
 
     /// The backend's level (one atomic shared by all handlers, changed by `apply`), unless this handler's level was
     /// set, which then overrides it for this logger only (swift-log's value semantics).
-    public var logLevel: Logger.Level {
+    package var logLevel: Logger.Level {
         get { levelOverride ?? core.currentLevel }
         set { levelOverride = newValue }
     }
 
     /// Reads or writes one handler metadata value.
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
     /// Enqueues the event; never blocks, never does I/O.
-    public func log(event: LogEvent) {
+    package func log(event: LogEvent) {
         var event = event
         let provided = metadataProvider?.get() ?? [:]
         let explicit = event.metadata ?? [:]

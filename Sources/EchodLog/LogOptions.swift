@@ -3,7 +3,7 @@ import Glibc
 import Logging
 
 /// How the writer thread renders records.
-public enum LogSinkFormat: Sendable {
+package enum LogSinkFormat: Sendable {
     /// One human-readable line per record: `ts level label: message key=value ...`.
     case text
     /// One JSON object per line (`ts`, `level`, `label`, `msg`, then the metadata keys).
@@ -13,25 +13,25 @@ public enum LogSinkFormat: Sendable {
 }
 
 /// Settings of an ``AsyncLogBackend``; given at start-up and again on every reload (``AsyncLogBackend/apply(_:)``).
-public struct LogOptions: Sendable, Equatable {
+package struct LogOptions: Sendable, Equatable {
     /// Minimum level; read by every handler through one atomic, so a change reaches all existing loggers.
-    public var level: Logger.Level
+    package var level: Logger.Level
     /// Output format.
-    public var format: LogSinkFormat
+    package var format: LogSinkFormat
     /// Log to this file (appending) instead of the stderr descriptor. Ignored by the `journal` format.
-    public var filePath: String?
+    package var filePath: String?
     /// Records that may wait for the writer thread; past it, records are dropped and counted.
-    public var queueCapacity: Int
+    package var queueCapacity: Int
     /// The descriptor used as "stderr": the sink when `filePath` is nil, and where sink errors are reported.
     /// Not owned (never closed) by the backend. Tests pass a pipe here.
-    public var stderrFD: Int32 = 2
+    package var stderrFD: Int32 = 2
     /// Signals the writer thread keeps blocked, besides SIGPIPE: those its host takes through a signalfd (the daemon
     /// passes `Daemon.handledSignals`). Used when the writer thread starts; a later ``AsyncLogBackend/apply(_:)``
     /// cannot change the mask of a running thread.
-    public var blockedSignals: [Int32] = []
+    package var blockedSignals: [Int32] = []
 
     /// Creates options; the defaults are what the daemon runs with when nothing is configured.
-    public init(
+    package init(
         level: Logger.Level = .info,
         format: LogSinkFormat = .text,
         filePath: String? = nil,
@@ -52,7 +52,7 @@ public struct LogOptions: Sendable, Equatable {
     /// systemd sets `JOURNAL_STREAM=<device>:<inode>` for a service whose stderr goes to the journal. The variable is
     /// inherited by children whose stderr may have been redirected elsewhere, so it only counts when it names the
     /// file that fd 2 actually is (the check systemd documents in systemd.exec(5)).
-    public static func resolveAutoFormat(environment: [String: String]) -> LogSinkFormat {
+    package static func resolveAutoFormat(environment: [String: String]) -> LogSinkFormat {
         resolveAutoFormat(environment: environment, fileDescriptor: 2)
     }
 
@@ -67,9 +67,9 @@ public struct LogOptions: Sendable, Equatable {
 }
 
 /// Why the backend could not be created or reconfigured.
-public struct LogBackendError: Error, CustomStringConvertible, Sendable, Equatable {
+package struct LogBackendError: Error, CustomStringConvertible, Sendable, Equatable {
     /// Human-readable reason, naming the path and errno text where there is one.
-    public var description: String
+    package var description: String
 
     init(_ description: String) {
         self.description = description

@@ -22,9 +22,9 @@ import Synchronization
 /// JSON the same preview text is a JSON string; in the journal it is `ECHOD_DATA`.
 ///
 /// Cheap to copy (one reference). Use one per event loop; it is `Sendable`, so sharing one is correct too.
-public struct ReadLogger: Sendable {
+package struct ReadLogger: Sendable {
     /// Bytes of each read that are kept for the `data` preview.
-    public static let previewCapacity = ReadRecord.previewCapacity
+    package static let previewCapacity = ReadRecord.previewCapacity
 
     let core: LogCore
     /// Kept alive by `core.readLabels` for as long as `core` lives: no reference counting per call.
@@ -37,7 +37,7 @@ public struct ReadLogger: Sendable {
 
     /// Whether a call to ``log(loop:peerFamily:peerPort:peerHigh:peerLow:data:totalBytes:)`` would enqueue a
     /// record now (the backend's level is `info` or lower). One relaxed atomic load.
-    public var isEnabled: Bool {
+    package var isEnabled: Bool {
         core.level.load(ordering: .relaxed) <= Logger.Level.info.code
     }
 
@@ -54,7 +54,7 @@ public struct ReadLogger: Sendable {
     ///     8–15 of the `in6_addr`; for IPv4, `in_addr.s_addr` in the low 32 bits of `peerHigh`.
     ///   - data: the bytes read (only the first ``previewCapacity`` are copied; more marks the preview truncated).
     ///   - totalBytes: the byte count to print as `bytes=`.
-    public func log(
+    package func log(
         loop: Int32, peerFamily: UInt8, peerPort: UInt16, peerHigh: UInt64, peerLow: UInt64,
         data: UnsafeRawBufferPointer, totalBytes: Int
     ) {
@@ -76,7 +76,7 @@ extension AsyncLogBackend {
     /// actually logs reads if it is not where the logger is made) are interned once: making the same one again
     /// reuses it, so this is cheap to call per event loop or per reload. It follows the backend's level (set by
     /// `init` and `apply`); there is no per-logger level.
-    public func makeReadLogger(
+    package func makeReadLogger(
         label: String, file: String = #fileID, function: String = #function, line: UInt = #line
     ) -> ReadLogger {
         ReadLogger(core: core, label: core.internReadLabel(label: label, file: file, function: function, line: line))

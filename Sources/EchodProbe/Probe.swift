@@ -5,9 +5,9 @@ import EchodSystem
 /// is needed. The files beside this one hold its parts: the options and their parsing (`ProbeOptions.swift`), the
 /// result (`ProbeResult.swift`), the timeout (`Deadline.swift`), connecting and socket I/O (`ProbeConnection.swift`),
 /// the echo check (`EchoProbe.swift`) and the HTTP check (`HTTPProbe.swift`, over `HTTPClient.swift`).
-public enum Probe {
+package enum Probe {
     /// Runs the probe; never throws: every failure is a result.
-    public static func run(_ options: ProbeOptions) -> ProbeResult {
+    package static func run(_ options: ProbeOptions) -> ProbeResult {
         let deadline = Deadline(timeout: options.timeout)
         switch options.target {
         case .echo(let host, let port):

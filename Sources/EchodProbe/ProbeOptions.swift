@@ -1,7 +1,7 @@
 import EchodText
 
 /// What `echod probe` checks.
-public enum ProbeTarget: Sendable, Equatable {
+package enum ProbeTarget: Sendable, Equatable {
     /// An echo listener: send random bytes, expect exactly them back.
     case echo(host: String, port: UInt16)
     /// An HTTP endpoint (the admin `/livez`, `/readyz`): healthy on status 200.
@@ -9,20 +9,20 @@ public enum ProbeTarget: Sendable, Equatable {
 
     /// `HOST:PORT`, `[IPV6]:PORT` or `NAME:PORT` in the one address grammar (``HostPort``); names are resolved
     /// when the probe runs, so that an unresolvable name is a result (exit 2), not a usage error.
-    public static func echo(parsing text: String) throws(InvalidValue) -> ProbeTarget {
+    package static func echo(parsing text: String) throws(InvalidValue) -> ProbeTarget {
         let address = try HostPort(parsing: text)
         return .echo(host: address.host, port: address.port)
     }
 }
 
 /// A plain `http://host[:port][/path][?query]` URL (no TLS, no user info).
-public struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
-    public var host: String
-    public var port: UInt16
+package struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
+    package var host: String
+    package var port: UInt16
     /// Path and query as sent on the request line, e.g. `/readyz?verbose`.
-    public var target: String
+    package var target: String
 
-    public init(host: String, port: UInt16, target: String) {
+    package init(host: String, port: UInt16, target: String) {
         self.host = host
         self.port = port
         self.target = target
@@ -30,7 +30,7 @@ public struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
 
     /// `http://host[:port][/path][?query]`; the authority is `HOST:PORT` in the one address grammar (``HostPort``),
     /// or a host alone for port 80. A fragment is dropped (it never goes on the wire).
-    public init(parsing text: String) throws(InvalidValue) {
+    package init(parsing text: String) throws(InvalidValue) {
         let lower = text.lowercased()
         if lower.hasPrefix("https://") {
             throw InvalidValue(reason: "https is not supported (the admin endpoint is plain HTTP)")
@@ -55,7 +55,7 @@ public struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         "http://\(bracketedHost):\(port)\(target)"
     }
 
@@ -68,38 +68,38 @@ public struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// The probe's settings.
-public struct ProbeOptions: Sendable {
-    public var target: ProbeTarget
+package struct ProbeOptions: Sendable {
+    package var target: ProbeTarget
     /// For the whole probe: resolving, connecting and every round trip together.
-    public var timeout: Duration
+    package var timeout: Duration
     /// Bytes per echo round trip (random each time).
-    public var payloadSize: Int
+    package var payloadSize: Int
     /// Round trips (echo: on one connection; HTTP: one request per connection).
-    public var count: Int
+    package var count: Int
 
-    public init(target: ProbeTarget, timeout: Duration = .seconds(2), payloadSize: Int = 64, count: Int = 1) {
+    package init(target: ProbeTarget, timeout: Duration = .seconds(2), payloadSize: Int = 64, count: Int = 1) {
         self.target = target
         self.timeout = timeout
         self.payloadSize = payloadSize
         self.count = count
     }
 
-    public static let maximumPayloadSize = 16 << 20
+    package static let maximumPayloadSize = 16 << 20
 
     /// `--timeout`: long enough for one poll to mean something, short enough for a health check.
-    public static let timeoutRange: ClosedRange<Duration> = .milliseconds(1) ... .seconds(3600)
+    package static let timeoutRange: ClosedRange<Duration> = .milliseconds(1) ... .seconds(3600)
     /// `--payload-size`.
-    public static let payloadSizeRange = 1...maximumPayloadSize
+    package static let payloadSizeRange = 1...maximumPayloadSize
     /// `--count`.
-    public static let countRange = 1...1_000_000
+    package static let countRange = 1...1_000_000
 
     /// `--timeout` in the one duration grammar (``Units/parseDuration(_:)``: `2s`, `500ms`, `1m30s`).
-    public static func parseTimeout(_ text: String) throws(InvalidValue) -> Duration {
+    package static func parseTimeout(_ text: String) throws(InvalidValue) -> Duration {
         try Units.parseDuration(text, in: timeoutRange)
     }
 
     /// `--payload-size` in the one size grammar (``Units/parseSize(_:)``: `64`, `16KiB`, `1MiB`).
-    public static func parsePayloadSize(_ text: String) throws(InvalidValue) -> Int {
+    package static func parsePayloadSize(_ text: String) throws(InvalidValue) -> Int {
         try Units.parseSize(text, in: payloadSizeRange)
     }
 }

@@ -1,8 +1,8 @@
 import EchodText
 
 /// The outcome of one probe: the exit status, a one-line summary and a JSON object.
-public struct ProbeResult: Sendable, Equatable {
-    public enum Outcome: Sendable, Equatable {
+package struct ProbeResult: Sendable, Equatable {
+    package enum Outcome: Sendable, Equatable {
         /// Everything as expected: exit 0.
         case healthy
         /// Connected, but the echo was wrong, short or late, or the HTTP status was not 200: exit 1.
@@ -11,32 +11,32 @@ public struct ProbeResult: Sendable, Equatable {
         case unreachable
     }
 
-    public var outcome: Outcome
+    package var outcome: Outcome
     /// `echo` or `http`.
-    public var mode: String
+    package var mode: String
     /// The target as given: `127.0.0.1:8888`, `localhost:8888` or the URL.
-    public var target: String
+    package var target: String
     /// The address actually connected to, e.g. `[::1]:8888`.
-    public var address: String?
+    package var address: String?
     /// Why it failed.
-    public var reason: String?
+    package var reason: String?
     /// Payload bytes per round trip (echo).
-    public var bytes: Int = 0
+    package var bytes: Int = 0
     /// Completed round trips.
-    public var completed: Int = 0
-    public var connectMilliseconds: Double?
+    package var completed: Int = 0
+    package var connectMilliseconds: Double?
     /// Each completed round trip (echo: first byte sent to last byte back; HTTP: request sent to response read).
-    public var roundTripMilliseconds: [Double] = []
+    package var roundTripMilliseconds: [Double] = []
     /// The last HTTP status received.
-    public var httpStatus: Int?
+    package var httpStatus: Int?
 
-    public init(outcome: Outcome, mode: String, target: String) {
+    package init(outcome: Outcome, mode: String, target: String) {
         self.outcome = outcome
         self.mode = mode
         self.target = target
     }
 
-    public var exitCode: Int32 {
+    package var exitCode: Int32 {
         switch outcome {
         case .healthy: 0
         case .unhealthy: 1
@@ -45,7 +45,7 @@ public struct ProbeResult: Sendable, Equatable {
     }
 
     /// `ok 127.0.0.1:8888 64 bytes in 0.21 ms` / `fail 127.0.0.1:8888: echo mismatch at byte 3 of 64`.
-    public var line: String {
+    package var line: String {
         guard outcome == .healthy else { return "fail \(target): \(reason ?? "failed")" }
         let total = roundTripMilliseconds.reduce(0, +)
         let repeated = roundTripMilliseconds.count > 1
@@ -69,7 +69,7 @@ public struct ProbeResult: Sendable, Equatable {
     private func ms(_ x: Double) -> String { "\(NumberText.fixed(x, decimals: 2)) ms" }
 
     /// One JSON object on one line.
-    public var json: String {
+    package var json: String {
         func number(_ x: Double) -> String { NumberText.fixed(x, decimals: 3) }
         var fields: [(String, String)] = [
             ("ok", outcome == .healthy ? "true" : "false"),

@@ -1,7 +1,7 @@
 extension Duration {
     /// The duration in whole nanoseconds (the unit of ``Syscall/monotonicNanoseconds()``), truncated toward zero and
     /// saturating at `Int64.min`/`Int64.max` (about 292 years), so that a timeout of "forever" cannot trap.
-    public var nanoseconds: Int64 {
+    package var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? .min : .max }

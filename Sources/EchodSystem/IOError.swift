@@ -4,36 +4,36 @@ import Glibc
 /// A failed system call: which call, and the errno it returned.
 ///
 /// Printed as `accept4: Too many open files (errno 24)` so a log line says what failed and why, not `error 24`.
-public struct IOError: Error, Sendable, Equatable, CustomStringConvertible {
+package struct IOError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The C function that failed, e.g. `"accept4"`.
-    public var operation: StaticString
+    package var operation: StaticString
     /// The errno value it left.
-    public var errno: Int32
+    package var errno: Int32
 
-    public init(_ operation: StaticString, errno: Int32) {
+    package init(_ operation: StaticString, errno: Int32) {
         self.operation = operation
         self.errno = errno
     }
 
-    public var description: String {
+    package var description: String {
         "\(operation): \(reason)"
     }
 
     /// The errno as text with its number, `Too many open files (errno 24)`, for messages that name the operation
     /// their own way ("cannot open log file '/x': ...").
-    public var reason: String {
+    package var reason: String {
         "\(message) (errno \(errno))"
     }
 
     /// The errno as the C library says it, `Connection refused`, for one-line messages meant for people at a
     /// terminal (`echod probe`).
-    public var message: String {
+    package var message: String {
         // glibc's strerror is thread-safe for known codes (static strings) and uses a thread-local buffer otherwise.
         guard let text = strerror(errno) else { return "errno \(errno)" }
         return String(cString: text)
     }
 
-    public static func == (a: IOError, b: IOError) -> Bool {
+    package static func == (a: IOError, b: IOError) -> Bool {
         a.errno == b.errno && a.operation.description == b.operation.description
     }
 }
@@ -44,7 +44,7 @@ public struct IOError: Error, Sendable, Equatable, CustomStringConvertible {
 /// way where EAGAIN needs a case of its own), so no caller ever sees it. Other modules use it for the rare call that
 /// has no wrapper of its own yet.
 @inline(__always)
-public func retryingInterrupts<R: BinaryInteger>(_ operation: StaticString, _ body: () -> R) throws(IOError) -> R {
+package func retryingInterrupts<R: BinaryInteger>(_ operation: StaticString, _ body: () -> R) throws(IOError) -> R {
     while true {
         let result = body()
         if result >= 0 { return result }
@@ -55,7 +55,7 @@ public func retryingInterrupts<R: BinaryInteger>(_ operation: StaticString, _ bo
 }
 
 /// The outcome of writing a whole buffer on a cold path (``Syscall/writeAll(_:_:shouldAbandon:)``).
-public enum WriteOutcome: Equatable, Sendable {
+package enum WriteOutcome: Equatable, Sendable {
     case written
     /// A write error other than EINTR/EAGAIN.
     case failed(IOError)
@@ -64,7 +64,7 @@ public enum WriteOutcome: Equatable, Sendable {
 }
 
 /// The outcome of a non-blocking read or write: EAGAIN is an expected state, not an error, so it is a case here.
-public enum IOResult: Equatable, Sendable {
+package enum IOResult: Equatable, Sendable {
     /// So many bytes were transferred (0 from a read means end of file).
     case processed(Int)
     /// The call would block (EAGAIN/EWOULDBLOCK).

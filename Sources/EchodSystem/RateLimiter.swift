@@ -11,20 +11,20 @@
 ///     logger.warning("accept failed", metadata: ["errno": "\(e)", "suppressed": "\(suppressed)"])
 /// }
 /// ```
-public struct RateLimiter: Sendable {
+package struct RateLimiter: Sendable {
     /// Minimum time between two admitted events, in nanoseconds.
-    public let intervalNanoseconds: Int64
+    package let intervalNanoseconds: Int64
     private var lastAdmitted: Int64 = .min
     private var suppressed = 0
 
     /// Admits at most one event per `interval`; the first event is always admitted.
-    public init(interval: Duration) {
+    package init(interval: Duration) {
         intervalNanoseconds = interval.nanoseconds
     }
 
     /// For an event at `now`: the number of events suppressed since the last admitted one when this one should be
     /// logged, nil when it is suppressed.
-    public mutating func admit(now: Int64) -> Int? {
+    package mutating func admit(now: Int64) -> Int? {
         if lastAdmitted != .min && now - lastAdmitted < intervalNanoseconds {
             suppressed &+= 1
             return nil
@@ -36,7 +36,7 @@ public struct RateLimiter: Sendable {
 
     /// The earliest time (``Syscall/monotonicNanoseconds()``) at which ``admit(now:)`` lets an event through again; in
     /// the past when it would now. For an owner that sleeps and must wake in time to report what is pending.
-    public var nextAdmission: Int64 {
+    package var nextAdmission: Int64 {
         lastAdmitted == .min ? .min : lastAdmitted &+ intervalNanoseconds
     }
 }

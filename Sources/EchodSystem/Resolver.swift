@@ -2,18 +2,18 @@ import Glibc
 
 /// Turns a host (numeric, or a name) and a port into socket addresses: for the clients (`echod probe`,
 /// `echod bench`), never for the daemon, whose listen addresses are numeric so that it does not depend on DNS.
-public enum Resolver {
+package enum Resolver {
     /// Why a host has no address: the resolver's own message (`gai_strerror`), or that it had no TCP address.
-    public struct Failure: Error, Sendable, Equatable, CustomStringConvertible {
-        public var host: String
-        public var reason: String
-        public var description: String { "cannot resolve \(host): \(reason)" }
+    package struct Failure: Error, Sendable, Equatable, CustomStringConvertible {
+        package var host: String
+        package var reason: String
+        package var description: String { "cannot resolve \(host): \(reason)" }
     }
 
     /// Numeric hosts directly (no lookup); names through getaddrinfo, TCP, IPv4 and IPv6, in the resolver's order
     /// (RFC 6724), duplicates removed. A caller that connects should try them in turn.
     /// The corresponding C function is `getaddrinfo`.
-    public static func addresses(host: String, port: UInt16) throws(Failure) -> [SocketAddress] {
+    package static func addresses(host: String, port: UInt16) throws(Failure) -> [SocketAddress] {
         if let numeric = SocketAddress(host: host, port: port) { return [numeric] }
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC

@@ -2,12 +2,12 @@ import CEchodLinux
 import Glibc
 
 /// Socket set-up calls. Only done at start-up, reload or accept time, never per read.
-public enum Socket {
+package enum Socket {
     /// Creates a non-blocking listening TCP socket bound to `address`.
     ///
     /// `SO_REUSEADDR` so a restart does not fail on TIME_WAIT; IPv6 sockets are `IPV6_V6ONLY` so that `[::]:P`
     /// and `0.0.0.0:P` can be configured side by side, each meaning exactly what it says.
-    public static func listen(on address: SocketAddress, backlog: Int32 = 4096) throws(IOError) -> Int32 {
+    package static func listen(on address: SocketAddress, backlog: Int32 = 4096) throws(IOError) -> Int32 {
         let domain = address.family == .ipv4 ? AF_INET : AF_INET6
         let type = Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
         let fd = try retryingInterrupts("socket") { socket(domain, type, 0) }
@@ -28,7 +28,7 @@ public enum Socket {
 
     /// Creates a non-blocking TCP socket and starts connecting it to `address`. Returns the fd and whether the
     /// connection completed at once (on loopback it often does); otherwise wait for EPOLLOUT and call `connectResult`.
-    public static func connect(to address: SocketAddress) throws(IOError) -> (fd: Int32, connected: Bool) {
+    package static func connect(to address: SocketAddress) throws(IOError) -> (fd: Int32, connected: Bool) {
         let domain = address.family == .ipv4 ? AF_INET : AF_INET6
         let type = Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
         let fd = try retryingInterrupts("socket") { socket(domain, type, 0) }
@@ -41,7 +41,7 @@ public enum Socket {
     }
 
     /// The pending error of a socket (SO_ERROR), e.g. after a non-blocking connect; nil when none.
-    public static func pendingError(_ fd: Int32) -> IOError? {
+    package static func pendingError(_ fd: Int32) -> IOError? {
         var value: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         if getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length) != 0 { return IOError("getsockopt(SO_ERROR)", errno: echod_errno()) }
@@ -50,7 +50,7 @@ public enum Socket {
 
     /// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`; nil when no connection is waiting (EAGAIN).
     @inline(__always)
-    public static func accept(_ listener: Int32, peer: UnsafeMutablePointer<sockaddr_storage>) throws(IOError) -> Int32? {
+    package static func accept(_ listener: Int32, peer: UnsafeMutablePointer<sockaddr_storage>) throws(IOError) -> Int32? {
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let flags = Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
         while true {
@@ -64,13 +64,13 @@ public enum Socket {
     }
 
     /// Disables Nagle's algorithm: an echo must go back at once, not wait for more data to coalesce.
-    public static func setNoDelay(_ fd: Int32) {
+    package static func setNoDelay(_ fd: Int32) {
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// Local address of a socket (used for sockets passed in by systemd, and for port-0 listeners in tests).
-    public static func localAddress(_ fd: Int32) -> SocketAddress? {
+    package static func localAddress(_ fd: Int32) -> SocketAddress? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &storage) {
@@ -83,7 +83,7 @@ public enum Socket {
     /// Makes a descriptor non-blocking and close-on-exec (sockets passed in by systemd come without either).
     /// `O_NONBLOCK` belongs to the open file description, shared with systemd's copy: harmless there, since
     /// systemd only polls its copy.
-    public static func prepareInherited(_ fd: Int32) {
+    package static func prepareInherited(_ fd: Int32) {
         let flags = echod_fcntl_getfl(fd)
         if flags >= 0 && flags & O_NONBLOCK == 0 { _ = echod_fcntl_setfl(fd, flags | O_NONBLOCK) }
         _ = ioctl(fd, UInt(FIOCLEX))

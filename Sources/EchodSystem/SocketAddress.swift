@@ -3,20 +3,20 @@ import Glibc
 
 /// An IPv4 or IPv6 address and port, stored inline in 20 bytes (no heap, no String), so that a connection table
 /// entry can hold its peer's address and an idle connection costs only a few dozen bytes.
-public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
+package struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     // Raw values start at 0 so that an all-zero address is valid (FDTable entries start zeroed).
-    public enum Family: UInt8, Sendable { case ipv4 = 0, ipv6 = 1 }
+    package enum Family: UInt8, Sendable { case ipv4 = 0, ipv6 = 1 }
 
-    public var family: Family
-    public var port: UInt16
+    package var family: Family
+    package var port: UInt16
     /// The address in network byte order: 4 bytes used for IPv4, 16 for IPv6.
-    public var high: UInt64
-    public var low: UInt64
+    package var high: UInt64
+    package var low: UInt64
 
     /// `0.0.0.0:0`, a placeholder.
-    public static let unspecified = SocketAddress(family: .ipv4, port: 0, high: 0, low: 0)
+    package static let unspecified = SocketAddress(family: .ipv4, port: 0, high: 0, low: 0)
 
-    public init(family: Family, port: UInt16, high: UInt64, low: UInt64) {
+    package init(family: Family, port: UInt16, high: UInt64, low: UInt64) {
         self.family = family
         self.port = port
         self.high = high
@@ -24,7 +24,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Parses a numeric host (`127.0.0.1`, `::1`, no brackets) and a port.
-    public init?(host: String, port: UInt16) {
+    package init?(host: String, port: UInt16) {
         self.port = port
         var v4 = in_addr()
         var v6 = in6_addr()
@@ -41,7 +41,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Reads an address that the kernel filled in (accept4, getsockname).
-    public init?(_ storage: UnsafePointer<sockaddr_storage>) {
+    package init?(_ storage: UnsafePointer<sockaddr_storage>) {
         switch Int32(storage.pointee.ss_family) {
         case AF_INET:
             let sin = UnsafeRawPointer(storage).load(as: sockaddr_in.self)
@@ -61,10 +61,10 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The address without the port, as a hashable key (for per-IP connection limits).
-    public var hostKey: HostKey { HostKey(family: family, high: high, low: low) }
+    package var hostKey: HostKey { HostKey(family: family, high: high, low: low) }
 
     /// Calls `body` with this address as a `sockaddr` for bind/connect.
-    public func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R {
+    package func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R {
         switch family {
         case .ipv4:
             var sin = sockaddr_in()
@@ -89,7 +89,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The numeric host, e.g. `127.0.0.1` or `::1`.
-    public var host: String {
+    package var host: String {
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         switch family {
         case .ipv4:
@@ -107,14 +107,14 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `127.0.0.1:8888` or `[::1]:8888`.
-    public var description: String {
+    package var description: String {
         family == .ipv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 }
 
 /// An IP address without a port.
-public struct HostKey: Sendable, Hashable {
-    public var family: SocketAddress.Family
-    public var high: UInt64
-    public var low: UInt64
+package struct HostKey: Sendable, Hashable {
+    package var family: SocketAddress.Family
+    package var high: UInt64
+    package var low: UInt64
 }

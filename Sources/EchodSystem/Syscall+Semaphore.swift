@@ -4,7 +4,7 @@ import Glibc
 extension Syscall {
     /// `sem_wait(3)`: waits until the semaphore can be decremented. EINTR is retried; the only other error, EINVAL,
     /// would mean `semaphore` is not an initialised semaphore, a bug that the precondition reports.
-    public static func semaphoreWait(_ semaphore: UnsafeMutablePointer<sem_t>) {
+    package static func semaphoreWait(_ semaphore: UnsafeMutablePointer<sem_t>) {
         while sem_wait(semaphore) != 0 {
             let code = echod_errno()
             precondition(code == EINTR, "sem_wait: \(IOError("sem_wait", errno: code))")
@@ -18,7 +18,7 @@ extension Syscall {
     /// module does not export). To keep a wall-clock step from stretching the wait, it is cut into slices of at most
     /// `sliceNanoseconds` and the real deadline is kept on the monotonic clock: ETIMEDOUT and EINTR end a slice, and
     /// the deadline decides whether another one starts.
-    public static func semaphoreWait(
+    package static func semaphoreWait(
         _ semaphore: UnsafeMutablePointer<sem_t>, until deadline: Int64, sliceNanoseconds: Int64 = 250_000_000
     ) -> Bool {
         while true {

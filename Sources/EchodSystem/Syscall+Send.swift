@@ -6,7 +6,7 @@ extension Syscall {
     /// of a SIGPIPE that would end the process. For clients that run inside processes they do not own (the probe
     /// runs in the test runner too) and so cannot ignore SIGPIPE process-wide the way the daemon and `echod bench` do.
     /// The corresponding C function is `send`.
-    public static func send(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) throws(IOError) -> IOResult {
+    package static func send(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) throws(IOError) -> IOResult {
         while true {
             let n = Glibc.send(fd, buffer, count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
             if n >= 0 { return .processed(n) }

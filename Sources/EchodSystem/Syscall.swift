@@ -7,10 +7,10 @@ import Glibc
 /// call the kernel through this module; none of them handles EINTR itself. (apple/swift-system is not used: it
 /// has no sockets, epoll, eventfd, timerfd or signalfd, and two styles of wrapper side by side would be two
 /// concepts for one.)
-public enum Syscall {
+package enum Syscall {
     /// `read(2)` on a non-blocking descriptor. The corresponding C function is `read`.
     @inline(__always)
-    public static func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) throws(IOError) -> IOResult {
+    package static func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) throws(IOError) -> IOResult {
         while true {
             let n = Glibc.read(fd, buffer, count)
             if n >= 0 { return .processed(n) }
@@ -23,7 +23,7 @@ public enum Syscall {
 
     /// `write(2)` on a non-blocking descriptor. The corresponding C function is `write`.
     @inline(__always)
-    public static func write(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) throws(IOError) -> IOResult {
+    package static func write(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) throws(IOError) -> IOResult {
         while true {
             let n = Glibc.write(fd, buffer, count)
             if n >= 0 { return .processed(n) }
@@ -38,7 +38,7 @@ public enum Syscall {
     /// EINTR retried; short writes continued; EAGAIN on a non-blocking descriptor (a stderr pipe inherited as
     /// O_NONBLOCK) waits for POLLOUT in one-second slices, asking `shouldAbandon` between them so that a shutdown can
     /// give up on a reader that never comes back. Never for the echo path, which must not block.
-    public static func writeAll(
+    package static func writeAll(
         _ fd: Int32, _ bytes: UnsafeRawBufferPointer, shouldAbandon: () -> Bool = { false }
     ) -> WriteOutcome {
         guard var pointer = bytes.baseAddress else { return .written }
@@ -74,7 +74,7 @@ public enum Syscall {
 
     /// `poll(2)` on one descriptor: the returned events, 0 on timeout. EINTR returns 0 too, so that a caller with a
     /// deadline recomputes what is left and polls again. A negative timeout waits without limit.
-    public static func poll(_ fd: Int32, events: Int16, timeoutMilliseconds: Int32) throws(IOError) -> Int16 {
+    package static func poll(_ fd: Int32, events: Int16, timeoutMilliseconds: Int32) throws(IOError) -> Int16 {
         var pfd = pollfd(fd: fd, events: events, revents: 0)
         let n = Glibc.poll(&pfd, 1, timeoutMilliseconds)
         if n > 0 { return pfd.revents }
@@ -85,12 +85,12 @@ public enum Syscall {
     }
 
     /// `open(2)`, EINTR retried; `O_CLOEXEC` is always added.
-    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) throws(IOError) -> Int32 {
+    package static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) throws(IOError) -> Int32 {
         try retryingInterrupts("open") { Glibc.open(path, flags | O_CLOEXEC, mode) }
     }
 
     /// `fstat(2)`.
-    public static func fileStatus(_ fd: Int32) throws(IOError) -> stat {
+    package static func fileStatus(_ fd: Int32) throws(IOError) -> stat {
         var info = stat()
         _ = try retryingInterrupts("fstat") { fstat(fd, &info) }
         return info
@@ -98,7 +98,7 @@ public enum Syscall {
 
     /// Reads a blocking descriptor to its end, refusing more than `limit` bytes (nil when the data goes past it).
     /// For small files: the config file, /proc entries.
-    public static func readToEnd(_ fd: Int32, limit: Int) throws(IOError) -> [UInt8]? {
+    package static func readToEnd(_ fd: Int32, limit: Int) throws(IOError) -> [UInt8]? {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: min(16 * 1024, limit + 1))
         while true {
@@ -113,29 +113,29 @@ public enum Syscall {
 
     /// `close(2)`. EINTR is not retried: on Linux the descriptor is released even then, and a retry could close
     /// a descriptor another thread has just been given.
-    public static func close(_ fd: Int32) {
+    package static func close(_ fd: Int32) {
         _ = Glibc.close(fd)
     }
 
     /// `shutdown(2)`. Errors (ENOTCONN after a reset) are of no use to the caller and are ignored.
-    public static func shutdown(_ fd: Int32, _ how: Int32) {
+    package static func shutdown(_ fd: Int32, _ how: Int32) {
         _ = Glibc.shutdown(fd, how)
     }
 
     /// `epoll_create1(EPOLL_CLOEXEC)`.
-    public static func epollCreate() throws(IOError) -> Int32 {
+    package static func epollCreate() throws(IOError) -> Int32 {
         try retryingInterrupts("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
     }
 
     /// `epoll_ctl(2)`.
-    public static func epollControl(_ epfd: Int32, _ op: Int32, _ fd: Int32, events: UInt32, data: UInt64) throws(IOError) {
+    package static func epollControl(_ epfd: Int32, _ op: Int32, _ fd: Int32, events: UInt32, data: UInt64) throws(IOError) {
         var event = echod_epoll_event(events, data)
         _ = try retryingInterrupts("epoll_ctl") { epoll_ctl(epfd, op, fd, &event) }
     }
 
     /// `epoll_wait(2)`; returns 0 when interrupted by a signal so the caller simply turns again.
     @inline(__always)
-    public static func epollWait(_ epfd: Int32, _ events: UnsafeMutablePointer<epoll_event>, _ max: Int32, _ timeout: Int32) throws(IOError) -> Int {
+    package static func epollWait(_ epfd: Int32, _ events: UnsafeMutablePointer<epoll_event>, _ max: Int32, _ timeout: Int32) throws(IOError) -> Int {
         let n = epoll_wait(epfd, events, max, timeout)
         if n >= 0 { return Int(n) }
         let code = echod_errno()
@@ -144,30 +144,30 @@ public enum Syscall {
     }
 
     /// `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`.
-    public static func eventFD() throws(IOError) -> Int32 {
+    package static func eventFD() throws(IOError) -> Int32 {
         try retryingInterrupts("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
     }
 
     /// `timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)`.
-    public static func timerFD() throws(IOError) -> Int32 {
+    package static func timerFD() throws(IOError) -> Int32 {
         try retryingInterrupts("timerfd_create") { timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC)) }
     }
 
     /// `timerfd_settime(2)` with a relative first expiry and an optional period (nil = one-shot).
-    public static func timerSet(_ fd: Int32, after: Duration, every period: Duration?) throws(IOError) {
+    package static func timerSet(_ fd: Int32, after: Duration, every period: Duration?) throws(IOError) {
         var spec = itimerspec(it_interval: timespec(period ?? .zero), it_value: timespec(after))
         if spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0 { spec.it_value.tv_nsec = 1 }  // 0 would disarm
         _ = try retryingInterrupts("timerfd_settime") { timerfd_settime(fd, 0, &spec, nil) }
     }
 
     /// Disarms a timerfd.
-    public static func timerDisarm(_ fd: Int32) throws(IOError) {
+    package static func timerDisarm(_ fd: Int32) throws(IOError) {
         var spec = itimerspec()
         _ = try retryingInterrupts("timerfd_settime") { timerfd_settime(fd, 0, &spec, nil) }
     }
 
     /// `signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC)` for the given signals. The caller must block them first.
-    public static func signalFD(_ signals: [Int32]) throws(IOError) -> Int32 {
+    package static func signalFD(_ signals: [Int32]) throws(IOError) -> Int32 {
         var set = sigset_t()
         sigemptyset(&set)
         for s in signals { sigaddset(&set, s) }
@@ -176,7 +176,7 @@ public enum Syscall {
 
     /// Blocks the given signals in the calling thread (and so in every thread it creates afterwards), so that they
     /// are delivered only through a signalfd. The corresponding C function is `pthread_sigmask`.
-    public static func blockSignals(_ signals: [Int32]) {
+    package static func blockSignals(_ signals: [Int32]) {
         var set = sigset_t()
         sigemptyset(&set)
         for s in signals { sigaddset(&set, s) }
@@ -185,21 +185,21 @@ public enum Syscall {
 
     /// Reads and discards the 8-byte counter of an eventfd or timerfd; returns it (0 when nothing was pending).
     @discardableResult
-    public static func drainCounter(_ fd: Int32) -> UInt64 {
+    package static func drainCounter(_ fd: Int32) -> UInt64 {
         var value: UInt64 = 0
         let n = withUnsafeMutableBytes(of: &value) { Glibc.read(fd, $0.baseAddress, 8) }
         return n == 8 ? value : 0
     }
 
     /// Adds 1 to an eventfd's counter, waking whoever waits on it. EAGAIN (counter saturated) still means "woken".
-    public static func signalEventFD(_ fd: Int32) {
+    package static func signalEventFD(_ fd: Int32) {
         var one: UInt64 = 1
         _ = withUnsafeBytes(of: &one) { Glibc.write(fd, $0.baseAddress, 8) }
     }
 
     /// Raises the soft RLIMIT_NOFILE to the hard limit (what Go and systemd do for servers); returns the new soft limit.
     @discardableResult
-    public static func raiseFileLimit() -> UInt64 {
+    package static func raiseFileLimit() -> UInt64 {
         var limit = rlimit()
         guard getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 else { return 0 }
         if limit.rlim_cur < limit.rlim_max {
@@ -211,7 +211,7 @@ public enum Syscall {
     }
 
     /// The soft limit on open descriptors (RLIMIT_NOFILE).
-    public static func descriptorLimit() -> UInt64 {
+    package static func descriptorLimit() -> UInt64 {
         var limit = rlimit()
         guard getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 else { return 1024 }
         return UInt64(limit.rlim_cur)
@@ -221,7 +221,7 @@ public enum Syscall {
     /// twice per loop turn). The one clock of echod's timeouts, rate limits and watchdog: it never jumps with the
     /// wall clock.
     @inline(__always)
-    public static func monotonicNanoseconds() -> Int64 {
+    package static func monotonicNanoseconds() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
@@ -229,7 +229,7 @@ public enum Syscall {
 
     /// The current monotonic time.
     @inline(__always)
-    public static func monotonicNow() -> Duration {
+    package static func monotonicNow() -> Duration {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return .seconds(ts.tv_sec) + .nanoseconds(ts.tv_nsec)

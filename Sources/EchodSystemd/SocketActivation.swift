@@ -2,27 +2,27 @@ import EchodSystem
 import Glibc
 
 /// A listening socket handed over by systemd (a `.socket` unit, or `systemd-socket-activate`).
-public struct PassedSocket: Sendable, Equatable {
+package struct PassedSocket: Sendable, Equatable {
     /// The descriptor, 3 or above. It has FD_CLOEXEC set and is otherwise exactly as systemd created it.
-    public var fd: Int32
+    package var fd: Int32
     /// `FileDescriptorName=` of the socket unit; `"unknown"` when systemd gave none.
-    public var name: String
+    package var name: String
 
-    public init(fd: Int32, name: String) {
+    package init(fd: Int32, name: String) {
         self.fd = fd
         self.name = name
     }
 }
 
 /// Socket activation (`sd_listen_fds(3)`): taking the listening sockets systemd passed, and checking them.
-public enum SocketActivation {
+package enum SocketActivation {
     /// The sockets systemd passed to this process, in order (fd 3, 4, ...).
     ///
     /// Empty when `LISTEN_FDS` is absent or `LISTEN_PID` names another process (as `sd_listen_fds` does), and also
     /// when the variables are malformed. `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` are removed from the
     /// environment, so a second call returns nothing: call it once, at start-up, before any thread is started.
     /// The corresponding C function is `sd_listen_fds_with_names(1, &names)`.
-    public static func takePassedSockets() -> [PassedSocket] {
+    package static func takePassedSockets() -> [PassedSocket] {
         (Libsystemd.listenFDsWithNames() ?? []).map {
             PassedSocket(fd: $0.fd, name: $0.name.isEmpty ? "unknown" : $0.name)
         }
@@ -36,7 +36,7 @@ public enum SocketActivation {
     /// Only reads (`getsockopt` `SO_TYPE`, `SO_ACCEPTCONN`, `SO_DOMAIN`): a passed socket is shared with systemd and
     /// with the next instance of the service, and its options are the socket unit's to set (Unbound broke by
     /// setting IPV6_V6ONLY on one).
-    public static func validateListening(_ socket: PassedSocket) -> String? {
+    package static func validateListening(_ socket: PassedSocket) -> String? {
         let what = "fd \(socket.fd) (\"\(socket.name)\")"
         let type: Int32
         switch readOption(socket.fd, SO_TYPE, "getsockopt(SO_TYPE)") {

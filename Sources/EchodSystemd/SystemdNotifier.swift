@@ -16,52 +16,52 @@ import Glibc
 /// `vsock:` addresses (systemd 254+, for virtual machines) are not supported: the notifier is then disabled.
 ///
 /// With `NOTIFY_SOCKET` unset (not started by systemd, or `Type=simple`) every call is a no-op returning false.
-public struct SystemdNotifier: Sendable {
+package struct SystemdNotifier: Sendable {
     private let address: NotifyAddress?
 
     /// Enabled iff `environment["NOTIFY_SOCKET"]` holds a usable address: an absolute path or `@abstract-name`
     /// that fits in `sockaddr_un`.
-    public init(environment: [String: String]) {
+    package init(environment: [String: String]) {
         address = environment["NOTIFY_SOCKET"].flatMap(NotifyAddress.init)
     }
 
     /// Whether notifications are sent at all.
-    public var isEnabled: Bool { address != nil }
+    package var isEnabled: Bool { address != nil }
 
     /// `READY=1` with a status line and `MAINPID=` (this process): send only once the daemon really serves.
     @discardableResult
-    public func ready(status: String) -> Bool {
+    package func ready(status: String) -> Bool {
         send("READY=1\nSTATUS=\(Self.oneLine(status))\nMAINPID=\(getpid())")
     }
 
     /// `RELOADING=1` with `MONOTONIC_USEC=` (CLOCK_MONOTONIC now, in microseconds), as `Type=notify-reload`
     /// (systemd 253+) requires; send `ready(status:)` again once the reload is done.
     @discardableResult
-    public func reloading() -> Bool {
+    package func reloading() -> Bool {
         send("RELOADING=1\nMONOTONIC_USEC=\(Self.monotonicMicroseconds())")
     }
 
     /// `STOPPING=1` with a status line: the daemon has begun shutting down (draining).
     @discardableResult
-    public func stopping(status: String) -> Bool {
+    package func stopping(status: String) -> Bool {
         send("STOPPING=1\nSTATUS=\(Self.oneLine(status))")
     }
 
     /// `STATUS=`: the free-form line `systemctl status` shows.
     @discardableResult
-    public func status(_ text: String) -> Bool {
+    package func status(_ text: String) -> Bool {
         send("STATUS=\(Self.oneLine(text))")
     }
 
     /// `WATCHDOG=1`: the keep-alive ping; send it more often than `SystemdWatchdog.interval()`.
     @discardableResult
-    public func watchdogPing() -> Bool {
+    package func watchdogPing() -> Bool {
         send("WATCHDOG=1")
     }
 
     /// `EXTEND_TIMEOUT_USEC=`: asks for `duration` more before the current start/stop/reload timeout fires.
     @discardableResult
-    public func extendTimeout(by duration: Duration) -> Bool {
+    package func extendTimeout(by duration: Duration) -> Bool {
         let (seconds, attoseconds) = duration.components
         let usec = max(0, seconds) &* 1_000_000 &+ max(0, attoseconds) / 1_000_000_000_000
         return send("EXTEND_TIMEOUT_USEC=\(usec)")
@@ -72,7 +72,7 @@ public struct SystemdNotifier: Sendable {
     /// Returns true when the whole datagram was handed to the kernel; false when the notifier is disabled, `raw` is
     /// empty, or the send failed (no receiver, queue full for 250 ms, ...). Never throws; blocks at most 250 ms.
     @discardableResult
-    public func send(_ raw: String) -> Bool {
+    package func send(_ raw: String) -> Bool {
         guard let address, !raw.isEmpty else { return false }
         guard let fd = try? Syscall.socket(domain: AF_UNIX, type: Int32(SOCK_DGRAM.rawValue)) else { return false }
         defer { Syscall.close(fd) }

@@ -1,13 +1,13 @@
 /// The one escaper of text echod writes for machines and terminals: log lines (text and JSON), JSON reports of
 /// `echod probe` and `echod bench`. Works on UTF-8 bytes and copies unescaped runs in bulk, so the log writer
 /// can call it per record.
-public enum Escaping {
+package enum Escaping {
     /// The escaping shared by text and JSON, on the UTF-8 bytes of a (valid UTF-8) string, copying unescaped runs
     /// in bulk:
     /// - `\` → `\\`, `"` → `\"` (when `escapeQuote`), LF/CR/TAB → `\n` `\r` `\t`, and in JSON BS/FF → `\b` `\f`;
     /// - other C0 controls, DEL, C1 controls (UTF-8 `C2 80`–`C2 9F`) and U+2028/U+2029 (`E2 80 A8`/`A9`) → `\uXXXX`;
     /// - every other byte as is.
-    public static func appendEscapedUTF8(
+    package static func appendEscapedUTF8(
         _ bytes: UnsafeBufferPointer<UInt8>, escapeQuote: Bool, json: Bool, to out: inout [UInt8]
     ) {
         let n = bytes.count
@@ -65,7 +65,7 @@ public enum Escaping {
 
     /// A JSON string literal (RFC 8259): `"` and `\` escaped, C0 controls as `\n`-style or `\u00XX`; DEL, C1 controls
     /// and U+2028/U+2029 escaped too (legal raw in JSON, but they confuse terminals and JavaScript readers).
-    public static func appendJSONString(_ string: String, to out: inout [UInt8]) {
+    package static func appendJSONString(_ string: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var string = string
         string.withUTF8 { appendEscapedUTF8($0, escapeQuote: true, json: true, to: &out) }
@@ -75,12 +75,12 @@ public enum Escaping {
     /// C0 controls, DEL, C1 controls (U+0085 NEL among them) and the Unicode line/paragraph separators: the
     /// characters that could break a line or drive a terminal.
     @inlinable
-    public static func needsEscape(_ v: UInt32) -> Bool {
+    package static func needsEscape(_ v: UInt32) -> Bool {
         v < 0x20 || (v >= 0x7F && v <= 0x9F) || v == 0x2028 || v == 0x2029
     }
 
     /// `\uXXXX` (only called for scalars in the BMP).
-    public static func appendUnicodeEscape(_ v: UInt32, to out: inout [UInt8]) {
+    package static func appendUnicodeEscape(_ v: UInt32, to out: inout [UInt8]) {
         @inline(__always) func hex(_ nibble: UInt32) -> UInt8 {
             UInt8(truncatingIfNeeded: nibble < 10 ? 0x30 + nibble : 0x57 + nibble)
         }
@@ -93,7 +93,7 @@ public enum Escaping {
     }
 
     /// A JSON string literal of `string`, quotes included, as a `String` (for reports; logs use the byte form).
-    public static func jsonString(_ string: String) -> String {
+    package static func jsonString(_ string: String) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(string.utf8.count + 2)
         appendJSONString(string, to: &out)

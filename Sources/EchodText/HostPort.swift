@@ -4,22 +4,22 @@
 /// file and `ECHOD_*` variables, `echod probe HOST:PORT` and `--http URL`, `echod bench HOST:PORT`. What the host may
 /// be is the caller's rule: the daemon takes numeric addresses only (it never depends on DNS at start-up), the
 /// clients also resolve names.
-public struct HostPort: Sendable, Hashable {
+package struct HostPort: Sendable, Hashable {
     /// The host without brackets: `127.0.0.1`, `::1`, `localhost`.
-    public var host: String
+    package var host: String
     /// 1...65535.
-    public var port: UInt16
+    package var port: UInt16
     /// Whether the host was written in brackets (and so must be an IPv6 address).
-    public var bracketed: Bool
+    package var bracketed: Bool
 
-    public init(host: String, port: UInt16, bracketed: Bool) {
+    package init(host: String, port: UInt16, bracketed: Bool) {
         self.host = host
         self.port = port
         self.bracketed = bracketed
     }
 
     /// Splits `text` into host and port. The error says what is wrong and shows the expected form.
-    public init(parsing text: String) throws(InvalidValue) {
+    package init(parsing text: String) throws(InvalidValue) {
         guard !text.isEmpty else {
             throw InvalidValue(reason: "empty address; expected HOST:PORT, e.g. 127.0.0.1:8888 or [::1]:8888")
         }
@@ -52,7 +52,7 @@ public struct HostPort: Sendable, Hashable {
 
     /// `127.0.0.1:8888`, `[::1]:8888`, `localhost:7`: the form `init(parsing:)` accepts. A host with a colon (an IPv6
     /// address given without brackets) is bracketed.
-    public var description: String {
+    package var description: String {
         bracketed || host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 

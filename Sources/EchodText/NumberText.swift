@@ -1,10 +1,10 @@
 /// Numbers as echod prints them for people and JSON readers, without Foundation: fixed-point decimals and thousands
 /// separators. One implementation for `echod probe`, `echod bench` and the daemon's messages.
-public enum NumberText {
+package enum NumberText {
     /// `x` with `decimals` digits after the point, rounded half away from zero; JSON-safe (no exponent, no NaN:
     /// a non-finite value prints as `0`). `trimZeros` drops trailing zeros of the fraction (and the point).
     /// `fixed(0.214, decimals: 2)` is `0.21`; `fixed(2.50, decimals: 2, trimZeros: true)` is `2.5`.
-    public static func fixed(_ x: Double, decimals: Int, trimZeros: Bool = false) -> String {
+    package static func fixed(_ x: Double, decimals: Int, trimZeros: Bool = false) -> String {
         guard x.isFinite else { return "0" }
         var scale: UInt64 = 1
         for _ in 0..<decimals { scale *= 10 }
@@ -22,7 +22,7 @@ public enum NumberText {
     }
 
     /// `1234567` as `1,234,567`.
-    public static func grouped(_ n: UInt64) -> String {
+    package static func grouped(_ n: UInt64) -> String {
         let digits = Array(String(n))
         var out = ""
         for (i, d) in digits.enumerated() {

@@ -1,5 +1,5 @@
 /// Quotes a value for a message so that empty strings, spaces and control characters stay visible.
-public func quoted(_ text: String) -> String {
+package func quoted(_ text: String) -> String {
     var out = "\""
     for scalar in text.unicodeScalars {
         switch scalar {

@@ -1,9 +1,9 @@
 /// Why one value was refused: a sentence for the user. The config loader adds where the value came from; the
 /// command line prints it next to the option.
-public struct InvalidValue: Error, Sendable, Equatable {
-    public var reason: String
+package struct InvalidValue: Error, Sendable, Equatable {
+    package var reason: String
 
-    public init(reason: String) { self.reason = reason }
+    package init(reason: String) { self.reason = reason }
 }
 
 /// Durations and byte sizes in human units, parsed exactly (no floating point) and formatted back in the
@@ -11,7 +11,7 @@ public struct InvalidValue: Error, Sendable, Equatable {
 ///
 /// The one grammar for both, wherever a user types one: the configuration file, `ECHOD_*` variables, and the
 /// options of `echod`, `echod probe` and `echod bench`.
-public enum Units {
+package enum Units {
     // MARK: Durations
 
     /// Units of a duration, largest first; the index is the order a compound duration must follow.
@@ -25,7 +25,7 @@ public enum Units {
     ]
 
     /// `500ms`, `30s`, `5m`, `1h`, `1m30s`, `1.5s`; a bare number is seconds. Units are case-insensitive.
-    public static func parseDuration(_ text: String) throws(InvalidValue) -> Duration {
+    package static func parseDuration(_ text: String) throws(InvalidValue) -> Duration {
         let example = "expected a duration such as 500ms, 30s, 5m, 1h or 1m30s"
         guard !text.isEmpty else { throw InvalidValue(reason: "empty value; \(example)") }
         guard !text.hasPrefix("-") else { throw InvalidValue(reason: "a duration cannot be negative") }
@@ -67,7 +67,7 @@ public enum Units {
     }
 
     /// The shortest exact spelling: `0s`, `500ms`, `45s`, `5m`, `1m30s`, `1h`.
-    public static func format(_ duration: Duration) -> String {
+    package static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         var remaining = Int128(seconds) * 1_000_000_000 + Int128(attoseconds / 1_000_000_000)
         guard remaining > 0 else { return "0s" }
@@ -96,7 +96,7 @@ public enum Units {
 
     /// `4096`, `4096B`, `64KiB`, `1MiB`, `1GiB`, ; `KB`/`MB`/`GB` are powers of 1000. Case-insensitive.
     /// A fraction is accepted only when it comes to whole bytes (`1.5KiB` is 1536).
-    public static func parseSize(_ text: String) throws(InvalidValue) -> Int {
+    package static func parseSize(_ text: String) throws(InvalidValue) -> Int {
         let example = "expected a size such as 4096, 64KiB, 1MiB or 1GiB"
         guard !text.isEmpty else { throw InvalidValue(reason: "empty value; \(example)") }
         guard !text.hasPrefix("-") else { throw InvalidValue(reason: "a size cannot be negative") }
@@ -119,7 +119,7 @@ public enum Units {
     }
 
     /// The shortest exact spelling: `256KiB`, `1GiB`, `64KB`, `1000`.
-    public static func formatSize(_ bytes: Int) -> String {
+    package static func formatSize(_ bytes: Int) -> String {
         let value = Int128(bytes)
         for unit in sizeUnits where unit.bytes > 1 && value >= unit.bytes && value % unit.bytes == 0 {
             return "\(value / unit.bytes)\(unit.name)"
@@ -174,5 +174,5 @@ public enum Units {
 
 extension Character {
     /// `0`...`9` only: `isNumber` would also accept other scripts' digits and fractions.
-    public var isASCIIDigit: Bool { ("0"..."9").contains(self) }
+    package var isASCIIDigit: Bool { ("0"..."9").contains(self) }
 }

@@ -44,8 +44,8 @@ COMPLETIONS = {
 
 def upstream_version() -> str:
     text = (REPO / "Sources" / "EchodDaemon" / "Daemon.swift").read_text()
-    match = re.search(r'public static let version = "([^"]+)"', text)
-    assert match, "no `public static let version` in Daemon.swift"
+    match = re.search(r'static let version = "([^"]+)"', text)
+    assert match, "no `static let version` in Daemon.swift"
     return match.group(1)
 
 

@@ -66,7 +66,7 @@ def setup_module():
 
 def source_version() -> str:
     text = (REPO / "Sources/EchodDaemon/Daemon.swift").read_text()
-    return re.search(r'public static let version = "([^"]+)"', text).group(1)
+    return re.search(r'static let version = "([^"]+)"', text).group(1)
 
 
 class Running:
