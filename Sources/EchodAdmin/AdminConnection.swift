@@ -1,7 +1,7 @@
-import EchodSystem
 import CEchodLinux
 import CHTTPParser
 import EchodEventLoop
+import EchodSystem
 import Glibc
 
 /// One admin connection: http-parser state, a small input buffer, the response being written. Loop thread only.
@@ -287,8 +287,9 @@ final class AdminConnection: EventHandler {
 
     /// Answers with an error and closes: the parser cannot be trusted to find the next request after it.
     private func fail(_ status: Int, _ message: String) {
-        let request = AdminRequest(method: methodCode == 0 && !headersComplete ? "-" : String(cString: http_method_str(http_method(rawValue: methodCode))),
-                                   path: target.isEmpty ? "-" : String(decoding: target, as: UTF8.self), keepAlive: false)
+        let request = AdminRequest(
+            method: methodCode == 0 && !headersComplete ? "-" : String(cString: http_method_str(http_method(rawValue: methodCode))),
+            path: target.isEmpty ? "-" : String(decoding: target, as: UTF8.self), keepAlive: false)
         server.log(request, status: status, peer: peer)
         inputCount = 0
         startResponse(AdminResponse.text(status, message).serialize(keepAlive: false, http10: false, omitBody: false), closeAfter: true)

@@ -1,7 +1,7 @@
-import EchodSystem
 import CEchodLinux
 import CHTTPParser
 import EchodEventLoop
+import EchodSystem
 import Glibc
 import Logging
 
@@ -41,7 +41,10 @@ package final class AdminServer: @unchecked Sendable {
         /// closing anyway.
         package var lingerTimeout: Duration = .seconds(2)
 
-        package init(maxHeaderBytes: Int = 8 * 1024, maxBodyBytes: Int = 8 * 1024, requestTimeout: Duration = .seconds(10), maxConnections: Int = 64, lingerTimeout: Duration = .seconds(2)) {
+        package init(
+            maxHeaderBytes: Int = 8 * 1024, maxBodyBytes: Int = 8 * 1024, requestTimeout: Duration = .seconds(10), maxConnections: Int = 64,
+            lingerTimeout: Duration = .seconds(2)
+        ) {
             self.maxHeaderBytes = maxHeaderBytes
             self.maxBodyBytes = maxBodyBytes
             self.requestTimeout = requestTimeout
@@ -82,11 +85,14 @@ package final class AdminServer: @unchecked Sendable {
         AdminConnection.installCallbacks(settings)
         sweepTimer = try LoopTimer(loop: loop) { [unowned self] in self.sweep() }
         reserveSpare()
-        let acceptor = Acceptor(loop: loop, listenerFD: listenerFD, onAccept: { [unowned self] fd, peer in
-            self.adopt(fd, peer: peer, spare: false)
-        }, onEvent: { [unowned self] event in
-            self.acceptorReported(event)
-        })
+        let acceptor = Acceptor(
+            loop: loop, listenerFD: listenerFD,
+            onAccept: { [unowned self] fd, peer in
+                self.adopt(fd, peer: peer, spare: false)
+            },
+            onEvent: { [unowned self] event in
+                self.acceptorReported(event)
+            })
         self.acceptor = acceptor
         do {
             try acceptor.start()
@@ -160,10 +166,12 @@ package final class AdminServer: @unchecked Sendable {
         switch event {
         case .paused(let error, let retry):
             if let suppressed = pauseWarning.admit(now: Syscall.monotonicNanoseconds()) {
-                logger.warning("admin: accepting paused (out of descriptors or memory); answering from a spare descriptor", metadata: [
-                    "error": .stringConvertible(error), "retry_ms": .stringConvertible(retry.nanoseconds / 1_000_000),
-                    "suppressed": .stringConvertible(suppressed),
-                ])
+                logger.warning(
+                    "admin: accepting paused (out of descriptors or memory); answering from a spare descriptor",
+                    metadata: [
+                        "error": .stringConvertible(error), "retry_ms": .stringConvertible(retry.nanoseconds / 1_000_000),
+                        "suppressed": .stringConvertible(suppressed),
+                    ])
             }
             acceptWithSpare()
         case .resumed:
@@ -196,10 +204,12 @@ package final class AdminServer: @unchecked Sendable {
 
     private func warnLimit(_ peer: SocketAddress) {
         if let suppressed = limitWarning.admit(now: Syscall.monotonicNanoseconds()) {
-            logger.warning("admin: too many admin connections, closing a new one", metadata: [
-                "limit": .stringConvertible(limits.maxConnections), "peer": .stringConvertible(peer),
-                "suppressed": .stringConvertible(suppressed),
-            ])
+            logger.warning(
+                "admin: too many admin connections, closing a new one",
+                metadata: [
+                    "limit": .stringConvertible(limits.maxConnections), "peer": .stringConvertible(peer),
+                    "suppressed": .stringConvertible(suppressed),
+                ])
         }
     }
 
@@ -230,9 +240,11 @@ package final class AdminServer: @unchecked Sendable {
 
     func log(_ request: AdminRequest, status: Int, peer: SocketAddress) {
         // Health checkers poll every few seconds: per-request lines only at debug level.
-        logger.debug("admin request", metadata: [
-            "method": .string(request.method), "path": .string(request.path), "status": .stringConvertible(status),
-            "peer": .stringConvertible(peer),
-        ])
+        logger.debug(
+            "admin request",
+            metadata: [
+                "method": .string(request.method), "path": .string(request.path), "status": .stringConvertible(status),
+                "peer": .stringConvertible(peer),
+            ])
     }
 }

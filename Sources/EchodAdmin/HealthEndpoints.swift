@@ -1,5 +1,5 @@
-import EchodSystem
 import EchodEventLoop
+import EchodSystem
 
 /// One named health condition, evaluated by the daemon at request time.
 package struct HealthCheck: Sendable, Equatable {
@@ -27,7 +27,8 @@ package struct HealthCheck: Sendable, Equatable {
             }
             let age = now - beat
             let ok = age <= stallThreshold.nanoseconds
-            let detail = ok ? "last turn \(milliseconds(age)) ago" : "stalled: no turn for \(milliseconds(age)) (limit \(milliseconds(stallThreshold.nanoseconds)))"
+            let detail =
+                ok ? "last turn \(milliseconds(age)) ago" : "stalled: no turn for \(milliseconds(age)) (limit \(milliseconds(stallThreshold.nanoseconds)))"
             return HealthCheck(name: name, ok: ok, detail: detail)
         }
     }

@@ -77,8 +77,10 @@ package final class MetricsExporter: Sendable {
         ("echod_loop_events_total", "counter", ["loop"], "Readiness events dispatched by each event loop."),
         ("echod_loop_turns_total", "counter", ["loop"], "Turns (one epoll_wait and the handling of its events) completed by each event loop."),
         ("echod_loop_busy_seconds_total", "counter", ["loop"], "Time each event loop spent handling events, in seconds."),
-        ("echod_loop_turns_by_duration_total", "counter", ["loop", "upper_bound"],
-         "Loop turns whose handling took at most upper_bound seconds (cumulative, like histogram buckets; +Inf counts all turns)."),
+        (
+            "echod_loop_turns_by_duration_total", "counter", ["loop", "upper_bound"],
+            "Loop turns whose handling took at most upper_bound seconds (cumulative, like histogram buckets; +Inf counts all turns)."
+        ),
         ("echod_process_resident_memory_bytes", "gauge", [], "Resident memory size in bytes."),
         ("echod_process_virtual_memory_bytes", "gauge", [], "Virtual memory size in bytes."),
         ("echod_process_open_fds", "gauge", [], "Open file descriptors."),

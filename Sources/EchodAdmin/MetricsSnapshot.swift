@@ -32,8 +32,9 @@ package struct MetricsSnapshot: Sendable {
         /// Reads `loop.stats` (safe from any thread: relaxed loads of single-writer counters).
         package init(_ loop: EventLoop) {
             let stats = loop.stats
-            self.init(index: loop.index, events: stats.events.load, turns: stats.turns.load,
-                      busySeconds: Double(stats.busyNanoseconds.load) / 1e9, turnBuckets: stats.turnBuckets.map(\.load))
+            self.init(
+                index: loop.index, events: stats.events.load, turns: stats.turns.load,
+                busySeconds: Double(stats.busyNanoseconds.load) / 1e9, turnBuckets: stats.turnBuckets.map(\.load))
         }
     }
 

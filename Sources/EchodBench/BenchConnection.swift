@@ -1,5 +1,5 @@
-import EchodSystem
 import EchodEventLoop
+import EchodSystem
 import EchodText
 import Glibc
 
@@ -243,7 +243,8 @@ final class BenchConnection: EventHandler {
                 let n = readVerify(max: length)
                 if n < 0 { return }
                 if n == 0 { break }
-                let first = before / size, last = received / size
+                let first = before / size
+                let last = received / size
                 if last > first, let stamps {
                     let now = Syscall.monotonicNanoseconds()
                     var m = first

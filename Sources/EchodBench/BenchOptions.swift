@@ -78,7 +78,10 @@ package struct BenchOptions: Sendable {
 
 /// What the progress callback sees once a second.
 package struct BenchProgress: Sendable {
-    package enum Phase: String, Sendable { case warmup = "warm-up", measuring, draining }
+    package enum Phase: String, Sendable {
+        case warmup = "warm-up"
+        case measuring, draining
+    }
     package var phase: Phase
     /// Seconds since load started (warm-up included).
     package var elapsed: Double

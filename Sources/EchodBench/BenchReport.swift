@@ -30,8 +30,10 @@ package struct BenchErrors: Sendable, Equatable {
 
     /// (JSON key, count) in a fixed order.
     package var named: [(String, UInt64)] {
-        [("mismatch", mismatch), ("early_close", earlyClose), ("connect_failed", connectFailed), ("lost", lost),
-         ("no_eof", noEOF), ("other", other)]
+        [
+            ("mismatch", mismatch), ("early_close", earlyClose), ("connect_failed", connectFailed), ("lost", lost),
+            ("no_eof", noEOF), ("other", other),
+        ]
     }
 }
 
@@ -64,11 +66,13 @@ package struct BenchReport: Sendable {
     /// The user stopped the run early (SIGINT).
     package var interrupted: Bool
 
-    package init(mode: BenchMode, target: String, connections: Int, size: Int, window: Int, threads: Int,
-                durationSeconds: Double = 0, warmupSeconds: Double = 0, ops: UInt64 = 0, opsAll: UInt64 = 0,
-                bytesSent: UInt64 = 0, bytesReceived: UInt64 = 0, latency: BenchLatency = BenchLatency(),
-                errors: BenchErrors = BenchErrors(), errorDetails: [String] = [], setupFailure: String? = nil,
-                interrupted: Bool = false) {
+    package init(
+        mode: BenchMode, target: String, connections: Int, size: Int, window: Int, threads: Int,
+        durationSeconds: Double = 0, warmupSeconds: Double = 0, ops: UInt64 = 0, opsAll: UInt64 = 0,
+        bytesSent: UInt64 = 0, bytesReceived: UInt64 = 0, latency: BenchLatency = BenchLatency(),
+        errors: BenchErrors = BenchErrors(), errorDetails: [String] = [], setupFailure: String? = nil,
+        interrupted: Bool = false
+    ) {
         self.mode = mode
         self.target = target
         self.connections = connections
@@ -177,8 +181,9 @@ package struct BenchReport: Sendable {
         }
         let l = latency
         if l.count > 0 {
-            lines.append("  " + pad("latency (µs)", 18) + "p50 \(us(l.p50))  p90 \(us(l.p90))  p99 \(us(l.p99))  "
-                         + "p99.9 \(us(l.p999))  max \(us(l.max))  mean \(us(l.mean))")
+            lines.append(
+                "  " + pad("latency (µs)", 18) + "p50 \(us(l.p50))  p90 \(us(l.p90))  p99 \(us(l.p99))  "
+                    + "p99.9 \(us(l.p999))  max \(us(l.max))  mean \(us(l.mean))")
         } else {
             lines.append("  " + pad("latency (µs)", 18) + "no operation completed in the measured interval")
         }

@@ -1,5 +1,5 @@
-import EchodSystem
 import EchodEventLoop
+import EchodSystem
 import Glibc
 
 /// Runs a bench: `threads` event loops on their own `LoopThread`s, the connections spread over them, each loop
@@ -33,7 +33,8 @@ package enum BenchRunner {
         }
 
         // Connections 0..<n, split as evenly as possible; --max-ops split in proportion.
-        let per = options.connections / threads, extra = options.connections % threads
+        let per = options.connections / threads
+        let extra = options.connections % threads
         var firstID = 0
         for i in 0..<threads {
             let count = per + (i < extra ? 1 : 0)
@@ -101,12 +102,13 @@ package enum BenchRunner {
                 let errors = workers.reduce(0) { $0 + $1.errorCount.load }
                 let dt = Double(now - last.time) / 1e9
                 let phase: BenchProgress.Phase = now < measureAt ? .warmup : now < stopAt && !stopSent ? .measuring : .draining
-                progress(BenchProgress(
-                    phase: phase, elapsed: Double(now - t0) / 1e9, ops: ops,
-                    opsPerSecond: Double(ops &- last.ops) / dt,
-                    mbPerSecondOut: Double(sent &- last.sent) / dt / 1e6,
-                    mbPerSecondIn: Double(received &- last.received) / dt / 1e6,
-                    errors: errors))
+                progress(
+                    BenchProgress(
+                        phase: phase, elapsed: Double(now - t0) / 1e9, ops: ops,
+                        opsPerSecond: Double(ops &- last.ops) / dt,
+                        mbPerSecondOut: Double(sent &- last.sent) / dt / 1e6,
+                        mbPerSecondIn: Double(received &- last.received) / dt / 1e6,
+                        errors: errors))
                 last = (now, ops, sent, received)
                 while nextProgress <= now { nextProgress += 1_000_000_000 }
             }
@@ -119,7 +121,8 @@ package enum BenchRunner {
         loopThreads.removeAll()
 
         var latency = LatencyRecorder()
-        var start = Int64.max, end: Int64 = 0
+        var start = Int64.max
+        var end: Int64 = 0
         for w in workers {
             latency.merge(w.latency)
             report.ops += w.atEnd.ops &- w.atStart.ops

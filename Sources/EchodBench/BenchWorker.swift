@@ -1,5 +1,5 @@
-import EchodSystem
 import EchodEventLoop
+import EchodSystem
 import EchodText
 import Synchronization
 

@@ -1,5 +1,5 @@
-import EchodText
 import Configuration
+import EchodText
 
 /// The configuration file, read into a tree by ``YAMLTree`` (libyaml) and walked key by key against
 /// ``SettingKey/all``.
@@ -77,8 +77,9 @@ struct FileDocument {
             break  // `admin:` with everything below commented out: nothing set
         default:
             let children = childNames(of: path).joined(separator: ", ")
-            report(line, path.joined(separator: "."), value: Self.flow(value),
-                   reason: "wrong type: expected a section with the keys \(children), got \(Self.kind(of: value))")
+            report(
+                line, path.joined(separator: "."), value: Self.flow(value),
+                reason: "wrong type: expected a section with the keys \(children), got \(Self.kind(of: value))")
         }
     }
 
@@ -103,8 +104,9 @@ struct FileDocument {
                 if let scalar = item.scalar, !item.isNull {
                     items.append(scalar.text)
                 } else {
-                    report(item.line, "\(key.name)[\(index)]", value: Self.flow(item),
-                           reason: item.isNull ? "empty item" : "wrong type: expected a HOST:PORT string, got \(Self.kind(of: item))")
+                    report(
+                        item.line, "\(key.name)[\(index)]", value: Self.flow(item),
+                        reason: item.isNull ? "empty item" : "wrong type: expected a HOST:PORT string, got \(Self.kind(of: item))")
                 }
             }
             if items.count == sequence.count {
@@ -129,7 +131,8 @@ struct FileDocument {
     private func unknownKeyReason(_ name: String, prefix: [String]) -> String {
         if name.contains("."), keys.contains(where: { $0.name == (prefix + [name]).joined(separator: ".") }) {
             // swift-configuration would flatten `limits.max_connections:` onto the nested key; one spelling is enough.
-            return "unknown key; write a nested key inside its section (\(name.split(separator: ".")[0]): then an indented \(name.split(separator: ".").dropFirst().joined(separator: ".")):), not with dots"
+            return
+                "unknown key; write a nested key inside its section (\(name.split(separator: ".")[0]): then an indented \(name.split(separator: ".").dropFirst().joined(separator: ".")):), not with dots"
         }
         let siblings = childNames(of: prefix)
         if let near = Suggestions.closest(to: name, among: siblings) {
@@ -137,7 +140,8 @@ struct FileDocument {
         }
         let elsewhere = keys.filter { $0.path.count > 1 || !prefix.isEmpty }
         if let near = Suggestions.closest(to: name, among: elsewhere.map { $0.path.last! }),
-           let key = elsewhere.first(where: { $0.path.last! == near }) {
+            let key = elsewhere.first(where: { $0.path.last! == near })
+        {
             return "unknown key (did you mean \(quoted(key.name))?)"
         }
         return "unknown key; valid keys here: " + siblings.joined(separator: ", ")

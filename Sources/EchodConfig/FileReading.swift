@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import EchodSystem
-import EchodText
-import Glibc
+    import EchodSystem
+    import EchodText
+    import Glibc
 #endif
 
 /// Reads the configuration file with plain blocking system calls (through `Syscall`). Loading is synchronous by

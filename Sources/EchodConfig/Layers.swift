@@ -56,8 +56,9 @@ enum Layer {
             return Candidate(raw: Self.raw(content, key), origin: .environment(name), source: source)
         case .file(let document):
             guard let entry = document.entries[key.name] else { return nil }
-            var candidate = Candidate(raw: .null, origin: .file(document.path), source: document.path, line: entry.line,
-                                      itemLines: entry.itemLines)
+            var candidate = Candidate(
+                raw: .null, origin: .file(document.path), source: document.path, line: entry.line,
+                itemLines: entry.itemLines)
             guard let content = entry.content else { return candidate }
             candidate.raw = Self.raw(content, key)
             return candidate

@@ -54,7 +54,8 @@ package struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
             // Unbracketed, the host has no colon (HostPort refuses that), so it cannot parse as IPv6.
             guard let address = SocketAddress(host: hostText, port: parsed.port) else {
                 if hostText.contains(where: \.isLetter) {
-                    throw fail("\(quoted(hostText)) is a hostname; only numeric addresses are accepted (names are not resolved), e.g. 127.0.0.1 instead of localhost")
+                    throw fail(
+                        "\(quoted(hostText)) is a hostname; only numeric addresses are accepted (names are not resolved), e.g. 127.0.0.1 instead of localhost")
                 }
                 throw fail("\(quoted(hostText)) is not a numeric IPv4 address")
             }

@@ -1,5 +1,5 @@
-import EchodText
 import Configuration
+import EchodText
 import FoundationEssentials
 
 /// The result of a successful load: validated settings and where each value came from.

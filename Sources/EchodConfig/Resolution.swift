@@ -39,10 +39,14 @@ struct Resolution {
     /// Checks between keys, skipped when an effective value failed (the default then stands in for it).
     func crossKeyProblems() -> [ConfigProblem] {
         guard !failed.contains("listen"), !failed.contains("admin.listen"),
-              let reason = Validation.adminConflict(settings) else { return [] }
+            let reason = Validation.adminConflict(settings)
+        else { return [] }
         let winner = winners["admin.listen"]
-        return [ConfigProblem(source: winner?.source ?? "embedded defaults", key: "admin.listen",
-                              value: settings.adminListen?.description, reason: reason, line: winner?.line)]
+        return [
+            ConfigProblem(
+                source: winner?.source ?? "embedded defaults", key: "admin.listen",
+                value: settings.adminListen?.description, reason: reason, line: winner?.line)
+        ]
     }
 
     private func problem(_ found: ValueProblem, _ key: SettingKey, _ candidate: Candidate) -> ConfigProblem {

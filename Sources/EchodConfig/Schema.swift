@@ -42,46 +42,58 @@ extension SettingKey {
     static var all: [SettingKey] {
         [
             listenKey,
-            scalar("threads", flag: "--threads", expected: "\"auto\" or a whole number between 1 and 1024",
-                   set: { text, s throws(InvalidValue) in
-                       let count = try Values.threads(text)
-                       s.threads = count ?? onlineCPUCount()
-                       s.threadsIsAuto = count == nil
-                   },
-                   render: { $0.threadsIsAuto ? "auto" : "\($0.threads)" }),
-            scalar("limits.max_connections", expected: "a whole number",
-                   set: { text, s throws(InvalidValue) in s.maxConnections = try Values.integer(text, in: 1...10_000_000) },
-                   render: { "\($0.maxConnections)" }),
-            scalar("limits.max_connections_per_ip", expected: "a whole number",
-                   set: { text, s throws(InvalidValue) in s.maxConnectionsPerIP = try Values.integer(text, in: 0...10_000_000) },
-                   render: { "\($0.maxConnectionsPerIP)" }),
-            scalar("limits.idle_timeout", expected: "a duration such as 300s or 5m",
-                   set: { text, s throws(InvalidValue) in s.idleTimeout = try Values.duration(text, in: .zero ... .seconds(168 * 3600)) },
-                   render: { Units.format($0.idleTimeout) }),
-            scalar("limits.max_pending_bytes", expected: "a size such as 256KiB",
-                   set: { text, s throws(InvalidValue) in s.maxPendingBytes = try Values.size(text, in: 4096...(1 << 30)) },
-                   render: { Units.formatSize($0.maxPendingBytes) }),
-            scalar("shutdown.drain_timeout", expected: "a duration such as 10s",
-                   set: { text, s throws(InvalidValue) in s.drainTimeout = try Values.duration(text, in: .zero ... .seconds(3600)) },
-                   render: { Units.format($0.drainTimeout) }),
-            scalar("log.level", flag: "--log-level", expected: "a level name such as info",
-                   set: { text, s throws(InvalidValue) in s.logLevel = try Values.choice(text, of: LogLevelName.self) },
-                   render: { $0.logLevel.rawValue }),
-            scalar("log.format", flag: "--log-format", expected: "a format name such as text",
-                   set: { text, s throws(InvalidValue) in s.logFormat = try Values.choice(text, of: LogFormat.self) },
-                   render: { $0.logFormat.rawValue }),
-            optional("log.file", expected: "an absolute file path, or null",
-                     set: { text, s throws(InvalidValue) in s.logFile = try text.map(Values.absolutePath) },
-                     render: { $0.logFile.map(quoted) ?? "null" }),
-            scalar("log.reads", expected: "true or false",
-                   set: { text, s throws(InvalidValue) in s.logReads = try Values.bool(text) },
-                   render: { "\($0.logReads)" }),
-            scalar("log.queue_capacity", expected: "a whole number",
-                   set: { text, s throws(InvalidValue) in s.logQueueCapacity = try Values.integer(text, in: 16...10_000_000) },
-                   render: { "\($0.logQueueCapacity)" }),
-            optional("admin.listen", flag: "--admin", expected: "HOST:PORT, or null",
-                     set: { text, s throws(InvalidValue) in s.adminListen = try text.map(Values.address) },
-                     render: { $0.adminListen.map { quoted($0.description) } ?? "null" }),
+            scalar(
+                "threads", flag: "--threads", expected: "\"auto\" or a whole number between 1 and 1024",
+                set: { text, s throws(InvalidValue) in
+                    let count = try Values.threads(text)
+                    s.threads = count ?? onlineCPUCount()
+                    s.threadsIsAuto = count == nil
+                },
+                render: { $0.threadsIsAuto ? "auto" : "\($0.threads)" }),
+            scalar(
+                "limits.max_connections", expected: "a whole number",
+                set: { text, s throws(InvalidValue) in s.maxConnections = try Values.integer(text, in: 1...10_000_000) },
+                render: { "\($0.maxConnections)" }),
+            scalar(
+                "limits.max_connections_per_ip", expected: "a whole number",
+                set: { text, s throws(InvalidValue) in s.maxConnectionsPerIP = try Values.integer(text, in: 0...10_000_000) },
+                render: { "\($0.maxConnectionsPerIP)" }),
+            scalar(
+                "limits.idle_timeout", expected: "a duration such as 300s or 5m",
+                set: { text, s throws(InvalidValue) in s.idleTimeout = try Values.duration(text, in: .zero ... .seconds(168 * 3600)) },
+                render: { Units.format($0.idleTimeout) }),
+            scalar(
+                "limits.max_pending_bytes", expected: "a size such as 256KiB",
+                set: { text, s throws(InvalidValue) in s.maxPendingBytes = try Values.size(text, in: 4096...(1 << 30)) },
+                render: { Units.formatSize($0.maxPendingBytes) }),
+            scalar(
+                "shutdown.drain_timeout", expected: "a duration such as 10s",
+                set: { text, s throws(InvalidValue) in s.drainTimeout = try Values.duration(text, in: .zero ... .seconds(3600)) },
+                render: { Units.format($0.drainTimeout) }),
+            scalar(
+                "log.level", flag: "--log-level", expected: "a level name such as info",
+                set: { text, s throws(InvalidValue) in s.logLevel = try Values.choice(text, of: LogLevelName.self) },
+                render: { $0.logLevel.rawValue }),
+            scalar(
+                "log.format", flag: "--log-format", expected: "a format name such as text",
+                set: { text, s throws(InvalidValue) in s.logFormat = try Values.choice(text, of: LogFormat.self) },
+                render: { $0.logFormat.rawValue }),
+            optional(
+                "log.file", expected: "an absolute file path, or null",
+                set: { text, s throws(InvalidValue) in s.logFile = try text.map(Values.absolutePath) },
+                render: { $0.logFile.map(quoted) ?? "null" }),
+            scalar(
+                "log.reads", expected: "true or false",
+                set: { text, s throws(InvalidValue) in s.logReads = try Values.bool(text) },
+                render: { "\($0.logReads)" }),
+            scalar(
+                "log.queue_capacity", expected: "a whole number",
+                set: { text, s throws(InvalidValue) in s.logQueueCapacity = try Values.integer(text, in: 16...10_000_000) },
+                render: { "\($0.logQueueCapacity)" }),
+            optional(
+                "admin.listen", flag: "--admin", expected: "HOST:PORT, or null",
+                set: { text, s throws(InvalidValue) in s.adminListen = try text.map(Values.address) },
+                render: { $0.adminListen.map { quoted($0.description) } ?? "null" }),
         ]
     }
 

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Log output format. `auto` picks `journal` when stderr is connected to the journal, else `text`;

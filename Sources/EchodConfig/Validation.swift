@@ -18,7 +18,8 @@ enum Validation {
         guard let admin = settings.adminListen else { return nil }
         for (index, echo) in settings.listen.enumerated()
         where echo.family == admin.family && echo.port == admin.port
-            && (echo == admin || echo.isWildcard || admin.isWildcard) {
+            && (echo == admin || echo.isWildcard || admin.isWildcard)
+        {
             return "collides with listen item \(index) (\(echo)); the admin endpoint needs a port of its own"
         }
         return nil
@@ -29,7 +30,8 @@ enum Validation {
         var warnings: [String] = []
         if settings.maxConnectionsPerIP > settings.maxConnections {
             warnings.append(
-                "limits.max_connections_per_ip (\(settings.maxConnectionsPerIP)) is above limits.max_connections (\(settings.maxConnections)): the global limit is reached first")
+                "limits.max_connections_per_ip (\(settings.maxConnectionsPerIP)) is above limits.max_connections (\(settings.maxConnections)): the global limit is reached first"
+            )
         }
         return warnings
     }

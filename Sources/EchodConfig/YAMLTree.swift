@@ -1,5 +1,5 @@
-import EchodText
 import CYAML
+import EchodText
 
 /// A YAML document as a tree of scalars, lists and mappings with their line numbers, read with libyaml.
 ///
@@ -155,9 +155,12 @@ enum YAMLTree {
                 stack.append(.sequence(items, line: line, anchor: anchor))
             case .mapping(let pairs, nil, let line, let anchor):
                 if let name = node.scalar?.text,
-                   let first = pairs.first(where: { $0.key.scalar?.text == name }) {
-                    throw YAMLError(line: node.line, reason: "YAML error: key \(quoted(name)) appears more than once in a mapping "
-                                    + "(lines \(first.key.line) and \(node.line))")
+                    let first = pairs.first(where: { $0.key.scalar?.text == name })
+                {
+                    throw YAMLError(
+                        line: node.line,
+                        reason: "YAML error: key \(quoted(name)) appears more than once in a mapping "
+                            + "(lines \(first.key.line) and \(node.line))")
                 }
                 stack.append(.mapping(pairs, key: node, line: line, anchor: anchor))
             case .mapping(var pairs, let key?, let line, let anchor):

@@ -1,8 +1,8 @@
-import EchodSystem
 import EchodAdmin
 import EchodConfig
 import EchodEcho
 import EchodEventLoop
+import EchodSystem
 import Logging
 
 /// The admin endpoint: an AdminServer on the control loop (never on a worker loop, so that a wedged worker shows
@@ -51,17 +51,20 @@ extension Daemon {
 
     /// /readyz: serving (not starting, draining or stopping) and accepting (not paused for exhaustion).
     func readyChecks() -> [HealthCheck] {
-        let phaseCheck: HealthCheck = switch lifecycle.phase {
-        case .serving: HealthCheck(name: "phase", ok: true, detail: "serving")
-        case .reloading: HealthCheck(name: "phase", ok: true, detail: "serving (reloading)")
-        case .starting: HealthCheck(name: "phase", ok: false, detail: "starting")
-        case .draining: HealthCheck(name: "phase", ok: false, detail: "draining")
-        case .stopping: HealthCheck(name: "phase", ok: false, detail: "stopping")
-        }
+        let phaseCheck: HealthCheck =
+            switch lifecycle.phase {
+            case .serving: HealthCheck(name: "phase", ok: true, detail: "serving")
+            case .reloading: HealthCheck(name: "phase", ok: true, detail: "serving (reloading)")
+            case .starting: HealthCheck(name: "phase", ok: false, detail: "starting")
+            case .draining: HealthCheck(name: "phase", ok: false, detail: "draining")
+            case .stopping: HealthCheck(name: "phase", ok: false, detail: "stopping")
+            }
         let paused = workers.filter { $0.acceptPaused.load(ordering: .relaxed) }.map(\.loop.index)
-        let accepting = paused.isEmpty
+        let accepting =
+            paused.isEmpty
             ? HealthCheck(name: "accepting", ok: true, detail: "accepting")
-            : HealthCheck(name: "accepting", ok: false, detail: "paused (out of descriptors or memory) on loop(s) \(paused.map(String.init).joined(separator: ", "))")
+            : HealthCheck(
+                name: "accepting", ok: false, detail: "paused (out of descriptors or memory) on loop(s) \(paused.map(String.init).joined(separator: ", "))")
         return [phaseCheck, accepting]
     }
 

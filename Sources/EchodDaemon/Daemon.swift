@@ -131,11 +131,14 @@ package final class Daemon: @unchecked Sendable {
     func loadConfig(_ done: @escaping (Result<LoadedConfig, ConfigError>) -> Void) {
         let options = self.options
         let box = UncheckedBox(done)
-        BackgroundWork.run(name: "echod-config", {
-            Result { () throws(ConfigError) -> LoadedConfig in
-                try ConfigLoader.load(path: options.configPath, overrides: options.overrides, environment: options.environment)
-            }
-        }, deliverOn: control) { result in box.value(result) }
+        BackgroundWork.run(
+            name: "echod-config",
+            {
+                Result { () throws(ConfigError) -> LoadedConfig in
+                    try ConfigLoader.load(path: options.configPath, overrides: options.overrides, environment: options.environment)
+                }
+            }, deliverOn: control
+        ) { result in box.value(result) }
     }
 
     private func configLoaded(_ result: Result<LoadedConfig, ConfigError>) {
@@ -192,9 +195,11 @@ package final class Daemon: @unchecked Sendable {
         listeners.removeAll { $0.role == .admin }
         try startAdmin(settings.adminListen, passed: passedAdmin)
         if socketActivated {
-            logger.info("using sockets passed by systemd; the configured listen addresses are not bound", metadata: [
-                "sockets": .string(listeners.map(\.label).joined(separator: ", "))
-            ])
+            logger.info(
+                "using sockets passed by systemd; the configured listen addresses are not bound",
+                metadata: [
+                    "sockets": .string(listeners.map(\.label).joined(separator: ", "))
+                ])
         }
         let echoFDs = listeners.filter { $0.role == .echo }.map(\.fd)
         let echoSettings = Self.echoSettings(settings)
@@ -220,7 +225,10 @@ package final class Daemon: @unchecked Sendable {
                 do throws(IOError) {
                     try worker.startService(limiter: limiter, settings: echoSettings, logger: logger, readLogger: readLogger)
                     for fd in echoFDs { try worker.addAcceptor(fd) }
-                    self.control.execute { started.value += 1; if started.value == count { self.becomeReady() } }
+                    self.control.execute {
+                        started.value += 1
+                        if started.value == count { self.becomeReady() }
+                    }
                 } catch {
                     self.control.execute { self.loopFailed(i, error) }
                 }
@@ -235,9 +243,11 @@ package final class Daemon: @unchecked Sendable {
     /// One warning per configured IPv6 address this host cannot serve (``Listeners/bind(_:)`` says when that is).
     func logSkipped(_ skipped: [Listeners.Skipped]) {
         for s in skipped {
-            logger.warning("this host has no IPv6: not listening on this address", metadata: [
-                "address": .string(s.address.description), "error": .stringConvertible(s.error),
-            ])
+            logger.warning(
+                "this host has no IPv6: not listening on this address",
+                metadata: [
+                    "address": .string(s.address.description), "error": .stringConvertible(s.error),
+                ])
         }
     }
 
@@ -251,13 +261,15 @@ package final class Daemon: @unchecked Sendable {
         guard lifecycle.phase == .starting else { return }
         let settings = config!.settings
         let elapsed = Double(Syscall.monotonicNanoseconds() - startedAt) / 1e6
-        logger.info("echod started", metadata: [
-            "version": .string(Self.version),
-            "listeners": .string(listeners.map { "\($0.role.rawValue) \($0.label)" }.joined(separator: ", ")),
-            "threads": .stringConvertible(settings.threads),
-            "config": .string(config!.filePath ?? "embedded defaults"),
-            "startup_ms": .string(NumberText.fixed(elapsed, decimals: 1)),
-        ])
+        logger.info(
+            "echod started",
+            metadata: [
+                "version": .string(Self.version),
+                "listeners": .string(listeners.map { "\($0.role.rawValue) \($0.label)" }.joined(separator: ", ")),
+                "threads": .stringConvertible(settings.threads),
+                "config": .string(config!.filePath ?? "embedded defaults"),
+                "startup_ms": .string(NumberText.fixed(elapsed, decimals: 1)),
+            ])
         lifecycle.serving(status: statusLine())
         lifecycle.startStatusUpdates(on: control, every: StatusReport.interval) { [unowned self] in self.statusLine() }
         watchdog?.start(on: control)

@@ -33,13 +33,17 @@ final class Drain: @unchecked Sendable {
         self.drained = drained
         Worker.onEach(workers, reportingTo: control, { w in w.removeAllAcceptors() }, then: listenersReleased)
         let control = self.control
-        Worker.onEach(workers, reportingTo: control, { [unowned self] w in
-            w.service?.whenDrained { control.execute { self.loopDrained() } }
-        }, then: {})
+        Worker.onEach(
+            workers, reportingTo: control,
+            { [unowned self] w in
+                w.service?.whenDrained { control.execute { self.loopDrained() } }
+            }, then: {})
         timer = try? LoopTimer(loop: control) { [unowned self] in
-            self.logger.notice("drain timeout: closing remaining connections", metadata: [
-                "connections": .stringConvertible(self.limiter.openConnections)
-            ])
+            self.logger.notice(
+                "drain timeout: closing remaining connections",
+                metadata: [
+                    "connections": .stringConvertible(self.limiter.openConnections)
+                ])
             self.closeAllNow()
         }
         timer?.schedule(after: timeout)

@@ -16,8 +16,8 @@ struct Listener: Sendable {
     let configured: ListenAddress?
 
     var label: String {
-        let where_ = address?.description ?? "fd \(fd)"
-        return passed ? "\(where_) (from systemd)" : where_
+        let place = address?.description ?? "fd \(fd)"
+        return passed ? "\(place) (from systemd)" : place
     }
 }
 
@@ -81,7 +81,8 @@ enum Listeners {
             let fd = try Socket.listen(on: socketAddress)
             return Listener(fd: fd, address: socketAddress, role: .echo, passed: false, configured: address)
         } catch {
-            let noIPv6 = address.family == .ipv6
+            let noIPv6 =
+                address.family == .ipv6
                 && (error.errno == EAFNOSUPPORT || (error.errno == EADDRNOTAVAIL && address.host == "::1"))
             throw noIPv6 ? .noIPv6(error) : .failed(ListenerError(description: "listen \(address): \(error)"))
         }

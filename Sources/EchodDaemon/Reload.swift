@@ -1,8 +1,8 @@
-import EchodSystem
 import EchodConfig
 import EchodEcho
 import EchodEventLoop
 import EchodLog
+import EchodSystem
 import Logging
 
 /// What the reloads so far came to: counted for /metrics; the last failure is shown in STATUS= until a reload
@@ -37,7 +37,8 @@ extension Daemon {
         switch result {
         case .failure(let error):
             for problem in error.problems {
-                logger.error("reload rejected: invalid configuration; the running configuration stays in force", metadata: ["problem": .string(problem.description)])
+                logger.error(
+                    "reload rejected: invalid configuration; the running configuration stays in force", metadata: ["problem": .string(problem.description)])
             }
             reloads.failed(because: error.problems.first?.description ?? "invalid configuration")
         case .success(let loaded):
@@ -66,7 +67,9 @@ extension Daemon {
             logger.notice("listen addresses changed in the file, but the sockets come from systemd: change the .socket unit instead")
         }
         if new.threads != old.threads {
-            logger.warning("threads changed: takes effect at the next restart", metadata: ["running": .stringConvertible(old.threads), "configured": .stringConvertible(new.threads)])
+            logger.warning(
+                "threads changed: takes effect at the next restart",
+                metadata: ["running": .stringConvertible(old.threads), "configured": .stringConvertible(new.threads)])
         }
         if new.adminListen != old.adminListen {
             logger.warning("admin.listen changed: takes effect at the next restart")

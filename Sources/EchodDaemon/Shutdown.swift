@@ -23,21 +23,26 @@ extension Daemon {
         }
         let timeout = config?.settings.drainTimeout ?? .seconds(10)
         let open = limiter.openConnections
-        logger.info("shutting down: no longer accepting, draining connections", metadata: [
-            "signal": .string(name), "connections": .stringConvertible(open),
-            "drain_timeout_ms": .stringConvertible(timeout.nanoseconds / 1_000_000),
-        ])
+        logger.info(
+            "shutting down: no longer accepting, draining connections",
+            metadata: [
+                "signal": .string(name), "connections": .stringConvertible(open),
+                "drain_timeout_ms": .stringConvertible(timeout.nanoseconds / 1_000_000),
+            ])
         lifecycle.draining(connections: open, timeout: timeout)
         let drain = Drain(workers: workers, control: control, limiter: limiter, logger: logger)
         self.drain = drain
-        drain.start(timeout: timeout, listenersReleased: { [unowned self] in
-            // No loop accepts any more: closing the listeners now refuses new connections at once (socket
-            // activation: systemd keeps its copy, so new clients wait in the backlog for the next instance).
-            for l in self.listeners { Syscall.close(l.fd) }
-            self.listeners.removeAll()
-        }, drained: { [unowned self] in
-            self.shutdownWorkersNow()
-        })
+        drain.start(
+            timeout: timeout,
+            listenersReleased: { [unowned self] in
+                // No loop accepts any more: closing the listeners now refuses new connections at once (socket
+                // activation: systemd keeps its copy, so new clients wait in the backlog for the next instance).
+                for l in self.listeners { Syscall.close(l.fd) }
+                self.listeners.removeAll()
+            },
+            drained: { [unowned self] in
+                self.shutdownWorkersNow()
+            })
     }
 
     /// Stops every worker loop (closing what is left on it) and then the control loop, which makes `run` return.

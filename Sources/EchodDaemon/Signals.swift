@@ -21,9 +21,9 @@ extension Daemon {
             backend.reopen()
         case SIGUSR2:
             #if DEBUG
-            stallLoopForTests()
+                stallLoopForTests()
             #else
-            logger.debug("SIGUSR2 ignored")
+                logger.debug("SIGUSR2 ignored")
             #endif
         case SIGABRT:
             abortOnRequest()
@@ -44,16 +44,16 @@ extension Daemon {
     }
 
     #if DEBUG
-    /// Test hook, compiled into debug builds only (the end-to-end tests run the debug binary; the release binary
-    /// that is packaged has no such switch): with ECHOD_TEST_HOOKS=1, wedge event loop 0 forever, as a handler stuck
-    /// in an endless loop would, so tests can prove the watchdog and health checks notice. Ignored otherwise.
-    private func stallLoopForTests() {
-        guard options.environment["ECHOD_TEST_HOOKS"] == "1", let first = workers.first else {
-            logger.debug("SIGUSR2 ignored (test hooks are off)")
-            return
+        /// Test hook, compiled into debug builds only (the end-to-end tests run the debug binary; the release binary
+        /// that is packaged has no such switch): with ECHOD_TEST_HOOKS=1, wedge event loop 0 forever, as a handler stuck
+        /// in an endless loop would, so tests can prove the watchdog and health checks notice. Ignored otherwise.
+        private func stallLoopForTests() {
+            guard options.environment["ECHOD_TEST_HOOKS"] == "1", let first = workers.first else {
+                logger.debug("SIGUSR2 ignored (test hooks are off)")
+                return
+            }
+            logger.warning("test hook: stalling event loop 0 (SIGUSR2 with ECHOD_TEST_HOOKS=1)")
+            first.loop.execute { while true { sleep(1000) } }
         }
-        logger.warning("test hook: stalling event loop 0 (SIGUSR2 with ECHOD_TEST_HOOKS=1)")
-        first.loop.execute { while true { sleep(1000) } }
-    }
     #endif
 }

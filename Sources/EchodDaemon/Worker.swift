@@ -1,7 +1,7 @@
-import EchodSystem
 import EchodEcho
 import EchodEventLoop
 import EchodLog
+import EchodSystem
 import Logging
 import Synchronization
 
@@ -22,24 +22,28 @@ final class Worker: @unchecked Sendable {
     /// On the loop thread: creates the echo service.
     func startService(limiter: ConnectionLimiter, settings: EchoService.Settings, logger: Logger, readLogger: ReadLogger) throws(IOError) {
         service = try EchoService(loop: loop, limiter: limiter, settings: settings, logger: logger, stats: stats) { loop, peer, data, total in
-            readLogger.log(loop: loop, peerFamily: peer.family.rawValue, peerPort: peer.port, peerHigh: peer.high,
-                           peerLow: peer.low, data: data, totalBytes: total)
+            readLogger.log(
+                loop: loop, peerFamily: peer.family.rawValue, peerPort: peer.port, peerHigh: peer.high,
+                peerLow: peer.low, data: data, totalBytes: total)
         }
     }
 
     /// On the loop thread: starts accepting on `listener`.
     func addAcceptor(_ fd: Int32) throws(IOError) {
         guard acceptors[fd] == nil, let service else { return }
-        let acceptor = Acceptor(loop: loop, listenerFD: fd, onAccept: { [unowned service] fd, peer in
-            service.adopt(fd: fd, peer: peer)
-        }, onEvent: { [unowned service, unowned self] event in
-            switch event {
-            case .paused: self.acceptPaused.store(true, ordering: .relaxed)
-            case .resumed, .retrying: self.acceptPaused.store(false, ordering: .relaxed)
-            case .transientFailure: break
-            }
-            service.acceptorReported(event)
-        })
+        let acceptor = Acceptor(
+            loop: loop, listenerFD: fd,
+            onAccept: { [unowned service] fd, peer in
+                service.adopt(fd: fd, peer: peer)
+            },
+            onEvent: { [unowned service, unowned self] event in
+                switch event {
+                case .paused: self.acceptPaused.store(true, ordering: .relaxed)
+                case .resumed, .retrying: self.acceptPaused.store(false, ordering: .relaxed)
+                case .transientFailure: break
+                }
+                service.acceptorReported(event)
+            })
         try acceptor.start()
         acceptors[fd] = acceptor
     }
@@ -63,7 +67,10 @@ extension Worker {
         _ workers: [Worker], reportingTo control: EventLoop, _ work: @escaping (Worker) -> Void,
         then: @escaping () -> Void
     ) {
-        if workers.isEmpty { then(); return }
+        if workers.isEmpty {
+            then()
+            return
+        }
         let remaining = Counter()
         remaining.value = workers.count
         let box = UncheckedBox((work, then))

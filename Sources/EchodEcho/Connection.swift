@@ -1,5 +1,5 @@
-import EchodSystem
 import EchodEventLoop
+import EchodSystem
 
 /// Why a connection ended. Used in the close log line and as a metric label.
 package enum CloseReason: Int, CaseIterable, Sendable, CustomStringConvertible {

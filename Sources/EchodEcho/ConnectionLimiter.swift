@@ -1,5 +1,5 @@
-import EchodSystem
 import EchodEventLoop
+import EchodSystem
 import Synchronization
 
 /// The global and per-IP connection limits, shared by every loop.

@@ -1,5 +1,5 @@
-import EchodSystem
 import EchodEventLoop
+import EchodSystem
 import Glibc
 
 /// The operations the echo state machine performs on a connection. `SocketIO` does them with system calls; the

@@ -178,8 +178,18 @@ package struct EchoMachine {
         let current = (c.flags.contains(.watchingRead), c.flags.contains(.watchingWrite))
         guard current != (wantRead, wantWrite) else { return }
         var interest: Interest = []
-        if wantRead { interest.insert(.read); c.flags.insert(.watchingRead) } else { c.flags.remove(.watchingRead) }
-        if wantWrite { interest.insert(.write); c.flags.insert(.watchingWrite) } else { c.flags.remove(.watchingWrite) }
+        if wantRead {
+            interest.insert(.read)
+            c.flags.insert(.watchingRead)
+        } else {
+            c.flags.remove(.watchingRead)
+        }
+        if wantWrite {
+            interest.insert(.write)
+            c.flags.insert(.watchingWrite)
+        } else {
+            c.flags.remove(.watchingWrite)
+        }
         io.setInterest(fd, interest)
     }
 }

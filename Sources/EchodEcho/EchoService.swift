@@ -1,5 +1,5 @@
-import EchodSystem
 import EchodEventLoop
+import EchodSystem
 import Glibc
 import Logging
 
@@ -52,8 +52,10 @@ package final class EchoService: EventHandler, @unchecked Sendable {
     /// How often the idle sweep runs; also the resolution of `idle_timeout`.
     package static let tickInterval: Duration = .seconds(1)
 
-    package init(loop: EventLoop, limiter: ConnectionLimiter, settings: Settings, logger: Logger, stats: EchoStats = EchoStats(),
-                readLogSink: @escaping ReadLogSink) throws(IOError) {
+    package init(
+        loop: EventLoop, limiter: ConnectionLimiter, settings: Settings, logger: Logger, stats: EchoStats = EchoStats(),
+        readLogSink: @escaping ReadLogSink
+    ) throws(IOError) {
         self.loop = loop
         self.readLogSink = readLogSink
         self.stats = stats
@@ -112,10 +114,12 @@ package final class EchoService: EventHandler, @unchecked Sendable {
         case .paused(let error, let retry):
             stats.acceptPauses.add(1)
             if let suppressed = acceptWarning.admit(now: Syscall.monotonicNanoseconds()) {
-                logger.warning("accepting paused: out of descriptors or memory; serving existing connections, retrying", metadata: [
-                    "error": .stringConvertible(error), "retry_ms": .stringConvertible(retry.nanoseconds / 1_000_000),
-                    "suppressed": .stringConvertible(suppressed),
-                ])
+                logger.warning(
+                    "accepting paused: out of descriptors or memory; serving existing connections, retrying",
+                    metadata: [
+                        "error": .stringConvertible(error), "retry_ms": .stringConvertible(retry.nanoseconds / 1_000_000),
+                        "suppressed": .stringConvertible(suppressed),
+                    ])
             }
         case .resumed:
             logger.notice("accepting resumed")
@@ -196,13 +200,15 @@ package final class EchoService: EventHandler, @unchecked Sendable {
 
     private func logClose(_ c: Connection, reason: CloseReason) {
         let level: Logger.Level = c.bytesIn == 0 ? .debug : .info
-        logger.log(level: level, c.bytesIn == 0 ? "probe connection closed" : "connection closed", metadata: [
-            "peer": .stringConvertible(c.peer),
-            "bytes_in": .stringConvertible(c.bytesIn),
-            "bytes_out": .stringConvertible(c.bytesOut),
-            "duration_ms": .stringConvertible((Syscall.monotonicNanoseconds() - c.openedAt) / 1_000_000),
-            "reason": .stringConvertible(reason),
-        ])
+        logger.log(
+            level: level, c.bytesIn == 0 ? "probe connection closed" : "connection closed",
+            metadata: [
+                "peer": .stringConvertible(c.peer),
+                "bytes_in": .stringConvertible(c.bytesIn),
+                "bytes_out": .stringConvertible(c.bytesOut),
+                "duration_ms": .stringConvertible((Syscall.monotonicNanoseconds() - c.openedAt) / 1_000_000),
+                "reason": .stringConvertible(reason),
+            ])
     }
 
     // MARK: Timers, reload, drain

@@ -34,7 +34,10 @@ package struct PendingBuffer {
 
     mutating func consumed(_ n: Int) {
         head += Int32(n)
-        if head == tail { head = 0; tail = 0 }
+        if head == tail {
+            head = 0
+            tail = 0
+        }
     }
 }
 

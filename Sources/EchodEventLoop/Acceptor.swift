@@ -1,5 +1,5 @@
-import EchodSystem
 import CEchodLinux
+import EchodSystem
 import Glibc
 
 /// Accepts connections from one listening socket on one loop and hands each to `onAccept`.

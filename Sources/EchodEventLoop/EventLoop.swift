@@ -1,5 +1,5 @@
-import EchodSystem
 import CEchodLinux
+import EchodSystem
 import Glibc
 import Synchronization
 
@@ -123,7 +123,6 @@ package final class EventLoop: @unchecked Sendable {
         slots[fd].pointee = Slot(handler: nil, generation: 0)
     }
 
-
     @inline(__always)
     private static func userData(_ fd: Int32, _ generation: UInt32) -> UInt64 {
         UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd))
@@ -180,8 +179,9 @@ package final class EventLoop: @unchecked Sendable {
     /// thread comparison sits inside the `assert` autoclosure, which `-O` does not evaluate.
     @inline(__always)
     package func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
-        assert(ownerThread.load(ordering: .relaxed) == 0 || inLoopThread,
-               "loop-owned state of event loop \(index) touched from another thread", file: file, line: line)
+        assert(
+            ownerThread.load(ordering: .relaxed) == 0 || inLoopThread,
+            "loop-owned state of event loop \(index) touched from another thread", file: file, line: line)
     }
 
     // MARK: Cross-thread

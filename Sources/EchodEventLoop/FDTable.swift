@@ -1,5 +1,5 @@
-import EchodSystem
 import CEchodLinux
+import EchodSystem
 import Glibc
 
 /// A flat table indexed by file descriptor, as Redis keeps its events: one entry per possible descriptor, no

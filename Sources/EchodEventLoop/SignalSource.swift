@@ -1,5 +1,5 @@
-import EchodSystem
 import CEchodLinux
+import EchodSystem
 
 /// Delivers blocked signals through a signalfd on an event loop.
 package final class SignalSource: EventHandler {

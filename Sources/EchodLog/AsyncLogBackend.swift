@@ -135,10 +135,12 @@ package final class AsyncLogBackend: Sendable {
     /// - Returns: true when the writer finished within the timeout.
     @discardableResult
     package func shutdown(timeout: Duration) -> Bool {
-        guard let thread = state.withLock({ state -> SystemThread? in
-            defer { state.thread = nil }
-            return state.thread
-        }) else {
+        guard
+            let thread = state.withLock({ state -> SystemThread? in
+                defer { state.thread = nil }
+                return state.thread
+            })
+        else {
             return core.finished.load(ordering: .acquiring)
         }
         let done = WakeSemaphore()

@@ -1,5 +1,5 @@
-import EchodSystem
 import CSystemd
+import EchodSystem
 import Glibc
 
 /// Renders read records (``ReadRecord``) on the writer thread: straight into a stack buffer with raw stores, then
@@ -81,10 +81,22 @@ enum ReadFormatter {
                         iov[n] = iovec(iov_base: UnsafeMutableRawPointer(start), iov_len: w.p - start)
                         n += 1
                     }
-                    field { $0.put("ECHOD_BYTES="); $0.decimal(record.totalBytes) }
-                    field { $0.put("ECHOD_DATA="); $0.preview(record, json: false) }
-                    field { $0.put("ECHOD_LOOP="); $0.decimal(Int(record.loop)) }
-                    field { $0.put("ECHOD_PEER="); $0.peer(record) }
+                    field {
+                        $0.put("ECHOD_BYTES=")
+                        $0.decimal(record.totalBytes)
+                    }
+                    field {
+                        $0.put("ECHOD_DATA=")
+                        $0.preview(record, json: false)
+                    }
+                    field {
+                        $0.put("ECHOD_LOOP=")
+                        $0.decimal(Int(record.loop))
+                    }
+                    field {
+                        $0.put("ECHOD_PEER=")
+                        $0.peer(record)
+                    }
                     return body(UnsafeMutableBufferPointer(rebasing: iov[0..<n]))
                 }
             }

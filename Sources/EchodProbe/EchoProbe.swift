@@ -65,7 +65,8 @@ extension Probe {
                     return result
                 }
                 for i in 0..<count where echo[i] != payload[received + i] {
-                    result.reason = "echo mismatch at byte \(received + i) of \(payload.count) (sent 0x\(NumberText.hex(payload[received + i])), got 0x\(NumberText.hex(echo[i])))"
+                    result.reason =
+                        "echo mismatch at byte \(received + i) of \(payload.count) (sent 0x\(NumberText.hex(payload[received + i])), got 0x\(NumberText.hex(echo[i])))"
                     return result
                 }
                 received += count

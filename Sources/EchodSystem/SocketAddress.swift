@@ -5,7 +5,10 @@ import Glibc
 /// entry can hold its peer's address and an idle connection costs only a few dozen bytes.
 package struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     // Raw values start at 0 so that an all-zero address is valid (FDTable entries start zeroed).
-    package enum Family: UInt8, Sendable { case ipv4 = 0, ipv6 = 1 }
+    package enum Family: UInt8, Sendable {
+        case ipv4 = 0
+        case ipv6 = 1
+    }
 
     package var family: Family
     package var port: UInt16
@@ -34,7 +37,9 @@ package struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
             low = 0
         } else if inet_pton(AF_INET6, host, &v6) == 1 {
             family = .ipv6
-            (high, low) = withUnsafeBytes(of: &v6) { ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+            (high, low) = withUnsafeBytes(of: &v6) {
+                ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            }
         } else {
             return nil
         }
@@ -54,7 +59,9 @@ package struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
             family = .ipv6
             port = UInt16(bigEndian: sin6.sin6_port)
             var addr = sin6.sin6_addr
-            (high, low) = withUnsafeBytes(of: &addr) { ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+            (high, low) = withUnsafeBytes(of: &addr) {
+                ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            }
         default:
             return nil
         }

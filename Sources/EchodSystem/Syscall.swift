@@ -201,11 +201,11 @@ package enum Syscall {
     @discardableResult
     package static func raiseFileLimit() -> UInt64 {
         var limit = rlimit()
-        guard getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 else { return 0 }
+        guard getrlimit(fileLimitResource, &limit) == 0 else { return 0 }
         if limit.rlim_cur < limit.rlim_max {
             limit.rlim_cur = limit.rlim_max
-            _ = setrlimit(RLIMIT_NOFILE_VALUE, &limit)
-            _ = getrlimit(RLIMIT_NOFILE_VALUE, &limit)
+            _ = setrlimit(fileLimitResource, &limit)
+            _ = getrlimit(fileLimitResource, &limit)
         }
         return UInt64(limit.rlim_cur)
     }
@@ -213,7 +213,7 @@ package enum Syscall {
     /// The soft limit on open descriptors (RLIMIT_NOFILE).
     package static func descriptorLimit() -> UInt64 {
         var limit = rlimit()
-        guard getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 else { return 1024 }
+        guard getrlimit(fileLimitResource, &limit) == 0 else { return 1024 }
         return UInt64(limit.rlim_cur)
     }
 
@@ -236,7 +236,7 @@ package enum Syscall {
     }
 }
 
-private let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+private let fileLimitResource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
 
 extension timespec {
     init(_ d: Duration) {

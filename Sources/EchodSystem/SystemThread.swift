@@ -25,12 +25,14 @@ package final class SystemThread: @unchecked Sendable {
         defer { pthread_attr_destroy(&attributes) }
         if let stackSize { pthread_attr_setstacksize(&attributes, stackSize) }
         var thread = pthread_t()
-        let rc = pthread_create(&thread, &attributes, { raw in
-            let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
-            SystemThread.nameCurrent(start.name)
-            start.body()
-            return nil
-        }, context)
+        let rc = pthread_create(
+            &thread, &attributes,
+            { raw in
+                let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
+                SystemThread.nameCurrent(start.name)
+                start.body()
+                return nil
+            }, context)
         guard rc == 0 else {
             Unmanaged<Start>.fromOpaque(context).release()
             throw IOError("pthread_create", errno: rc)

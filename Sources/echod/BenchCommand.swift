@@ -54,7 +54,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Stream mode: bytes in flight per connection (default 4 × size, at most 4MiB).", valueName: "size"))
     var window: String?
 
-    @Option(name: .customLong("drain-timeout"), help: ArgumentHelp("How long outstanding echoes and the server's close may take at the end.", valueName: "duration"))
+    @Option(
+        name: .customLong("drain-timeout"), help: ArgumentHelp("How long outstanding echoes and the server's close may take at the end.", valueName: "duration")
+    )
     var drainTimeout: String = "3s"
 
     @Option(name: .customLong("max-ops"), help: ArgumentHelp("Stop measuring after this many operations, even before --duration.", valueName: "n"))

@@ -1,7 +1,7 @@
-import EchodSystem
 import ArgumentParser
 import EchodConfig
 import EchodDaemon
+import EchodSystem
 import FoundationEssentials
 
 /// The command line, and nothing else: every subcommand parses its options and calls the layer that does the work
@@ -18,7 +18,8 @@ struct Echod: ParsableCommand {
 
 /// Options shared by `run` and `check-config`.
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Configuration file (default: \(ConfigLoader.defaultPath) when it exists, else embedded defaults).", valueName: "path"))
+    @Option(
+        name: .long, help: ArgumentHelp("Configuration file (default: \(ConfigLoader.defaultPath) when it exists, else embedded defaults).", valueName: "path"))
     var config: String?
 
     @Option(name: .long, help: ArgumentHelp("Listen address, HOST:PORT or [IPV6]:PORT; repeatable; replaces the configured list.", valueName: "host:port"))
@@ -44,13 +45,16 @@ struct ConfigOptions: ParsableArguments {
 extension Echod {
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run the daemon in the foreground (the default). SIGTERM/SIGINT drain and stop, SIGHUP reloads the configuration, SIGUSR1 reopens the log file.")
+            abstract:
+                "Run the daemon in the foreground (the default). SIGTERM/SIGINT drain and stop, SIGHUP reloads the configuration, SIGUSR1 reopens the log file."
+        )
 
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            let status = Daemon.run(DaemonOptions(
-                configPath: options.config, overrides: options.overrides, environment: ProcessInfo.processInfo.environment))
+            let status = Daemon.run(
+                DaemonOptions(
+                    configPath: options.config, overrides: options.overrides, environment: ProcessInfo.processInfo.environment))
             if status != 0 { throw ExitCode(status) }
         }
     }

@@ -1,6 +1,6 @@
-import EchodSystem
 import EchodAdmin
 import EchodEventLoop
+import EchodSystem
 import EchodTestSupport
 import Glibc
 import Testing
@@ -211,14 +211,16 @@ struct AdminServerTests {
         }
     }
 
-    @Test("garbage gets 400 and a close", arguments: [
-        "\u{16}\u{03}\u{01}\u{02}\u{00}\u{01}\u{00}\u{01}\u{fc}\u{03}\u{03}",  // a TLS ClientHello
-        "HELLO WORLD\r\n\r\n",
-        "GET /livez HTTP/1.1\r\nHost x\r\n\r\n",
-        "GET /livez HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
-        "GET /livez HTTP/9.1\r\n\r\n",
-        "\u{00}\u{01}\u{02}\u{03}binary\u{ff}\u{fe}\r\n\r\n",
-    ])
+    @Test(
+        "garbage gets 400 and a close",
+        arguments: [
+            "\u{16}\u{03}\u{01}\u{02}\u{00}\u{01}\u{00}\u{01}\u{fc}\u{03}\u{03}",  // a TLS ClientHello
+            "HELLO WORLD\r\n\r\n",
+            "GET /livez HTTP/1.1\r\nHost x\r\n\r\n",
+            "GET /livez HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+            "GET /livez HTTP/9.1\r\n\r\n",
+            "\u{00}\u{01}\u{02}\u{03}binary\u{ff}\u{fe}\r\n\r\n",
+        ])
     func garbage(input: String) throws {
         try withAdmin(limits: AdminServer.Limits(lingerTimeout: .milliseconds(200))) { admin in
             let c = try TestClient(port: admin.port)

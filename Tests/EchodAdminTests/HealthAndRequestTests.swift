@@ -48,8 +48,14 @@ struct HealthAndRequestTests {
     @Test("checks are only evaluated for the path asked")
     func lazyChecks() {
         var evaluated: [String] = []
-        func live() -> [HealthCheck] { evaluated.append("live"); return good }
-        func ready() -> [HealthCheck] { evaluated.append("ready"); return good }
+        func live() -> [HealthCheck] {
+            evaluated.append("live")
+            return good
+        }
+        func ready() -> [HealthCheck] {
+            evaluated.append("ready")
+            return good
+        }
         _ = HealthEndpoints.respond(AdminRequest(method: "GET", path: "/livez"), live: live(), ready: ready())
         _ = HealthEndpoints.respond(AdminRequest(method: "GET", path: "/metrics"), live: live(), ready: ready())
         #expect(evaluated == ["live"])
@@ -62,7 +68,8 @@ struct HealthAndRequestTests {
         #expect(none == [HealthCheck(name: "loop-3", ok: false, detail: "not started")])
         let now: Int64 = 100_000_000_000
         loop.stats.heartbeat.store(now - 5_000_000, ordering: .relaxed)
-        #expect(HealthCheck.loopHeartbeats([loop], stallThreshold: .seconds(2), now: now) == [HealthCheck(name: "loop-3", ok: true, detail: "last turn 5 ms ago")])
+        #expect(
+            HealthCheck.loopHeartbeats([loop], stallThreshold: .seconds(2), now: now) == [HealthCheck(name: "loop-3", ok: true, detail: "last turn 5 ms ago")])
         loop.stats.heartbeat.store(now - 3_500_000_000, ordering: .relaxed)
         let stale = HealthCheck.loopHeartbeats([loop], stallThreshold: .seconds(2), now: now)
         #expect(stale.first?.ok == false)
@@ -79,16 +86,18 @@ struct HealthAndRequestTests {
         #expect(router.route(AdminRequest(method: "GET", path: "/readyz")).status == 200)
     }
 
-    @Test("request targets split into path and query", arguments: [
-        ("/livez", "/livez", nil),
-        ("/livez?verbose", "/livez", "verbose"),
-        ("/livez?", "/livez", ""),
-        ("/readyz?verbose#frag", "/readyz", "verbose"),
-        ("http://h:1/metrics?x=1", "/metrics", "x=1"),
-        ("http://h:1", "/", nil),
-        ("http://h:1?verbose", "/", "verbose"),
-        ("*", "*", nil),
-    ] as [(String, String, String?)])
+    @Test(
+        "request targets split into path and query",
+        arguments: [
+            ("/livez", "/livez", nil),
+            ("/livez?verbose", "/livez", "verbose"),
+            ("/livez?", "/livez", ""),
+            ("/readyz?verbose#frag", "/readyz", "verbose"),
+            ("http://h:1/metrics?x=1", "/metrics", "x=1"),
+            ("http://h:1", "/", nil),
+            ("http://h:1?verbose", "/", "verbose"),
+            ("*", "*", nil),
+        ] as [(String, String, String?)])
     func targets(target: String, path: String, query: String?) {
         let split = AdminRequest.splitTarget(target)
         #expect(split.path == path)

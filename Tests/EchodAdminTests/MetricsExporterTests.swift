@@ -17,12 +17,16 @@ func parseExposition(_ text: String) -> [String: Double] {
 func sampleSnapshot(scale: UInt64 = 1) -> MetricsSnapshot {
     var s = MetricsSnapshot()
     s.loops = [
-        MetricsSnapshot.LoopSample(index: 0, events: 100 * scale, turns: 60 * scale, busySeconds: 0.25 * Double(scale), turnBuckets: [10, 20, 15, 10, 3, 2, 0].map { $0 * scale }),
-        MetricsSnapshot.LoopSample(index: 1, events: 7 * scale, turns: 5 * scale, busySeconds: 0.001 * Double(scale), turnBuckets: [5, 0, 0, 0, 0, 0, 0].map { $0 * scale }),
+        MetricsSnapshot.LoopSample(
+            index: 0, events: 100 * scale, turns: 60 * scale, busySeconds: 0.25 * Double(scale), turnBuckets: [10, 20, 15, 10, 3, 2, 0].map { $0 * scale }),
+        MetricsSnapshot.LoopSample(
+            index: 1, events: 7 * scale, turns: 5 * scale, busySeconds: 0.001 * Double(scale), turnBuckets: [5, 0, 0, 0, 0, 0, 0].map { $0 * scale }),
     ]
     s.accepted = 40 * scale
     s.active = 3
-    s.closedByReason = ["peer_closed": 30 * scale, "reset": 2 * scale, "idle_timeout": 1 * scale, "drain_timeout": 0, "connection_limit": 4 * scale, "per_ip_limit": 0]
+    s.closedByReason = [
+        "peer_closed": 30 * scale, "reset": 2 * scale, "idle_timeout": 1 * scale, "drain_timeout": 0, "connection_limit": 4 * scale, "per_ip_limit": 0,
+    ]
     s.rejectedByLimit = ["max_connections": 4 * scale, "max_connections_per_ip": 0]
     s.bytesIn = 123_456 * scale
     s.bytesOut = 123_400 * scale

@@ -1,6 +1,6 @@
-import EchodSystem
 import EchodAdmin
 import EchodEventLoop
+import EchodSystem
 import EchodTestSupport
 import Logging
 
@@ -76,8 +76,10 @@ final class RunningAdmin: @unchecked Sendable {
     }
 }
 
-func withAdmin(limits: AdminServer.Limits = AdminServer.Limits(), route: (@Sendable (AdminRequest) -> AdminResponse)? = nil,
-               _ body: (RunningAdmin) throws -> Void) throws {
+func withAdmin(
+    limits: AdminServer.Limits = AdminServer.Limits(), route: (@Sendable (AdminRequest) -> AdminResponse)? = nil,
+    _ body: (RunningAdmin) throws -> Void
+) throws {
     let admin = try RunningAdmin(limits: limits, route: route)
     defer { admin.shutdown() }
     try body(admin)

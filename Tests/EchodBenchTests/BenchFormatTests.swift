@@ -1,6 +1,6 @@
-import EchodSystem
 import EchodBench
 import EchodEventLoop
+import EchodSystem
 import EchodTestSupport
 import EchodText
 import Testing
@@ -23,7 +23,9 @@ struct LatencyTests {
 
     @Test("merging per-loop histograms gives the same percentiles as one histogram")
     func merge() {
-        var all = LatencyRecorder(), a = LatencyRecorder(), b = LatencyRecorder()
+        var all = LatencyRecorder()
+        var a = LatencyRecorder()
+        var b = LatencyRecorder()
         var rng = SeededRandom(seed: 12345)
         for i in 0..<50_000 {
             let v = UInt64.random(in: 10_000..<2_010_000, using: &rng)  // 10 µs ... 2 ms
@@ -77,7 +79,8 @@ struct ParseTests {
         }
         // Within the range, bench takes exactly what the grammar takes, and refuses with the grammar's reason.
         for text in ["1m30s", "90", "0.5s", "1.5m", "100ns", "1h", "", "1m 30s", "5x", "1M", "-1s", "1.5ns"] {
-            #expect(value { () throws(InvalidValue) in try BenchParse.duration(text) }
+            #expect(
+                value { () throws(InvalidValue) in try BenchParse.duration(text) }
                     == value { () throws(InvalidValue) in try Units.parseDuration(text) }, "\(text)")
         }
     }
@@ -99,7 +102,8 @@ struct ParseTests {
         #expect(refusal == .refused("unknown size unit \"k\"; use B, KiB, MiB, GiB (powers of 1024) or KB, MB, GB (powers of 1000)"))
         #expect(value { () throws(InvalidValue) in try BenchParse.byteCount("0") } == .refused("out of range; must be between 1 and 2GiB"))
         for text in ["64", "64KiB", "64kb", "1.5KiB", "1MB", "", "1k", "4 KiB", "0.5", "1e3"] {
-            #expect(value { () throws(InvalidValue) in try BenchParse.byteCount(text) }
+            #expect(
+                value { () throws(InvalidValue) in try BenchParse.byteCount(text) }
                     == value { () throws(InvalidValue) in try Units.parseSize(text) }, "\(text)")
         }
     }
@@ -112,10 +116,14 @@ struct ParseTests {
         for bad in ["127.0.0.1", "127.0.0.1:", ":80", "::1:80", "[::1]80", "1.2.3.4:70000", "1.2.3.4:0", "no.such.host.invalid:1"] {
             #expect(throws: InvalidValue.self, "\(bad)") { try BenchParse.target(bad) }
         }
-        #expect(value { () throws(InvalidValue) in try BenchParse.target("::1:80") }
+        #expect(
+            value { () throws(InvalidValue) in try BenchParse.target("::1:80") }
                 == value { () throws(InvalidValue) in try HostPort(parsing: "::1:80") })
         let unresolvable = value { () throws(InvalidValue) in try BenchParse.target("no.such.host.invalid:1") }
-        guard case .refused(let reason) = unresolvable else { Issue.record("accepted"); return }
+        guard case .refused(let reason) = unresolvable else {
+            Issue.record("accepted")
+            return
+        }
         #expect(reason.hasPrefix("cannot resolve no.such.host.invalid: "))
     }
 
@@ -159,10 +167,11 @@ struct ReportFormatTests {
         latency.p999 = 80
         latency.max = 1200
         latency.mean = 13.125
-        return BenchReport(mode: .pingpong, target: "127.0.0.1:8888", connections: 50, size: 64, window: 0, threads: 2,
-                           durationSeconds: 2, warmupSeconds: 1, ops: 1000, opsAll: 1600, bytesSent: 64_000,
-                           bytesReceived: 64_000, latency: latency, errors: errors,
-                           errorDetails: ["connection 3: echoed byte \"x\" differs\n"])
+        return BenchReport(
+            mode: .pingpong, target: "127.0.0.1:8888", connections: 50, size: 64, window: 0, threads: 2,
+            durationSeconds: 2, warmupSeconds: 1, ops: 1000, opsAll: 1600, bytesSent: 64_000,
+            bytesReceived: 64_000, latency: latency, errors: errors,
+            errorDetails: ["connection 3: echoed byte \"x\" differs\n"])
     }
 
     @Test("JSON has every key, the right types, and the C client's names for bench/run.py")
@@ -171,9 +180,11 @@ struct ReportFormatTests {
         #expect(!text.contains("\n"))
         let object = try jsonObject(text)
         #expect(Set(object.keys).count == object.keys.count, "a key twice: \(object.keys)")
-        for key in ["mode", "target", "connections", "size", "window", "threads", "duration_s", "warmup_s", "ops", "ops_all",
-                    "ops_per_s", "ops_per_sec", "bytes_sent", "bytes_received", "mb_per_s_out", "mb_per_s_in", "mb_per_sec",
-                    "latency_us", "errors", "errors_total", "setup_failed", "interrupted", "error_details"] {
+        for key in [
+            "mode", "target", "connections", "size", "window", "threads", "duration_s", "warmup_s", "ops", "ops_all",
+            "ops_per_s", "ops_per_sec", "bytes_sent", "bytes_received", "mb_per_s_out", "mb_per_s_in", "mb_per_sec",
+            "latency_us", "errors", "errors_total", "setup_failed", "interrupted", "error_details",
+        ] {
             #expect(object[key] != nil, "missing \(key)")
         }
         #expect(object["mode"]?.string == "pingpong")

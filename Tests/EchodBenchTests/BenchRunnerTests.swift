@@ -1,12 +1,14 @@
-import EchodSystem
 import EchodBench
 import EchodEventLoop
+import EchodSystem
 import EchodTestSupport
 import Testing
 
 /// Options for a short, bounded run against `server`: no warm-up, short drain, capped by time and count.
-func quickOptions(_ server: TestEchoServer, _ mode: BenchMode, connections: Int = 4, size: Int = 64,
-                  threads: Int = 2, milliseconds: Int = 300) -> BenchOptions {
+func quickOptions(
+    _ server: TestEchoServer, _ mode: BenchMode, connections: Int = 4, size: Int = 64,
+    threads: Int = 2, milliseconds: Int = 300
+) -> BenchOptions {
     var o = BenchOptions(target: SocketAddress(host: "127.0.0.1", port: server.port)!)
     o.mode = mode
     o.connections = connections

@@ -1,5 +1,5 @@
-import EchodText
 import EchodTestSupport
+import EchodText
 import Foundation
 import Testing
 

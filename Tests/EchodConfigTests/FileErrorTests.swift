@@ -68,18 +68,19 @@ struct FileErrorTests {
         } catch {
             let file = dir.path + "/echod.yaml"
             let got = error.problems.map { "\($0.source)|\($0.line.map(String.init) ?? "-")|\($0.key)" }
-            #expect(Set(got) == [
-                "\(file)|5|limits.max_conections",
-                "\(file)|6|limits.max_pending_bytes",
-                "\(file)|7|extra",
-                "\(file)|2|listen[1]",
-                "\(file)|2|listen[2]",
-                "\(file)|1|threads",
-                "\(file)|4|limits.idle_timeout",
-                "\(file)|9|log.level",
-                "command line --log-format|-|log.format",
-                "environment ECHOD_LOG_QUEUE_CAPACITY|-|log.queue_capacity",
-            ], "\(error)")
+            #expect(
+                Set(got) == [
+                    "\(file)|5|limits.max_conections",
+                    "\(file)|6|limits.max_pending_bytes",
+                    "\(file)|7|extra",
+                    "\(file)|2|listen[1]",
+                    "\(file)|2|listen[2]",
+                    "\(file)|1|threads",
+                    "\(file)|4|limits.idle_timeout",
+                    "\(file)|9|log.level",
+                    "command line --log-format|-|log.format",
+                    "environment ECHOD_LOG_QUEUE_CAPACITY|-|log.queue_capacity",
+                ], "\(error)")
             #expect(error.description.split(separator: "\n").count == error.problems.count)
             // The file's problems come first, in line order, as an editor shows the file.
             let fileLines = error.problems.prefix { $0.source == file }.compactMap(\.line)

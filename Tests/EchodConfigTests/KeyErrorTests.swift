@@ -24,12 +24,14 @@ struct KeyErrorTests {
         BadValue(yaml: "threads: 2.5", key: "threads", value: "2.5", reason: "not a whole number"),
         BadValue(yaml: "limits:\n  max_connections: 0", key: "limits.max_connections", value: "0", reason: "between 1 and 10000000"),
         BadValue(yaml: "limits:\n  max_connections: 10000001", key: "limits.max_connections", value: "10000001", reason: "out of range"),
-        BadValue(yaml: "limits:\n  max_connections: 99999999999999999999999", key: "limits.max_connections",
-                 value: "99999999999999999999999", reason: "out of range"),
+        BadValue(
+            yaml: "limits:\n  max_connections: 99999999999999999999999", key: "limits.max_connections",
+            value: "99999999999999999999999", reason: "out of range"),
         BadValue(yaml: "limits:\n  max_connections: lots", key: "limits.max_connections", value: "lots", reason: "not a whole number"),
         BadValue(yaml: "limits:\n  max_connections_per_ip: -1", key: "limits.max_connections_per_ip", value: "-1", reason: "must not be negative"),
-        BadValue(yaml: "limits:\n  max_connections_per_ip: 10000001", key: "limits.max_connections_per_ip", value: "10000001",
-                 reason: "between 0 and 10000000"),
+        BadValue(
+            yaml: "limits:\n  max_connections_per_ip: 10000001", key: "limits.max_connections_per_ip", value: "10000001",
+            reason: "between 0 and 10000000"),
         BadValue(yaml: "limits:\n  idle_timeout: soon", key: "limits.idle_timeout", value: "soon", reason: "does not start with a number"),
         BadValue(yaml: "limits:\n  idle_timeout: -5s", key: "limits.idle_timeout", value: "-5s", reason: "cannot be negative"),
         BadValue(yaml: "limits:\n  idle_timeout: 169h", key: "limits.idle_timeout", value: "169h", reason: "between 0s and 168h"),
@@ -40,8 +42,9 @@ struct KeyErrorTests {
         BadValue(yaml: "limits:\n  max_pending_bytes: 64XB", key: "limits.max_pending_bytes", value: "64XB", reason: "unknown size unit \"XB\""),
         BadValue(yaml: "limits:\n  max_pending_bytes: -64KiB", key: "limits.max_pending_bytes", value: "-64KiB", reason: "cannot be negative"),
         BadValue(yaml: "shutdown:\n  drain_timeout: 2h", key: "shutdown.drain_timeout", value: "2h", reason: "between 0s and 1h"),
-        BadValue(yaml: "log:\n  level: verbose", key: "log.level", value: "verbose",
-                 reason: "expected one of trace, debug, info, notice, warning, error, critical"),
+        BadValue(
+            yaml: "log:\n  level: verbose", key: "log.level", value: "verbose",
+            reason: "expected one of trace, debug, info, notice, warning, error, critical"),
         BadValue(yaml: "log:\n  level: debgu", key: "log.level", value: "debgu", reason: "(did you mean \"debug\"?)"),
         BadValue(yaml: "log:\n  format: xml", key: "log.format", value: "xml", reason: "expected one of auto, text, json, journal"),
         BadValue(yaml: "log:\n  file: echod.log", key: "log.file", value: "echod.log", reason: "must be an absolute path"),
@@ -86,8 +89,10 @@ struct KeyErrorTests {
         let found = try #require(problem(nil, env: ["ECHOD_LIMITS_MAX_CONNECTIONS": "-5"]))
         #expect(found.source == "environment ECHOD_LIMITS_MAX_CONNECTIONS")
         #expect(found.key == "limits.max_connections" && found.value == "-5" && found.line == nil)
-        #expect(found.description
-            == "environment ECHOD_LIMITS_MAX_CONNECTIONS: limits.max_connections: invalid value \"-5\": must not be negative; expected a whole number between 1 and 10000000")
+        #expect(
+            found.description
+                == "environment ECHOD_LIMITS_MAX_CONNECTIONS: limits.max_connections: invalid value \"-5\": must not be negative; expected a whole number between 1 and 10000000"
+        )
     }
 
     @Test func environmentListProblemNamesTheItem() throws {
@@ -141,16 +146,17 @@ struct StructureErrorTests {
         #expect(found.reason.hasPrefix("unknown key"))
     }
 
-    @Test(arguments: [
-        ("threads: [1]\n", "threads", "[1]", "wrong type: expected \"auto\" or a whole number between 1 and 1024, got a list"),
-        ("listen: 127.0.0.1:7\n", "listen", "127.0.0.1:7", "got a single value"),
-        ("log: debug\n", "log", "debug", "expected a section with the keys level, format, file, reads, queue_capacity, got a single value"),
-        ("limits:\n  max_connections: {a: 1}\n", "limits.max_connections", "{a: 1}", "got a mapping of keys"),
-        ("listen: [[1]]\n", "listen[0]", "[1]", "expected a HOST:PORT string, got a list"),
-        ("listen: ['127.0.0.1:7', ~]\n", "listen[1]", "~", "empty item"),
-        ("threads:\n", "threads", nil, "no value"),
-        ("log:\n  reads: null\n", "log.reads", nil, "no value"),
-    ] as [(String, String, String?, String)])
+    @Test(
+        arguments: [
+            ("threads: [1]\n", "threads", "[1]", "wrong type: expected \"auto\" or a whole number between 1 and 1024, got a list"),
+            ("listen: 127.0.0.1:7\n", "listen", "127.0.0.1:7", "got a single value"),
+            ("log: debug\n", "log", "debug", "expected a section with the keys level, format, file, reads, queue_capacity, got a single value"),
+            ("limits:\n  max_connections: {a: 1}\n", "limits.max_connections", "{a: 1}", "got a mapping of keys"),
+            ("listen: [[1]]\n", "listen[0]", "[1]", "expected a HOST:PORT string, got a list"),
+            ("listen: ['127.0.0.1:7', ~]\n", "listen[1]", "~", "empty item"),
+            ("threads:\n", "threads", nil, "no value"),
+            ("log:\n  reads: null\n", "log.reads", nil, "no value"),
+        ] as [(String, String, String?, String)])
     func wrongTypes(yaml: String, key: String, value: String?, reason: String) throws {
         let found = try #require(problem(yaml))
         #expect(found.key == key && found.value == value && found.reason.contains(reason), "\(found)")

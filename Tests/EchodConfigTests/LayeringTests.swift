@@ -75,8 +75,10 @@ struct LayeringTests {
     }
 
     @Test func commandLineSetsItsKeys() throws {
-        let loaded = try load(nil, overrides: ConfigOverrides(
-            listen: ["127.0.0.2:7", "[::1]:7"], threads: "auto", logLevel: "error", logFormat: "text", adminListen: "[::1]:9090"))
+        let loaded = try load(
+            nil,
+            overrides: ConfigOverrides(
+                listen: ["127.0.0.2:7", "[::1]:7"], threads: "auto", logLevel: "error", logFormat: "text", adminListen: "[::1]:9090"))
         let s = loaded.settings
         #expect(s.listen.map(\.description) == ["127.0.0.2:7", "[::1]:7"])
         #expect(s.threadsIsAuto)
@@ -113,8 +115,9 @@ struct LayeringTests {
     }
 
     @Test func emptyEnvironmentValueTurnsAnOptionalKeyOff() throws {
-        let loaded = try load("admin:\n  listen: 127.0.0.1:9090\nlog:\n  file: /tmp/x.log\n",
-                              env: ["ECHOD_ADMIN_LISTEN": "", "ECHOD_LOG_FILE": " "])
+        let loaded = try load(
+            "admin:\n  listen: 127.0.0.1:9090\nlog:\n  file: /tmp/x.log\n",
+            env: ["ECHOD_ADMIN_LISTEN": "", "ECHOD_LOG_FILE": " "])
         #expect(loaded.settings.adminListen == nil)
         #expect(loaded.settings.logFile == nil)
         #expect(loaded.origins["admin.listen"] == .environment("ECHOD_ADMIN_LISTEN"))
@@ -136,10 +139,11 @@ struct LayeringTests {
     @Test func unknownEchodVariablesAreWarningsNotErrors() throws {
         let loaded = try load(nil, env: ["ECHOD_LOG_LEVL": "debug", "ECHOD_BIN": "/usr/bin/echod", "OTHER_LOG_LEVEL": "x"])
         #expect(loaded.settings.logLevel == .info)
-        #expect(loaded.warnings == [
-            "environment ECHOD_BIN: unknown variable, ignored",
-            "environment ECHOD_LOG_LEVL: unknown variable, ignored (did you mean ECHOD_LOG_LEVEL?)",
-        ])
+        #expect(
+            loaded.warnings == [
+                "environment ECHOD_BIN: unknown variable, ignored",
+                "environment ECHOD_LOG_LEVL: unknown variable, ignored (did you mean ECHOD_LOG_LEVEL?)",
+            ])
     }
 
     @Test func perIPLimitAboveGlobalLimitIsAWarning() throws {

@@ -19,8 +19,9 @@ struct RenderTests {
 
     @Test func everyKeyWithValueAndOrigin() throws {
         let dir = TempDir()
-        let loaded = try load("limits:\n  idle_timeout: 45s\n", env: ["ECHOD_LOG_LEVEL": "debug"],
-                              overrides: ConfigOverrides(threads: "3"), in: dir)
+        let loaded = try load(
+            "limits:\n  idle_timeout: 45s\n", env: ["ECHOD_LOG_LEVEL": "debug"],
+            overrides: ConfigOverrides(threads: "3"), in: dir)
         let text = loaded.render()
         let file = dir.path + "/echod.yaml"
         #expect(text.hasPrefix("# echod configuration: \(file)\n"))

@@ -18,11 +18,17 @@ struct YAMLTreeTests {
 
     @Test func nodesCarryTheirLines() throws {
         let root = try #require(try parse("threads: 2\nlisten:\n  - 127.0.0.1:7\n  - '[::1]:7'\n"))
-        guard case .mapping(let pairs, let line) = root else { Issue.record("not a mapping: \(root)"); return }
+        guard case .mapping(let pairs, let line) = root else {
+            Issue.record("not a mapping: \(root)")
+            return
+        }
         #expect(line == 1)
         #expect(pairs.map { $0.key.scalar?.text } == ["threads", "listen"])
         #expect(pairs[0].value.scalar?.text == "2" && pairs[0].value.line == 1)
-        guard case .sequence(let items, _) = pairs[1].value else { Issue.record("listen is not a list"); return }
+        guard case .sequence(let items, _) = pairs[1].value else {
+            Issue.record("listen is not a list")
+            return
+        }
         #expect(items.map(\.line) == [3, 4])
         #expect(items.map { $0.scalar?.text } == ["127.0.0.1:7", "[::1]:7"])
     }
@@ -30,14 +36,20 @@ struct YAMLTreeTests {
     @Test(arguments: ["", "~", "null", "Null", "NULL"])
     func plainNullSpellings(_ spelling: String) throws {
         let root = try #require(try parse("admin:\n  listen: \(spelling)\n"))
-        guard case .mapping(let top, _) = root, case .mapping(let admin, _) = top[0].value else { Issue.record("\(root)"); return }
+        guard case .mapping(let top, _) = root, case .mapping(let admin, _) = top[0].value else {
+            Issue.record("\(root)")
+            return
+        }
         #expect(admin[0].value.isNull)
     }
 
     @Test func quotedOrTaggedNullIsAString() throws {
         for text in ["a: 'null'\n", "a: \"~\"\n", "a: !!str null\n"] {
             let root = try #require(try parse(text))
-            guard case .mapping(let pairs, _) = root else { Issue.record("\(root)"); continue }
+            guard case .mapping(let pairs, _) = root else {
+                Issue.record("\(root)")
+                continue
+            }
             #expect(!pairs[0].value.isNull, "\(text)")
         }
     }
@@ -98,7 +110,8 @@ struct YAMLTreeTests {
         let original = Array(try Data(contentsOf: repo.appendingPathComponent("config/echod.yaml")))
         var random = SplitMix64(seed: 862)
         let alphabet = Array("[]{}:,-?&*!|>'\"#%@` \n\t~.0123456789abcxyz".utf8)
-        var parsed = 0, refused = 0
+        var parsed = 0
+        var refused = 0
         for round in 0..<3000 {
             var bytes = round % 10 == 0 ? [] : original
             let edits = 1 + Int(random.next() % 8)

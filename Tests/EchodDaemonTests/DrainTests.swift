@@ -2,8 +2,8 @@ import EchodEcho
 import EchodEventLoop
 import EchodLog
 import EchodSystem
-import Glibc
 import EchodTestSupport
+import Glibc
 import Testing
 
 @testable import EchodDaemon
@@ -55,12 +55,15 @@ import Testing
             let drained = Locked<Int64?>(nil)
             let (box, listener) = (UncheckedBox(drain), self.listener)
             running.sync(on: control) {
-                box.value.start(timeout: timeout, listenersReleased: {
-                    Syscall.close(listener)
-                    released.value = true
-                }, drained: {
-                    drained.update { $0 = $0 == nil ? Syscall.monotonicNanoseconds() : -1 }  // -1: called twice
-                })
+                box.value.start(
+                    timeout: timeout,
+                    listenersReleased: {
+                        Syscall.close(listener)
+                        released.value = true
+                    },
+                    drained: {
+                        drained.update { $0 = $0 == nil ? Syscall.monotonicNanoseconds() : -1 }  // -1: called twice
+                    })
             }
             return (drain, released, drained)
         }

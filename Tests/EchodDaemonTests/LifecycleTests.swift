@@ -1,6 +1,6 @@
 import EchodEventLoop
-import Glibc
 import EchodTestSupport
+import Glibc
 import Testing
 
 @testable import EchodDaemon

@@ -1,8 +1,8 @@
 import EchodConfig
 import EchodLog
 import EchodSystem
-import Glibc
 import EchodTestSupport
+import Glibc
 import Testing
 
 @testable import EchodDaemon

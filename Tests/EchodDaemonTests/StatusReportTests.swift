@@ -42,8 +42,9 @@ import Testing
 
     @Test func aRejectedReloadIsShownUntilOneSucceeds() {
         var report = StatusReport()
-        #expect(report.line(sample(reads: 0, failure: "limits.max_conections: unknown key"), now: 0)
-            == "serving 2 listeners, 0 connections, 0 msg/s; last reload failed: limits.max_conections: unknown key")
+        #expect(
+            report.line(sample(reads: 0, failure: "limits.max_conections: unknown key"), now: 0)
+                == "serving 2 listeners, 0 connections, 0 msg/s; last reload failed: limits.max_conections: unknown key")
         #expect(!report.line(sample(reads: 0), now: second).contains("reload"))
     }
 

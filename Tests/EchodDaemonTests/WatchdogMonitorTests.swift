@@ -1,9 +1,9 @@
 import EchodEventLoop
 import EchodSystem
 import EchodSystemd
+import EchodTestSupport
 import Glibc
 import Logging
-import EchodTestSupport
 import Testing
 
 @testable import EchodDaemon
@@ -13,10 +13,11 @@ import Testing
 @Suite struct WatchdogMonitorTests {
     private let ms: Int64 = 1_000_000
 
-    @Test(arguments: [
-        (nil, Duration.seconds(2)), (.milliseconds(600), .milliseconds(500)), (.seconds(3), .seconds(1)),
-        (.seconds(30), .seconds(2)),
-    ] as [(Duration?, Duration)])
+    @Test(
+        arguments: [
+            (nil, Duration.seconds(2)), (.milliseconds(600), .milliseconds(500)), (.seconds(3), .seconds(1)),
+            (.seconds(30), .seconds(2)),
+        ] as [(Duration?, Duration)])
     func stallThresholdFollowsTheWatchdogInterval(interval: Duration?, threshold: Duration) {
         #expect(WatchdogMonitor.stallThreshold(watchdog: interval) == threshold)
     }

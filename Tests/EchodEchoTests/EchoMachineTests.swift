@@ -1,6 +1,6 @@
-import EchodSystem
 import EchodEcho
 import EchodEventLoop
+import EchodSystem
 import Testing
 
 @Suite("Echo state machine, without sockets")

@@ -1,6 +1,6 @@
-import EchodSystem
 import EchodEcho
 import EchodEventLoop
+import EchodSystem
 
 /// A scripted `EchoIO`: the peer's bytes to deliver, how much each write may take, and a record of everything
 /// the machine did — so the echo state machine can be tested without sockets.

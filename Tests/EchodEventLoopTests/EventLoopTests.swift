@@ -1,5 +1,5 @@
-import EchodSystem
 import EchodEventLoop
+import EchodSystem
 import EchodTestSupport
 import Glibc
 import Testing
@@ -72,7 +72,10 @@ struct EventLoopTests {
                 let name: String
                 let log: Locked<[String]>
                 var onEvent: ((Int32) -> Void)?
-                init(_ name: String, _ log: Locked<[String]>) { self.name = name; self.log = log }
+                init(_ name: String, _ log: Locked<[String]>) {
+                    self.name = name
+                    self.log = log
+                }
                 override func handleEvent(fd: Int32, events: UInt32) {
                     log.update { $0.append(name) }
                     onEvent?(fd)

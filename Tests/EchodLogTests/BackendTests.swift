@@ -114,9 +114,10 @@ struct BackendTests {
         pipe.setNonBlockingWriteEnd()
         let backend = try AsyncLogBackend(options: LogOptions(queueCapacity: 100_000, stderrFD: pipe.writeFD))
         let logger = makeLogger(backend, label: "eagain")
-        #expect(completes(within: 60) {
-            for i in 0..<4000 { logger.info("non-blocking record number \(i), padded to be long enough") }
-        })
+        #expect(
+            completes(within: 60) {
+                for i in 0..<4000 { logger.info("non-blocking record number \(i), padded to be long enough") }
+            })
         // The pipe is full and non-blocking: the writer is waiting in poll, not failing.
         #expect(backend.flush(timeout: .milliseconds(300)) == false)
         #expect(backend.recordsFailed == 0)
@@ -327,9 +328,10 @@ struct BackendTests {
         let backend = try AsyncLogBackend(
             options: LogOptions(queueCapacity: 16, stderrFD: pipe.writeFD), dropReportInterval: .milliseconds(50))
         let logger = makeLogger(backend, label: "per")
-        #expect(completes(within: 60) {
-            for i in 0..<4000 { logger.info("periodic record number \(i), padded to be long enough") }
-        })
+        #expect(
+            completes(within: 60) {
+                for i in 0..<4000 { logger.info("periodic record number \(i), padded to be long enough") }
+            })
         let dropped = backend.recordsDropped
         #expect(dropped > 0)
         let drain = PipeDrain(fd: pipe.readFD)

@@ -67,7 +67,8 @@ func isBareToken(_ string: String) -> Bool {
     !string.isEmpty
         && string.unicodeScalars.allSatisfy { s in
             let v = s.value
-            return !(v <= 0x20 || v == 0x22 || v == 0x3D || v == 0x5C || (0x7F...0x9F).contains(v) || v == 0x2028
+            return
+                !(v <= 0x20 || v == 0x22 || v == 0x3D || v == 0x5C || (0x7F...0x9F).contains(v) || v == 0x2028
                 || v == 0x2029 || s.properties.isWhitespace)
         }
 }

@@ -1,5 +1,5 @@
-import EchodText
 import EchodTestSupport
+import EchodText
 import Foundation
 import Logging
 import Testing
@@ -107,7 +107,9 @@ struct FormatterPropertyTests {
             let interior = quoted.dropFirst().dropLast()
             if let at = Self.rawControl(in: bare) { failures.append("\(string.debugDescription): raw control at \(at) of bare") }
             if let at = Self.rawControl(in: quoted) { failures.append("\(string.debugDescription): raw control at \(at) of quoted") }
-            if unescape(bare, json: false) != string { failures.append("\(string.debugDescription): bare decodes to \(unescape(bare, json: false).debugDescription)") }
+            if unescape(bare, json: false) != string {
+                failures.append("\(string.debugDescription): bare decodes to \(unescape(bare, json: false).debugDescription)")
+            }
             if quoted.first != 0x22 || quoted.last != 0x22 || quoted.count < 2 {
                 failures.append("\(string.debugDescription): not in quotes")
             } else if interior.indices.contains(where: { interior[$0] == 0x22 && interior[$0 - 1] != 0x5C }) {

@@ -208,13 +208,21 @@ struct ReadFormatTests {
         while i < utf8.count {
             if utf8[i] == 0x5C {
                 switch utf8[i + 1] {
-                case UInt8(ascii: "n"): out.append(0x0A); i += 2
-                case UInt8(ascii: "r"): out.append(0x0D); i += 2
-                case UInt8(ascii: "t"): out.append(0x09); i += 2
+                case UInt8(ascii: "n"):
+                    out.append(0x0A)
+                    i += 2
+                case UInt8(ascii: "r"):
+                    out.append(0x0D)
+                    i += 2
+                case UInt8(ascii: "t"):
+                    out.append(0x09)
+                    i += 2
                 case UInt8(ascii: "x"):
                     out.append(UInt8(String(decoding: utf8[(i + 2)..<(i + 4)], as: UTF8.self), radix: 16)!)
                     i += 4
-                default: out.append(utf8[i + 1]); i += 2
+                default:
+                    out.append(utf8[i + 1])
+                    i += 2
                 }
             } else {
                 out.append(utf8[i])
@@ -315,9 +323,10 @@ struct ReadLoggerBackendTests {
         let reads = backend.makeReadLogger(label: "drop")
         let count = 20_000
         // Nobody reads the pipe: the writer blocks after ~64 KiB, the queue fills, and log() must still return.
-        #expect(completes(within: 60) {
-            for i in 0..<count { Self.log(reads, "read number \(i) padded to fill the pipe", port: 1) }
-        })
+        #expect(
+            completes(within: 60) {
+                for i in 0..<count { Self.log(reads, "read number \(i) padded to fill the pipe", port: 1) }
+            })
         #expect(backend.recordsDropped > 0)
         let (bytes, stopped) = pipe.readWhile { #expect(backend.shutdown(timeout: .seconds(60))) }
         #expect(stopped)

@@ -146,7 +146,8 @@ struct ProbeTests {
         for bad in ["127.0.0.1", "::1:7", ":7", "host:0", "host:70000", "[::1]7", "host:x"] {
             #expect(throws: InvalidValue.self, "\(bad)") { try ProbeTarget.echo(parsing: bad) }
             // The grammar's own refusal, word for word.
-            #expect(reason { () throws(InvalidValue) in try ProbeTarget.echo(parsing: bad) }
+            #expect(
+                reason { () throws(InvalidValue) in try ProbeTarget.echo(parsing: bad) }
                     == reason { () throws(InvalidValue) in try HostPort(parsing: bad) }, "\(bad)")
         }
     }
@@ -179,7 +180,8 @@ struct ProbeTests {
         #expect(reason { () throws(InvalidValue) in try ProbeOptions.parseTimeout("2h") } == "out of range; must be between 1ms and 1h")
         // A grammar refusal is the grammar's own reason.
         for bad in ["", "-1s", "abc", "1m 30s", "30s1m", "5x"] {
-            #expect(reason { () throws(InvalidValue) in try ProbeOptions.parseTimeout(bad) }
+            #expect(
+                reason { () throws(InvalidValue) in try ProbeOptions.parseTimeout(bad) }
                     == reason { () throws(InvalidValue) in try Units.parseDuration(bad) }, "\(bad)")
         }
     }

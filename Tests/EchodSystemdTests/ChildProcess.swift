@@ -28,8 +28,10 @@ struct ChildProcess {
         defer { unlink(reportPath) }
 
         let script = exports.map { "export \($0); " }.joined() + "exec \"$0\" \"$@\""
-        let arguments = ["/bin/sh", "-c", script, try executablePath(),
-                         "--testing-library", "swift-testing", "--filter", "childReport"]
+        let arguments = [
+            "/bin/sh", "-c", script, try executablePath(),
+            "--testing-library", "swift-testing", "--filter", "childReport",
+        ]
         let inherited = currentEnvironment().filter {
             !["LISTEN_", "WATCHDOG_", "NOTIFY_SOCKET="].contains(where: $0.hasPrefix)
         }
@@ -58,9 +60,10 @@ func childReport() throws {
         let cloexec = fcntl(socket.fd, F_GETFD) & FD_CLOEXEC != 0 ? "cloexec" : "inheritable"
         return "\(socket.fd) \(socket.name) \(verdict) \(cloexec)"
     }
-    lines.append(["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]
-        .map { "\($0)=\(getenv($0).map { String(cString: $0) } ?? "unset")" }
-        .joined(separator: " "))
+    lines.append(
+        ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]
+            .map { "\($0)=\(getenv($0).map { String(cString: $0) } ?? "unset")" }
+            .joined(separator: " "))
     let interval = SystemdWatchdog.interval().map { d in d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000 }
     lines.append(interval.map(String.init) ?? "nil")
     let file = try #require(fopen(getenv(reportVariable), "w"))

@@ -16,21 +16,27 @@ import Testing
 
     @Test func nonListeningTCPIsRefused() {
         let s = TestSocket.tcp(listening: false)
-        #expect(SocketActivation.validateListening(PassedSocket(fd: s.fd, name: "echo"))
-            == "fd \(s.fd) (\"echo\") is a SOCK_STREAM socket that is not listening (expected a socket unit with Accept=no)")
+        #expect(
+            SocketActivation.validateListening(PassedSocket(fd: s.fd, name: "echo"))
+                == "fd \(s.fd) (\"echo\") is a SOCK_STREAM socket that is not listening (expected a socket unit with Accept=no)")
     }
 
     @Test func udpIsRefused() {
         let s = TestSocket.udp()
-        #expect(SocketActivation.validateListening(PassedSocket(fd: s.fd, name: "echo"))
-            == "fd \(s.fd) (\"echo\") is SOCK_DGRAM, expected a listening stream socket")
+        #expect(
+            SocketActivation.validateListening(PassedSocket(fd: s.fd, name: "echo"))
+                == "fd \(s.fd) (\"echo\") is SOCK_DGRAM, expected a listening stream socket")
     }
 
     @Test func pipeIsNotASocket() throws {
         let pipe = try TestPipe()
-        defer { pipe.closeReadEnd(); pipe.closeWriteEnd() }
-        #expect(SocketActivation.validateListening(PassedSocket(fd: pipe.readFD, name: "unknown"))
-            == "fd \(pipe.readFD) (\"unknown\") is not a socket")
+        defer {
+            pipe.closeReadEnd()
+            pipe.closeWriteEnd()
+        }
+        #expect(
+            SocketActivation.validateListening(PassedSocket(fd: pipe.readFD, name: "unknown"))
+                == "fd \(pipe.readFD) (\"unknown\") is not a socket")
     }
 
     @Test func closedDescriptorIsReported() throws {

@@ -62,14 +62,15 @@ import Testing
         #expect(notifier.send("FDSTORE=0"))
 
         let received = (0..<6).compactMap { _ in receiver.socket.receive()?.text }
-        #expect(received == [
-            "STOPPING=1\nSTATUS=draining 3 connections",
-            "STATUS=serving 1 listeners, 7 connections",
-            "WATCHDOG=1",
-            "EXTEND_TIMEOUT_USEC=5000000",
-            "EXTEND_TIMEOUT_USEC=1500000",
-            "FDSTORE=0",
-        ])
+        #expect(
+            received == [
+                "STOPPING=1\nSTATUS=draining 3 connections",
+                "STATUS=serving 1 listeners, 7 connections",
+                "WATCHDOG=1",
+                "EXTEND_TIMEOUT_USEC=5000000",
+                "EXTEND_TIMEOUT_USEC=1500000",
+                "FDSTORE=0",
+            ])
     }
 
     @Test func statusCannotInjectAssignments() throws {

@@ -91,7 +91,7 @@ package func isExecutable(_ path: String) -> Bool { access(path, X_OK) == 0 }
 
 private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
     var pointers = strings.map { strdup($0) }
-    defer { pointers.forEach { free($0) } }
+    defer { for pointer in pointers { free(pointer) } }
     pointers.append(nil)
     return body(pointers)
 }

@@ -88,7 +88,8 @@ package final class TestSocket {
         let headerSize = MemoryLayout<Int>.size + 2 * MemoryLayout<Int32>.size
         let level = control.withUnsafeBytes { $0.load(fromByteOffset: MemoryLayout<Int>.size, as: Int32.self) }
         let type = control.withUnsafeBytes { $0.load(fromByteOffset: MemoryLayout<Int>.size + 4, as: Int32.self) }
-        let pid: pid_t? = (level == SOL_SOCKET && type == scmCredentials)
+        let pid: pid_t? =
+            (level == SOL_SOCKET && type == scmCredentials)
             ? control.withUnsafeBytes { $0.load(fromByteOffset: headerSize, as: pid_t.self) } : nil
         return (Array(buffer[..<received]), pid)
     }

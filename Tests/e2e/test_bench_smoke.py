@@ -186,12 +186,38 @@ def test_bench_rejects_bad_options():
 
 # --- one grammar for the values a user types: bench, probe and the configuration file agree -----------------------
 
-DURATIONS = ["1m30s", "90", "1.5m", "90s", "500ms", "0.25s", "1h", "1M30S", "2500us",
-             "1m 30s", "30s1m", "1m30", "soon", "-1s", "1.5ns", "2x", ""]
+DURATIONS = [
+    "1m30s",
+    "90",
+    "1.5m",
+    "90s",
+    "500ms",
+    "0.25s",
+    "1h",
+    "1M30S",
+    "2500us",
+    "1m 30s",
+    "30s1m",
+    "1m30",
+    "soon",
+    "-1s",
+    "1.5ns",
+    "2x",
+    "",
+]
 SIZES = ["64KiB", "64kb", "65536", "1MiB", "4.5KiB", "4 KiB", "16MB", "1k", "1M", "64x", "1.5", "-4KiB", "1e4", ""]
 DURATION_UNITS = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
-SIZE_UNITS = {"": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "KB": 10**3, "MB": 10**6,
-              "GB": 10**9, "TB": 10**12}
+SIZE_UNITS = {
+    "": 1,
+    "KiB": 1 << 10,
+    "MiB": 1 << 20,
+    "GiB": 1 << 30,
+    "TiB": 1 << 40,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+}
 
 
 def check_config(tmp_path, **env):
@@ -200,8 +226,9 @@ def check_config(tmp_path, **env):
     cfg = tmp_path / "echod.yaml"
     cfg.write_text("listen: ['127.0.0.1:8888']\n")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ECHOD_")} | env
-    return subprocess.run([echod_binary(), "check-config", "--config", str(cfg)], env=environ, capture_output=True,
-                          text=True, timeout=30)
+    return subprocess.run(
+        [echod_binary(), "check-config", "--config", str(cfg)], env=environ, capture_output=True, text=True, timeout=30
+    )
 
 
 def rendered(check, key):
@@ -290,8 +317,18 @@ def test_bench_probe_and_config_read_a_size_alike(tmp_path, text):
 def test_bench_duration_1m30s_is_accepted_and_runs(start_echod, port):
     """`--duration 1m30s` was refused while the config file took it; --max-ops ends the run long before."""
     start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
-    r = run_bench(f"127.0.0.1:{port}", "--duration", "1m30s", "--max-ops", "2000", "--warmup", "0s",
-                  "--drain-timeout", "1s", "--json")
+    r = run_bench(
+        f"127.0.0.1:{port}",
+        "--duration",
+        "1m30s",
+        "--max-ops",
+        "2000",
+        "--warmup",
+        "0s",
+        "--drain-timeout",
+        "1s",
+        "--json",
+    )
     report = parse_json(r)
     assert r.returncode == 0, r.stderr
     assert report["ops"] >= 2000 and report["duration_s"] < 30, report

@@ -6,10 +6,11 @@
 - One implementation per concept where a grep can tell: EINTR is handled, the monotonic clock read, threads
   started, names resolved and the kernel's write loop written only in EchodSystem (its header says so).
 """
+
 import re
 from pathlib import Path
 
-from test_package_graph import declared_graph, imports, TOOLCHAIN_MODULES
+from test_package_graph import TOOLCHAIN_MODULES, declared_graph, imports
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,8 +31,9 @@ def test_bottom_layers_import_nothing_above_them():
     system_folder, _ = graph["EchodSystem"]
     assert set(imports(text_folder)) & echod_modules == set(), "EchodText must stay pure"
     assert set(imports(system_folder)) & echod_modules <= {"CEchodLinux"}, "EchodSystem may use only the C shim"
-    assert set(imports(text_folder)) <= TOOLCHAIN_MODULES - {"Glibc", "Foundation", "FoundationEssentials"}, \
+    assert set(imports(text_folder)) <= TOOLCHAIN_MODULES - {"Glibc", "Foundation", "FoundationEssentials"}, (
         "EchodText uses no libc and no Foundation"
+    )
 
 
 # Each concept with its one home; the pattern finds a second implementation anywhere else in Sources/.

@@ -241,10 +241,12 @@ def test_probe_takes_durations_and_sizes_as_the_config_file_does(start_echod, po
 
 
 def test_probe_refusals_give_the_grammars_reason():
-    for args, reason in [(["--timeout", "1m 30s"], "no spaces between the parts of a duration"),
-                         (["--timeout", "2h"], "out of range; must be between 1ms and 1h"),
-                         (["--payload-size", "4k"], 'unknown size unit "k"; use B, KiB, MiB, GiB'),
-                         (["--payload-size", "17MiB"], "out of range; must be between 1 and 16MiB")]:
+    for args, reason in [
+        (["--timeout", "1m 30s"], "no spaces between the parts of a duration"),
+        (["--timeout", "2h"], "out of range; must be between 1ms and 1h"),
+        (["--payload-size", "4k"], 'unknown size unit "k"; use B, KiB, MiB, GiB'),
+        (["--payload-size", "17MiB"], "out of range; must be between 1 and 16MiB"),
+    ]:
         rc, out, err = probe("127.0.0.1:7", *args)
         assert rc == 64 and f'invalid {args[0]} "{args[1]}": {reason}' in err, f"{args}: {rc} {out} {err}"
     rc, _, err = probe("[::1]7")
