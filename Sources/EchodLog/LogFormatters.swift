@@ -97,8 +97,8 @@ enum LogFormatter {
 
     /// One JSON object and a newline: `{"ts":"...","level":"info","label":"...","msg":"...",<metadata>}`.
     ///
-    /// Metadata keys come after the fixed keys, sorted; a metadata key that collides with a fixed key is written as
-    /// `meta.<key>` so that every object has unique keys. Nested arrays/dictionaries become JSON arrays/objects,
+    /// Metadata keys come after the fixed keys, sorted; a metadata key that collides with a fixed key (or starts with
+    /// `meta.`) is written as `meta.<key>` so that every object has unique keys. Nested arrays/dictionaries become JSON arrays/objects,
     /// `.stringConvertible` values JSON strings.
     static func appendJSON(_ record: LogRecord, to out: inout [UInt8]) {
         out.append(contentsOf: #"{"ts":""#.utf8)
@@ -111,14 +111,24 @@ enum LogFormatter {
         Escaping.appendJSONString(record.event.message.description, to: &out)
         for (key, value) in record.renderedMetadataEntries() {
             out.append(UInt8(ascii: ","))
-            switch key {
-            case "ts", "level", "label", "msg": Escaping.appendJSONString("meta." + key, to: &out)
-            default: Escaping.appendJSONString(key, to: &out)
+            if isReservedJSONKey(key) {
+                Escaping.appendJSONString("meta." + key, to: &out)
+            } else {
+                Escaping.appendJSONString(key, to: &out)
             }
             out.append(UInt8(ascii: ":"))
             appendJSONValue(value, to: &out)
         }
         out.append(contentsOf: "}\n".utf8)
+    }
+
+    /// The keys renamed to `meta.<key>`: the fixed keys, and keys that already start with `meta.` (so that metadata
+    /// `msg` and `meta.msg` become `meta.msg` and `meta.meta.msg`, never the same key twice).
+    static func isReservedJSONKey(_ key: String) -> Bool {
+        switch key {
+        case "ts", "level", "label", "msg": true
+        default: key.hasPrefix("meta.")
+        }
     }
 
     static func appendJSONValue(_ value: Logger.MetadataValue, to out: inout [UInt8]) {

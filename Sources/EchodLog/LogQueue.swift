@@ -137,8 +137,4 @@ final class LogQueue: Sendable {
     func setCapacity(_ capacity: Int) {
         state.withLock { $0.capacity = capacity }
     }
-
-    var isClosed: Bool {
-        state.withLock { $0.closed }
-    }
 }

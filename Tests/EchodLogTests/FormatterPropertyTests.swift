@@ -252,7 +252,7 @@ struct FormatterPropertyTests {
                 JSONMember(key: "msg", value: .string(record.event.message.description)),
             ]
             for (key, value) in entries {
-                let name = ["ts", "level", "label", "msg"].contains(key) ? "meta." + key : key
+                let name = ["ts", "level", "label", "msg"].contains(key) || key.hasPrefix("meta.") ? "meta." + key : key
                 expected.append(JSONMember(key: name, value: Self.json(value)))
             }
             if members != expected { failures.append("\(shown): expected \(expected)") }

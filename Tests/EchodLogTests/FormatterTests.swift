@@ -109,4 +109,13 @@ struct FormatterTests {
         #expect(object["error.message"] as? String == "kaboom")
         #expect((object["error.type"] as? String)?.hasSuffix("Boom") == true)
     }
+
+    @Test("json: metadata `msg` and `meta.msg` stay two keys (meta.msg, meta.meta.msg), never one key twice")
+    func reservedKeysStayUnique() {
+        let record = makeRecord(message: "m", metadata: ["msg": "a", "meta.msg": "b", "meta": "c"])
+        #expect(
+            LogFormatter.json(record)
+                == #"{"ts":"2023-11-14T22:13:20.123Z","level":"info","label":"echod.test","msg":"m","meta":"c","meta.meta.msg":"b","meta.msg":"a"}"#
+                + "\n")
+    }
 }
