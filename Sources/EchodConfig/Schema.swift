@@ -60,15 +60,15 @@ extension SettingKey {
                 render: { "\($0.maxConnectionsPerIP)" }),
             scalar(
                 "limits.idle_timeout", expected: "a duration such as 300s or 5m",
-                set: { text, s throws(InvalidValue) in s.idleTimeout = try Values.duration(text, in: .zero ... .seconds(168 * 3600)) },
+                set: { text, s throws(InvalidValue) in s.idleTimeout = try Units.parseDuration(text, in: .zero ... .seconds(168 * 3600)) },
                 render: { Units.format($0.idleTimeout) }),
             scalar(
                 "limits.max_pending_bytes", expected: "a size such as 256KiB",
-                set: { text, s throws(InvalidValue) in s.maxPendingBytes = try Values.size(text, in: 4096...(1 << 30)) },
+                set: { text, s throws(InvalidValue) in s.maxPendingBytes = try Units.parseSize(text, in: 4096...(1 << 30)) },
                 render: { Units.formatSize($0.maxPendingBytes) }),
             scalar(
                 "shutdown.drain_timeout", expected: "a duration such as 10s",
-                set: { text, s throws(InvalidValue) in s.drainTimeout = try Values.duration(text, in: .zero ... .seconds(3600)) },
+                set: { text, s throws(InvalidValue) in s.drainTimeout = try Units.parseDuration(text, in: .zero ... .seconds(3600)) },
                 render: { Units.format($0.drainTimeout) }),
             scalar(
                 "log.level", flag: "--log-level", expected: "a level name such as info",

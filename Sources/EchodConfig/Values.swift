@@ -49,24 +49,6 @@ enum Values {
 
     static let threadRange = 1...1024
 
-    /// A duration in `range`.
-    static func duration(_ text: String, in range: ClosedRange<Duration>) throws(InvalidValue) -> Duration {
-        let value = try Units.parseDuration(text)
-        guard range.contains(value) else {
-            throw InvalidValue(reason: "out of range; must be between \(Units.format(range.lowerBound)) and \(Units.format(range.upperBound))")
-        }
-        return value
-    }
-
-    /// A byte size in `range`.
-    static func size(_ text: String, in range: ClosedRange<Int>) throws(InvalidValue) -> Int {
-        let value = try Units.parseSize(text)
-        guard range.contains(value) else {
-            throw InvalidValue(reason: "out of range; must be between \(Units.formatSize(range.lowerBound)) and \(Units.formatSize(range.upperBound))")
-        }
-        return value
-    }
-
     /// An absolute file path. Relative paths are refused: a daemon's working directory is `/` under systemd
     /// but the operator's shell directory under `check-config`, so the two would disagree.
     static func absolutePath(_ text: String) throws(InvalidValue) -> String {
