@@ -159,6 +159,7 @@ let package = Package(
         // that no helper leans on the code under test.
         .target(name: "EchodTestSupport", path: "Tests/EchodTestSupport"),
         .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop", "EchodSystem", "EchodTestSupport"]),
+        .testTarget(name: "EchodTextTests", dependencies: ["EchodText"]),
         .testTarget(name: "EchodSystemTests", dependencies: ["EchodSystem"]),
         .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop", "EchodSystem"]),
         .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodText", "EchodTestSupport"]),

@@ -1,8 +1,6 @@
 import EchodText
 import Testing
 
-@testable import EchodConfig
-
 @Suite("Durations and sizes")
 struct UnitsTests {
     @Test(arguments: [
