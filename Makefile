@@ -90,16 +90,24 @@ SWIFT_FORMAT_PATHS := Sources Tests Package.swift
 lint-swift:
 	$(SWIFT) format lint --strict --recursive --parallel $(SWIFT_FORMAT_PATHS)
 
-format:
+format: $(RUFF)
 	$(SWIFT) format --in-place --recursive --parallel $(SWIFT_FORMAT_PATHS)
-	$(PYTHON) -m ruff format .
+	$(RUFF) format .
 
-# Python lint (ruff.toml): every finding of `ruff check`, and any file `ruff format` would change, fails.
-# ruff comes from PyPI (Debian 12 has no ruff package), installed like the tests' PIP_PACKAGES.
-lint-python:
-	@$(PYTHON) -m ruff --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q ruff
-	$(PYTHON) -m ruff check .
-	$(PYTHON) -m ruff format --check .
+# Python lint (ruff.toml): every finding of `ruff check`, and any file `ruff format` would change, fails. ruff is
+# pinned (a newer one formats differently and would fail CI on unchanged code) and installed from PyPI into its own
+# venv, since Debian 12 has no ruff package and its python refuses pip installs outside a venv (PEP 668).
+RUFF_VERSION := 0.17.6
+LINT_VENV := .build-lint/venv
+RUFF := $(LINT_VENV)/bin/ruff
+$(RUFF):
+	$(call apt_install,python3-venv)
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip install -q ruff==$(RUFF_VERSION)
+
+lint-python: $(RUFF)
+	$(RUFF) check .
+	$(RUFF) format --check .
 
 # Two clean release builds of the committed tree, in one fresh clone, each packaged by make deb-package: the
 # binaries and the .debs must be byte-identical. About 5 minutes on 2 cores; not part of make test.
