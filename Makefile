@@ -69,10 +69,15 @@ SHIPPING := deb image kube-check
 e2e: deps build $(SHIPPING)
 	ECHOD_BIN=$(abspath $(DEBUG_BIN)) $(PYTHON) -m pytest -q Tests/e2e
 
+# Checks beyond the unit and end-to-end tests that make test also runs (short, bounded versions), each added by the
+# mk/*.mk file that defines it: TEST_CHECKS += its-target.
+TEST_CHECKS :=
+
 test: deps build $(SHIPPING)
 	$(SWIFT) test
 	$(PYTHON) -m pytest -q bench/tests
 	ECHOD_BIN=$(abspath $(DEBUG_BIN)) $(PYTHON) -m pytest -q -rs Tests/e2e
+	$(if $(strip $(TEST_CHECKS)),$(MAKE) --no-print-directory $(TEST_CHECKS))
 
 # The race against the other echo servers (bench/README.md); not part of make test. BENCH_ARGS=--quick for a smoke run.
 # BENCH_T0 is when make started: the race's 10-minute budget counts the package installs and builds before it.
@@ -139,3 +144,6 @@ install: release
 include deploy/deb.mk
 include deploy/image.mk
 include deploy/kubernetes.mk
+
+# Reliability and security checks (fuzzing, sanitizers, soak), one file each.
+-include mk/*.mk
