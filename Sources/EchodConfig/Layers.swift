@@ -36,6 +36,7 @@ enum Layer {
         set("log.level", overrides.logLevel.map { .string($0) })
         set("log.format", overrides.logFormat.map { .string($0) })
         set("admin.listen", overrides.adminListen.map { .string($0) })
+        set("user", overrides.user.map { .string($0) })
         return .commandLine(InMemoryProvider(name: "command line", values: values))
     }
 

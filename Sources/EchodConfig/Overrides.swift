@@ -10,13 +10,19 @@ package struct ConfigOverrides: Sendable {
     package var logFormat: String?
     /// `--admin`: HOST:PORT, or an empty string to turn the endpoint off.
     package var adminListen: String?
+    /// `--user`: the user to switch to after binding, when started as root.
+    package var user: String?
 
     /// Creates overrides; every value is text exactly as typed, validated by the loader like any other layer.
-    package init(listen: [String]? = nil, threads: String? = nil, logLevel: String? = nil, logFormat: String? = nil, adminListen: String? = nil) {
+    package init(
+        listen: [String]? = nil, threads: String? = nil, logLevel: String? = nil, logFormat: String? = nil, adminListen: String? = nil,
+        user: String? = nil
+    ) {
         self.listen = listen
         self.threads = threads
         self.logLevel = logLevel
         self.logFormat = logFormat
         self.adminListen = adminListen
+        self.user = user
     }
 }

@@ -94,6 +94,10 @@ extension SettingKey {
                 "admin.listen", flag: "--admin", expected: "HOST:PORT, or null",
                 set: { text, s throws(InvalidValue) in s.adminListen = try text.map(Values.address) },
                 render: { $0.adminListen.map { quoted($0.description) } ?? "null" }),
+            optional(
+                "user", flag: "--user", expected: "a user name, or null",
+                set: { text, s throws(InvalidValue) in s.user = try text.map(Values.userName) },
+                render: { $0.user.map(quoted) ?? "null" }),
         ]
     }
 

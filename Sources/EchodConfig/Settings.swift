@@ -43,6 +43,8 @@ package struct EchodSettings: Sendable, Equatable {
     package var logQueueCapacity: Int
     /// Address of the HTTP health/metrics endpoint, or nil when it is off.
     package var adminListen: ListenAddress?
+    /// Started as root: the user to switch to once the listeners are bound and the log file is open; nil = stay.
+    package var user: String?
 
     /// The embedded defaults: what runs when no file, environment variable or option says otherwise.
     /// `config/echod.yaml` documents exactly these values (a test keeps the two equal).
@@ -63,7 +65,8 @@ package struct EchodSettings: Sendable, Equatable {
         logFile: nil,
         logReads: false,
         logQueueCapacity: 16_384,
-        adminListen: nil)
+        adminListen: nil,
+        user: nil)
 }
 
 /// The number of online CPUs, at least 1. Read on every call (not cached) so that a reload after CPUs

@@ -57,6 +57,22 @@ enum Values {
         return text
     }
 
+    /// A user name as `useradd` and systemd accept: letters, digits, `_`, `-`, `.`, not starting with `-` or a
+    /// digit-only name (echod looks the user up by name; a number would be taken for a name and not found),
+    /// at most 32 characters (glibc's utmp limit). Whether the user exists is checked at start, on the host
+    /// that runs echod, not here: `check-config` may run elsewhere.
+    static func userName(_ text: String) throws(InvalidValue) -> String {
+        guard !text.isEmpty else { throw InvalidValue(reason: "empty user name") }
+        guard text.count <= 32 else { throw InvalidValue(reason: "longer than 32 characters; expected a user name") }
+        guard text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isASCIIDigit || "_-.".contains($0)) }), text.first != "-" else {
+            throw InvalidValue(reason: "expected a user name (letters, digits, _, - and .)")
+        }
+        guard !text.allSatisfy(\.isASCIIDigit) else {
+            throw InvalidValue(reason: "a number, not a user name: echod switches to a user by name (e.g. nobody)")
+        }
+        return text
+    }
+
     /// A listen address, with the parser's reason.
     static func address(_ text: String) throws(InvalidValue) -> ListenAddress {
         do {

@@ -170,10 +170,12 @@ package final class Daemon: @unchecked Sendable {
     private func start(with loaded: LoadedConfig) throws(StartError) {
         config = loaded
         let settings = loaded.settings
+        let privileges = try planPrivileges(settings)
         do { try backend.apply(logOptions(settings)) } catch {
             throw StartError(description: "log: \(error)", status: ExitStatus.config)
         }
         for warning in loaded.warnings { logger.warning("configuration", metadata: ["warning": .string(warning)]) }
+        warnIfRoot(privileges)
         limiter = ConnectionLimiter(maxConnections: settings.maxConnections, maxPerIP: settings.maxConnectionsPerIP)
         do {
             let passed = try Listeners.fromSystemd()
@@ -194,6 +196,8 @@ package final class Daemon: @unchecked Sendable {
         let passedAdmin = listeners.first { $0.role == .admin }
         listeners.removeAll { $0.role == .admin }
         try startAdmin(settings.adminListen, passed: passedAdmin)
+        // Every socket is bound and the log file open: the rest (loops, READY=1) runs as the configured user.
+        try dropPrivileges(privileges)
         if socketActivated {
             logger.info(
                 "using sockets passed by systemd; the configured listen addresses are not bound",

@@ -74,6 +74,9 @@ extension Daemon {
         if new.adminListen != old.adminListen {
             logger.warning("admin.listen changed: takes effect at the next restart")
         }
+        if new.user != old.user {
+            logger.warning("user changed: takes effect at the next restart")
+        }
         do { try backend.apply(logOptions(new)) } catch {
             logger.error("log settings not applied", metadata: ["error": .string("\(error)")])
         }
@@ -84,6 +87,7 @@ extension Daemon {
         }
         var kept = loaded
         kept.settings.threads = old.threads
+        kept.settings.user = old.user
         config = kept
     }
 

@@ -37,8 +37,15 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Serve the HTTP health and metrics endpoint (/livez, /readyz, /metrics) on HOST:PORT.", valueName: "host:port"))
     var admin: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Started as root: switch to this user and its groups once the listeners are bound and the log file is open.",
+            valueName: "name"))
+    var user: String?
+
     var overrides: ConfigOverrides {
-        ConfigOverrides(listen: listen.isEmpty ? nil : listen, threads: threads, logLevel: logLevel, logFormat: logFormat, adminListen: admin)
+        ConfigOverrides(listen: listen.isEmpty ? nil : listen, threads: threads, logLevel: logLevel, logFormat: logFormat, adminListen: admin, user: user)
     }
 }
 
