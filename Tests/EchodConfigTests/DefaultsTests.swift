@@ -19,6 +19,7 @@ struct DefaultsTests {
         #expect(d.logLevel == .info && d.logFormat == .auto && d.logFile == nil && !d.logReads)
         #expect(d.logQueueCapacity == 16_384)
         #expect(d.adminListen == nil)
+        #expect(d.user == nil)
     }
 
     @Test func noFileAndEmptyEnvironmentGiveEmbeddedDefaults() throws {

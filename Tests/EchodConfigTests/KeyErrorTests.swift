@@ -54,6 +54,11 @@ struct KeyErrorTests {
         BadValue(yaml: "log:\n  queue_capacity: 10000001", key: "log.queue_capacity", value: "10000001", reason: "out of range"),
         BadValue(yaml: "admin:\n  listen: localhost:9090", key: "admin.listen", value: "localhost:9090", reason: "hostname"),
         BadValue(yaml: "admin:\n  listen: 127.0.0.1", key: "admin.listen", value: "127.0.0.1", reason: "missing port"),
+        BadValue(yaml: "user: 65534", key: "user", value: "65534", reason: "a number, not a user name"),
+        BadValue(yaml: "user: '-nobody'", key: "user", value: "-nobody", reason: "expected a user name"),
+        BadValue(yaml: "user: no body", key: "user", value: "no body", reason: "expected a user name"),
+        BadValue(yaml: "user: nobody:nogroup", key: "user", value: "nobody:nogroup", reason: "expected a user name"),
+        BadValue(yaml: "user: \(String(repeating: "u", count: 33))", key: "user", value: String(repeating: "u", count: 33), reason: "longer than 32"),
     ]
 
     @Test(arguments: badValues)

@@ -23,6 +23,7 @@ struct LayeringTests {
           queue_capacity: 100
         admin:
           listen: 127.0.0.1:9090
+        user: nobody
         """
 
     static func expectEveryKeyChanged(_ s: EchodSettings) throws {
@@ -39,6 +40,7 @@ struct LayeringTests {
         #expect(s.logReads)
         #expect(s.logQueueCapacity == 100)
         #expect(s.adminListen == (try ListenAddress(parsing: "127.0.0.1:9090")))
+        #expect(s.user == "nobody")
     }
 
     @Test func fileSetsEveryKey() throws {
@@ -62,6 +64,7 @@ struct LayeringTests {
         "ECHOD_LOG_READS": "true",
         "ECHOD_LOG_QUEUE_CAPACITY": "100",
         "ECHOD_ADMIN_LISTEN": "127.0.0.1:9090",
+        "ECHOD_USER": "nobody",
     ]
 
     @Test func environmentSetsEveryKey() throws {
@@ -90,6 +93,17 @@ struct LayeringTests {
         #expect(loaded.origins["log.format"] == .commandLine("--log-format"))
         #expect(loaded.origins["admin.listen"] == .commandLine("--admin"))
         #expect(loaded.origins["limits.max_connections"] == .defaultValue)
+    }
+
+    /// `--user` (and `user:`) takes a name as written, with `_`, `-` and `.`; an empty option means none, like `--admin ""`.
+    @Test func userFromTheCommandLine() throws {
+        for name in ["nobody", "echod", "_echod", "www-data", "svc.echo1", String(repeating: "u", count: 32)] {
+            let loaded = try load(nil, overrides: ConfigOverrides(user: name))
+            #expect(loaded.settings.user == name)
+            #expect(loaded.origins["user"] == .commandLine("--user"))
+        }
+        #expect(try load("user: nobody\n", overrides: ConfigOverrides(user: "")).settings.user == nil)
+        #expect(try load(nil).settings.user == nil)
     }
 
     @Test func commandLineBeatsEnvironmentBeatsFileBeatsDefault() throws {
