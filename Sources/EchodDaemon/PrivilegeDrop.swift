@@ -10,8 +10,8 @@ import Logging
 /// message and the drop itself makes no database lookup. The order of the drop is the only safe one: supplementary
 /// groups, then the group, then the user (once the user is not root, it may change neither). glibc applies each call
 /// to every thread of the process. Afterwards the kernel has cleared every capability and made the process
-/// non-dumpable, so that no other process of that user can attach to echod and use its privileged sockets; a side
-/// effect is that /proc/self/fd is no longer readable, and /metrics leaves out `echod_process_open_fds`.
+/// non-dumpable (it is left so), so that no other process of that user can attach to echod and use its privileged
+/// sockets.
 enum PrivilegeDrop {
     /// What start-up does about its user, decided before anything is bound.
     enum Plan: Equatable {

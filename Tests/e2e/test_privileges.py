@@ -74,6 +74,8 @@ def test_binds_port_7_then_serves_as_nobody_for_good(start_echod, tmp_path):
         assert c["Groups"] == str(NOBODY), f"thread {tid}: supplementary groups {c}"
         assert int(c["CapPrm"], 16) == int(c["CapEff"], 16) == int(c["CapAmb"], 16) == 0, f"thread {tid}: {c}"
 
+    assert os.stat(f"/proc/{e.pid}").st_uid == 0, "non-dumpable: no process of nobody may ptrace echod"
+
     # Written by the writer thread after the switch, through the descriptor root opened.
     text = wait_file(log_file, "connection closed")
     switched = text.index("switched to an unprivileged user")
