@@ -86,6 +86,10 @@ final class AdminConnection: EventHandler {
         }
     }
 
+    /// No response is in flight: waiting for (the rest of) a request, or lingering after the last response. Such a
+    /// connection may be closed to make room for a new one (`AdminServer` at its connection limit).
+    var isEvictable: Bool { state == .reading || state == .lingering }
+
     /// The sweep found this connection past its deadline.
     func deadlinePassed(now: Int64) {
         withExtendedLifetime(self) {

@@ -35,7 +35,8 @@ package final class AdminServer: @unchecked Sendable {
         /// Time to receive a complete request (from the connection's start or the previous response), and to have
         /// a response taken by the peer. A partial request then gets 408; an idle keep-alive connection is closed.
         package var requestTimeout: Duration = .seconds(10)
-        /// Open admin connections at most; more are closed at once.
+        /// Open admin connections at most. A new connection beyond it displaces the idle or incomplete one whose
+        /// deadline comes first; it is closed at once only when every open one is writing a response.
         package var maxConnections: Int = 64
         /// After an error response or `Connection: close`, how long to wait for the peer's end of stream before
         /// closing anyway.
@@ -138,10 +139,20 @@ package final class AdminServer: @unchecked Sendable {
             return
         }
         if connections.count >= limits.maxConnections {
-            Syscall.close(fd)
-            warnLimit(peer)
-            if spare { reserveSpare() }
-            return
+            // Full: make room by closing the connection the sweep would close first among those with no response
+            // in flight (idle keep-alive, half-sent request, lingering), so that slow or idle clients cannot lock
+            // a health checker out: refusing the newcomer instead (the old behaviour) let 64 half-sent requests
+            // answer every probe with a reset for up to `requestTimeout`. An idle keep-alive client that loses its
+            // connection retries on a new one (RFC 9112 §9.6). Only when every connection is writing a response is
+            // the newcomer refused.
+            guard let victim = oldestEvictable() else {
+                Syscall.close(fd)
+                warnLimit(peer, evicted: nil)
+                if spare { reserveSpare() }
+                return
+            }
+            warnLimit(peer, evicted: victim.peer)
+            victim.close()
         }
         Socket.setNoDelay(fd)
         let connection = AdminConnection(fd: fd, peer: peer, server: self, now: Syscall.monotonicNanoseconds())
@@ -202,14 +213,27 @@ package final class AdminServer: @unchecked Sendable {
         if let fd = try? Syscall.open("/dev/null", O_RDONLY) { spareFD = fd }
     }
 
-    private func warnLimit(_ peer: SocketAddress) {
-        if let suppressed = limitWarning.admit(now: Syscall.monotonicNanoseconds()) {
-            logger.warning(
-                "admin: too many admin connections, closing a new one",
-                metadata: [
-                    "limit": .stringConvertible(limits.maxConnections), "peer": .stringConvertible(peer),
-                    "suppressed": .stringConvertible(suppressed),
-                ])
+    /// The open connection with no response in flight whose deadline comes first, if any (at most
+    /// `maxConnections` to look at, only when the limit is reached).
+    private func oldestEvictable() -> AdminConnection? {
+        var oldest: AdminConnection?
+        for connection in connections.values where connection.isEvictable {
+            if oldest == nil || connection.deadline < oldest!.deadline { oldest = connection }
+        }
+        return oldest
+    }
+
+    private func warnLimit(_ peer: SocketAddress, evicted: SocketAddress?) {
+        guard let suppressed = limitWarning.admit(now: Syscall.monotonicNanoseconds()) else { return }
+        var metadata: Logger.Metadata = [
+            "limit": .stringConvertible(limits.maxConnections), "peer": .stringConvertible(peer),
+            "suppressed": .stringConvertible(suppressed),
+        ]
+        if let evicted {
+            metadata["evicted"] = .stringConvertible(evicted)
+            logger.warning("admin: too many admin connections, closing the oldest idle or incomplete one", metadata: metadata)
+        } else {
+            logger.warning("admin: too many admin connections, all answering; closing a new one", metadata: metadata)
         }
     }
 

@@ -332,7 +332,7 @@ struct AdminServerTests {
         }
     }
 
-    @Test("at most maxConnections are open; the next is closed at once; the rest keep working")
+    @Test("at most maxConnections are open; a new one displaces the oldest idle one; the rest keep working")
     func connectionLimit() throws {
         try withAdmin(limits: AdminServer.Limits(maxConnections: 8)) { admin in
             var clients: [TestClient] = []
@@ -342,17 +342,60 @@ struct AdminServerTests {
                 #expect(try c.readResponse().status == 200)
                 clients.append(c)
             }
-            let extra = try TestClient(port: admin.port)
-            #expect(try extra.readToEnd().isEmpty)
+            clients.append(try TestClient(port: admin.port))
+            try clients[8].send(get("/livez"))
+            #expect(try clients[8].readResponse().status == 200)
+            #expect(try clients.removeFirst().isClosedByPeer(), "the oldest idle keep-alive connection made room")
             for c in clients {
                 try c.send(get("/healthz"))
                 #expect(try c.readResponse().status == 200)
             }
+            #expect(admin.connectionCount() == 8)
             clients.removeAll()
             #expect(waitUntil { admin.connectionCount() == 0 })
             let again = try TestClient(port: admin.port)
             try again.send(get("/livez"))
             #expect(try again.readResponse().status == 200)
+        }
+    }
+
+    @Test("half-sent requests holding every slot cannot lock a health check out: each probe gets its 200")
+    func slowlorisCannotLockOutProbes() throws {
+        try withAdmin(limits: AdminServer.Limits(maxConnections: 8)) { admin in
+            var slow: [TestClient] = []
+            for _ in 0..<24 {
+                let c = try TestClient(port: admin.port)
+                try c.send("GET /livez HTTP/1.1\r\nHost: x\r\n")  // never finished
+                slow.append(c)
+            }
+            for _ in 0..<10 {
+                let probe = try TestClient(port: admin.port)
+                try probe.send(get("/livez", "Connection: close\r\n"))
+                #expect(try probe.readResponse().status == 200)
+            }
+            #expect(admin.connectionCount() <= 8)
+            // The newest slow clients still hold their slots; the oldest were displaced (closed, no response).
+            #expect(try slow[0].isClosedByPeer())
+        }
+    }
+
+    @Test("when every connection is writing a response, a new one is refused rather than cutting a response")
+    func refusedWhenAllAreAnswering() throws {
+        let big = [UInt8](repeating: UInt8(ascii: "m"), count: 8 << 20)
+        let limits = AdminServer.Limits(requestTimeout: .seconds(5), maxConnections: 2)
+        try withAdmin(limits: limits, route: { _ in AdminResponse(status: 200, body: big) }) { admin in
+            var stalled: [TestClient] = []
+            for _ in 0..<2 {
+                let c = try TestClient(port: admin.port)
+                var small: Int32 = 4096
+                setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+                try c.send(get("/metrics"))
+                stalled.append(c)
+            }
+            #expect(waitUntil { admin.connectionCount() == 2 })
+            let extra = try TestClient(port: admin.port)
+            #expect(try extra.readToEnd().isEmpty)
+            #expect(admin.connectionCount() == 2)
         }
     }
 

@@ -435,7 +435,7 @@ def test_slow_sender_gets_408(start_echod, port):
 def test_many_admin_connections_do_not_break_it(start_echod, port):
     e, admin = start_with_admin(start_echod, port)
     conns = []
-    for _ in range(100):  # more than the 64 admin connections allowed: the excess is closed at once
+    for _ in range(100):  # more than the 64 admin connections allowed: each beyond displaces the oldest idle one
         try:
             conns.append(socket.create_connection(("127.0.0.1", admin), timeout=5))
         except OSError:
