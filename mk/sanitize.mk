@@ -1,0 +1,57 @@
+# Sanitizers (make sanitize): the unit tests, then the end-to-end tests against the sanitized echod, under
+# ThreadSanitizer and AddressSanitizer (with LeakSanitizer). Each sanitizer builds in its own scratch path, so the
+# normal .build keeps its cache. Any sanitizer report fails the run: every sanitized process writes its reports to
+# SCRATCH/sanitizer-reports/ (log_path), including echod processes the end-to-end tests start (conftest passes the
+# environment on), and a non-empty directory after the tests is a failure, printed.
+#
+# make test runs the ThreadSanitizer unit tests (sanitize-tsan-unit) when TEST_SANITIZE=1; see the note at the end.
+TSAN_SCRATCH := .build-tsan
+ASAN_SCRATCH := .build-asan
+# The end-to-end tests that do not run ECHOD_BIN (the packaged artefacts: dist/'s .deb, the image, the manifests).
+SANITIZE_E2E_IGNORE := --ignore=Tests/e2e/test_deb.py --ignore=Tests/e2e/test_image.py \
+	--ignore=Tests/e2e/test_kubernetes.py --ignore=Tests/e2e/test_release_hooks.py
+
+sanitizer_env = TSAN_OPTIONS="suppressions=$(CURDIR)/mk/tsan.supp log_path=$(CURDIR)/$(1)/sanitizer-reports/report \
+	history_size=4" \
+	ASAN_OPTIONS="log_path=$(CURDIR)/$(1)/sanitizer-reports/report detect_leaks=1" \
+	LSAN_OPTIONS="suppressions=$(CURDIR)/mk/lsan.supp"
+
+# Empties the report directory of scratch path $(1).
+define sanitizer_reset
+	rm -rf $(1)/sanitizer-reports && mkdir -p $(1)/sanitizer-reports
+endef
+
+# Fails, printing them, if any process wrote a report into scratch path $(1).
+define sanitizer_check
+	@if [ -n "$$(ls -A $(1)/sanitizer-reports)" ]; then \
+	  for f in $(1)/sanitizer-reports/*; do echo "== $$f"; cat "$$f"; done; \
+	  echo "sanitizer reports in $(1)/sanitizer-reports: failing"; exit 1; \
+	fi; echo "no sanitizer reports ($(1))"
+endef
+
+.PHONY: sanitize sanitize-tsan-unit sanitize-asan-unit sanitize-tsan-e2e sanitize-asan-e2e
+sanitize: sanitize-tsan-unit sanitize-asan-unit sanitize-tsan-e2e sanitize-asan-e2e
+
+sanitize-tsan-unit: deps
+	$(call sanitizer_reset,$(TSAN_SCRATCH))
+	$(call sanitizer_env,$(TSAN_SCRATCH)) $(SWIFT) test --sanitize=thread --scratch-path $(TSAN_SCRATCH)
+	$(call sanitizer_check,$(TSAN_SCRATCH))
+
+sanitize-asan-unit: deps
+	$(call sanitizer_reset,$(ASAN_SCRATCH))
+	$(call sanitizer_env,$(ASAN_SCRATCH)) $(SWIFT) test --sanitize=address --scratch-path $(ASAN_SCRATCH)
+	$(call sanitizer_check,$(ASAN_SCRATCH))
+
+sanitize-tsan-e2e: deps
+	$(SWIFT) build --sanitize=thread --scratch-path $(TSAN_SCRATCH) --product echod
+	$(call sanitizer_reset,$(TSAN_SCRATCH))
+	$(call sanitizer_env,$(TSAN_SCRATCH)) ECHOD_BIN=$(abspath $(TSAN_SCRATCH))/debug/echod \
+	  $(PYTHON) -m pytest -q -rs Tests/e2e $(SANITIZE_E2E_IGNORE)
+	$(call sanitizer_check,$(TSAN_SCRATCH))
+
+sanitize-asan-e2e: deps
+	$(SWIFT) build --sanitize=address --scratch-path $(ASAN_SCRATCH) --product echod
+	$(call sanitizer_reset,$(ASAN_SCRATCH))
+	$(call sanitizer_env,$(ASAN_SCRATCH)) ECHOD_BIN=$(abspath $(ASAN_SCRATCH))/debug/echod \
+	  $(PYTHON) -m pytest -q -rs Tests/e2e $(SANITIZE_E2E_IGNORE)
+	$(call sanitizer_check,$(ASAN_SCRATCH))
