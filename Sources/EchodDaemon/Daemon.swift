@@ -57,7 +57,7 @@ package final class Daemon: @unchecked Sendable {
     var status = StatusReport()
     /// Created with the worker loops it watches.
     var watchdog: WatchdogMonitor?
-    /// Created by the first SIGTERM/SIGINT while serving.
+    /// Created, with its timeout timer, once the loops serve (``becomeReady()``); begun by the first SIGTERM/SIGINT.
     var drain: Drain?
     var reloads = ReloadOutcomes()
     /// The admin endpoint (control loop only).
