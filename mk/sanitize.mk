@@ -12,19 +12,20 @@ SANITIZE_E2E_IGNORE := --ignore=Tests/e2e/test_deb.py --ignore=Tests/e2e/test_im
 	--ignore=Tests/e2e/test_kubernetes.py --ignore=Tests/e2e/test_release_hooks.py
 
 sanitizer_env = TSAN_OPTIONS="suppressions=$(CURDIR)/mk/tsan.supp log_path=$(CURDIR)/$(1)/sanitizer-reports/report \
-	history_size=4" \
+	history_size=4 print_suppressions=0" \
 	ASAN_OPTIONS="log_path=$(CURDIR)/$(1)/sanitizer-reports/report detect_leaks=1" \
-	LSAN_OPTIONS="suppressions=$(CURDIR)/mk/lsan.supp"
+	LSAN_OPTIONS="suppressions=$(CURDIR)/mk/lsan.supp print_suppressions=0"
 
 # Empties the report directory of scratch path $(1).
 define sanitizer_reset
 	rm -rf $(1)/sanitizer-reports && mkdir -p $(1)/sanitizer-reports
 endef
 
-# Fails, printing them, if any process wrote a report into scratch path $(1).
+# Fails, printing them, if any process wrote a report (an ASan/LSan ERROR or a TSan WARNING) into scratch path $(1).
 define sanitizer_check
-	@if [ -n "$$(ls -A $(1)/sanitizer-reports)" ]; then \
-	  for f in $(1)/sanitizer-reports/*; do echo "== $$f"; cat "$$f"; done; \
+	@reports=$$(grep -l -E "ERROR: |WARNING: ThreadSanitizer" $(1)/sanitizer-reports/* 2>/dev/null); \
+	if [ -n "$$reports" ]; then \
+	  for f in $$reports; do echo "== $$f"; cat "$$f"; done; \
 	  echo "sanitizer reports in $(1)/sanitizer-reports: failing"; exit 1; \
 	fi; echo "no sanitizer reports ($(1))"
 endef
