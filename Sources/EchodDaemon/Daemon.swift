@@ -57,7 +57,7 @@ package final class Daemon: @unchecked Sendable {
     var status = StatusReport()
     /// Created with the worker loops it watches.
     var watchdog: WatchdogMonitor?
-    /// Created by the first SIGTERM/SIGINT while serving.
+    /// Created, with its timeout timer, once the loops serve (``becomeReady()``); begun by the first SIGTERM/SIGINT.
     var drain: Drain?
     var reloads = ReloadOutcomes()
     /// The admin endpoint (control loop only).
@@ -274,9 +274,18 @@ package final class Daemon: @unchecked Sendable {
                 "config": .string(config!.filePath ?? "embedded defaults"),
                 "startup_ms": .string(NumberText.fixed(elapsed, decimals: 1)),
             ])
-        lifecycle.serving(status: statusLine())
-        lifecycle.startStatusUpdates(on: control, every: StatusReport.interval) { [unowned self] in self.statusLine() }
-        watchdog?.start(on: control)
+        // The control timers (drain timeout, STATUS= updates, watchdog pings): a daemon that cannot make one stops
+        // here, loudly, rather than serve without a drain timeout, a status, or the pings systemd expects.
+        do throws(IOError) {
+            drain = try Drain(workers: workers, control: control, limiter: limiter, logger: logger)
+            lifecycle.serving(status: statusLine())
+            try lifecycle.startStatusUpdates(on: control, every: StatusReport.interval) { [unowned self] in self.statusLine() }
+            try watchdog?.start(on: control)
+        } catch {
+            logger.critical("cannot start: a control timer could not be made", metadata: ["error": .stringConvertible(error)])
+            exitStatus = ExitStatus.failure
+            shutdownWorkersNow()
+        }
     }
 
     /// Runs `work` on every worker loop; when all have done it, runs `then` on the control loop.

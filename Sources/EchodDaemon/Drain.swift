@@ -1,5 +1,6 @@
 import EchodEcho
 import EchodEventLoop
+import EchodSystem
 import Logging
 
 /// The drain that SIGTERM/SIGINT begins: every loop stops accepting and the listeners are closed, so new clients are
@@ -19,11 +20,22 @@ final class Drain: @unchecked Sendable {
     private var drainedLoops = 0
     private var drained: (() -> Void)?
 
-    init(workers: [Worker], control: EventLoop, limiter: ConnectionLimiter, logger: Logger) {
+    /// Made on the control loop at start-up, before READY=1, with its timeout timer: at SIGTERM time there may be no
+    /// descriptor left for a timerfd (the drain is most needed when connections exhaust them), and a drain without its
+    /// timer would wait for the slowest client forever. Throws when the timer cannot be made: start-up fails.
+    init(workers: [Worker], control: EventLoop, limiter: ConnectionLimiter, logger: Logger) throws(IOError) {
         self.workers = workers
         self.control = control
         self.limiter = limiter
         self.logger = logger
+        timer = try LoopTimer(loop: control) { [unowned self] in
+            self.logger.notice(
+                "drain timeout: closing remaining connections",
+                metadata: [
+                    "connections": .stringConvertible(self.limiter.openConnections)
+                ])
+            self.closeAllNow()
+        }
     }
 
     /// Begins the drain. `listenersReleased` runs (on the control loop) once no loop accepts any more: the caller
@@ -38,14 +50,6 @@ final class Drain: @unchecked Sendable {
             { [unowned self] w in
                 w.service?.whenDrained { control.execute { self.loopDrained() } }
             }, then: {})
-        timer = try? LoopTimer(loop: control) { [unowned self] in
-            self.logger.notice(
-                "drain timeout: closing remaining connections",
-                metadata: [
-                    "connections": .stringConvertible(self.limiter.openConnections)
-                ])
-            self.closeAllNow()
-        }
         timer?.schedule(after: timeout)
     }
 

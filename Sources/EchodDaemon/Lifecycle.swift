@@ -1,4 +1,5 @@
 import EchodEventLoop
+import EchodSystem
 import EchodSystemd
 
 /// The daemon's lifecycle: its phases, and what systemd is told at each (`sd_notify(3)`). The one place that sends
@@ -85,9 +86,11 @@ final class Lifecycle {
         notifier.status(text)
     }
 
-    /// Every `interval` on `loop` (the control loop): ``updateStatus(_:)`` with what `text` says then.
-    func startStatusUpdates(on loop: EventLoop, every interval: Duration, _ text: @escaping () -> String) {
-        statusTimer = try? LoopTimer(loop: loop) { [unowned self] in
+    /// Every `interval` on `loop` (the control loop): ``updateStatus(_:)`` with what `text` says then. Throws when the
+    /// timer cannot be made (no descriptor for its timerfd, epoll_ctl failing): the caller fails start-up, rather
+    /// than serving with a STATUS= that silently never changes.
+    func startStatusUpdates(on loop: EventLoop, every interval: Duration, _ text: @escaping () -> String) throws(IOError) {
+        statusTimer = try LoopTimer(loop: loop) { [unowned self] in
             // The text is built (and the rate sampled) only when it can be sent.
             if self.phase == .serving { self.updateStatus(text()) }
         }

@@ -29,9 +29,10 @@ extension Daemon {
                 "signal": .string(name), "connections": .stringConvertible(open),
                 "drain_timeout_ms": .stringConvertible(timeout.nanoseconds / 1_000_000),
             ])
+        // Made at start-up with its timer (``becomeReady()``), so that a drain needs no new descriptor; serving
+        // implies it exists.
+        guard let drain else { preconditionFailure("serving without a drain") }
         lifecycle.draining(connections: open, timeout: timeout)
-        let drain = Drain(workers: workers, control: control, limiter: limiter, logger: logger)
-        self.drain = drain
         drain.start(
             timeout: timeout,
             listenersReleased: { [unowned self] in

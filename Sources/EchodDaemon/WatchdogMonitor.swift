@@ -63,9 +63,11 @@ final class WatchdogMonitor {
     }
 
     /// Starts the checks on `control`, every half ``interval`` and once at once; nothing when the watchdog is off.
-    func start(on control: EventLoop) {
+    /// Throws when the timer cannot be made: the caller fails start-up, since systemd would otherwise kill a healthy
+    /// daemon for pings that never come.
+    func start(on control: EventLoop) throws(IOError) {
         guard let interval else { return }
-        timer = try? LoopTimer(loop: control) { [unowned self] in self.check(now: Syscall.monotonicNanoseconds()) }
+        timer = try LoopTimer(loop: control) { [unowned self] in self.check(now: Syscall.monotonicNanoseconds()) }
         timer?.schedule(after: .zero, every: interval / 2)
         logger.info("systemd watchdog enabled", metadata: ["interval_ms": .stringConvertible(interval.nanoseconds / 1_000_000)])
     }

@@ -16,7 +16,8 @@ import Glibc
 package final class Acceptor: EventHandler {
     /// What happened, for the layer above to log and count.
     package enum Event {
-        /// Accepting stopped on exhaustion; it is retried after the given delay.
+        /// Accepting stopped on exhaustion (or re-arming the listener after a pause failed); it is retried after
+        /// the given delay, which doubles with each failed attempt up to ``Acceptor/maximumBackoff``.
         case paused(IOError, retryAfter: Duration)
         /// Accepting works again after a pause (a connection was accepted).
         case resumed
@@ -53,10 +54,7 @@ package final class Acceptor: EventHandler {
         loop.assertInLoop()
         // The retry timer is made now: at exhaustion time there would be no descriptor left for its timerfd.
         if retryTimer == nil {
-            retryTimer = try LoopTimer(loop: loop) { [unowned self] in
-                guard (try? self.arm()) != nil else { return }
-                self.onEvent(.retrying)
-            }
+            retryTimer = try LoopTimer(loop: loop) { [unowned self] in self.retry() }
         }
         enabled = true
         try arm()
@@ -80,6 +78,19 @@ package final class Acceptor: EventHandler {
         guard enabled, !registered else { return }
         try loop.register(fd: listenerFD, interest: [.read, .exclusive], handler: self)
         registered = true
+    }
+
+    /// The back-off timer fired: watch the listener again. If even that fails (`epoll_ctl` out of memory or watches,
+    /// the loop's descriptor table full, the descriptor still broken), this is one more failed attempt: report it and
+    /// wait longer, as after a failed accept. Giving up here would leave this loop never accepting again.
+    private func retry() {
+        do throws(IOError) {
+            try arm()
+        } catch {
+            pause(error)
+            return
+        }
+        onEvent(.retrying)
     }
 
     override package func handleEvent(fd: Int32, events: UInt32) {

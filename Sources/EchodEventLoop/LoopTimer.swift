@@ -22,15 +22,27 @@ package final class LoopTimer: EventHandler {
     }
 
     /// Arms the timer: first expiry after `after`, then every `period` (nil: once).
+    ///
+    /// `timerfd_settime` on our own open timerfd fails only for a bad descriptor or an out-of-range time, both bugs
+    /// here; swallowing one would leave a timer that never fires (an acceptor that never re-arms, a drain without
+    /// its timeout), so it stops the process instead.
     package func schedule(after: Duration, every period: Duration? = nil) {
         loop.assertInLoop()
-        try? Syscall.timerSet(fd, after: after, every: period)
+        do throws(IOError) {
+            try Syscall.timerSet(fd, after: after, every: period)
+        } catch {
+            preconditionFailure("timer \(fd): \(error)")
+        }
     }
 
-    /// Disarms the timer.
+    /// Disarms the timer (a failure is a bug, as for ``schedule(after:every:)``).
     package func cancel() {
         loop.assertInLoop()
-        try? Syscall.timerDisarm(fd)
+        do throws(IOError) {
+            try Syscall.timerDisarm(fd)
+        } catch {
+            preconditionFailure("timer \(fd): \(error)")
+        }
     }
 
     /// Removes the timer from its loop and closes its descriptor.

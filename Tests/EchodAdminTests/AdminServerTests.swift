@@ -236,7 +236,8 @@ struct AdminServerTests {
     @Test("random binary input never crashes the server; it keeps serving")
     func fuzz() throws {
         try withAdmin { admin in
-            var rng = SystemRandomNumberGenerator()
+            // A fixed seed, named in any failure, so that the same inputs can be replayed.
+            var rng = SeededRandom(seed: 0x00EC_40D0_AD41_0001)
             for _ in 0..<50 {
                 let c = try TestClient(port: admin.port)
                 let count = Int.random(in: 1...3000, using: &rng)
@@ -246,7 +247,7 @@ struct AdminServerTests {
             }
             let c = try TestClient(port: admin.port)
             try c.send(get("/livez"))
-            #expect(try c.readResponse().status == 200)
+            #expect(try c.readResponse().status == 200, "after 50 random inputs from seed \(rng.seed)")
         }
     }
 

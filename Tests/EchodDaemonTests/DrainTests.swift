@@ -49,13 +49,13 @@ import Testing
 
         /// A drain of these loops, begun on the control loop; records when its callbacks ran.
         func startDrain(timeout: Duration) -> (drain: Drain, released: Locked<Bool>, drained: Locked<Int64?>) {
-            let drain = Drain(workers: workers, control: control, limiter: limiter, logger: quietLogger)
-            drains.update { $0.append(drain) }
             let released = Locked(false)
             let drained = Locked<Int64?>(nil)
-            let (box, listener) = (UncheckedBox(drain), self.listener)
-            running.sync(on: control) {
-                box.value.start(
+            let (workers, control, limiter, listener) = (self.workers, self.control, self.limiter, self.listener)
+            let drain: Drain = running.sync(on: control) {
+                // Made on the control loop, which owns its timer (as the daemon makes it at start-up).
+                let drain = try! Drain(workers: workers, control: control, limiter: limiter, logger: quietLogger)
+                drain.start(
                     timeout: timeout,
                     listenersReleased: {
                         Syscall.close(listener)
@@ -64,7 +64,9 @@ import Testing
                     drained: {
                         drained.update { $0 = $0 == nil ? Syscall.monotonicNanoseconds() : -1 }  // -1: called twice
                     })
+                return drain
             }
+            drains.update { $0.append(drain) }
             return (drain, released, drained)
         }
 

@@ -80,7 +80,7 @@ import Testing
         let text = Locked("serving 1 listener, 0 connections, 0 msg/s")
         running.sync(on: control) {
             lifecycle.value.serving(status: text.value)
-            lifecycle.value.startStatusUpdates(on: control, every: .milliseconds(20)) { text.value }
+            try! lifecycle.value.startStatusUpdates(on: control, every: .milliseconds(20)) { text.value }
         }
         #expect(receiver.next()?.hasPrefix("READY=1") == true)
         text.value = "serving 1 listener, 1 connections, 50 msg/s"

@@ -71,7 +71,7 @@ import Testing
         // 600 ms: a ping every 300 ms, a loop is stalled after 500 ms without a turn.
         let watchdog = monitor([worker], interval: .milliseconds(600), notifier: receiver.notifier)
         let box = UncheckedBox(watchdog)
-        running.sync(on: control) { box.value.start(on: control) }
+        running.sync(on: control) { try! box.value.start(on: control) }
         #expect(receiver.next() == "WATCHDOG=1")
         #expect(receiver.next() == "WATCHDOG=1")
 

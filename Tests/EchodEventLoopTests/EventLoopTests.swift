@@ -64,8 +64,9 @@ struct EventLoopTests {
 
     @Test("an event for a closed and reused descriptor is not delivered to the new owner")
     func staleEvents() throws {
-        // Two eventfds made readable; the first handler closes the second and opens a new descriptor, which the
-        // kernel gives the same number. The stale event from the same batch must not reach the new registration.
+        // Two eventfds made readable in one batch; the first handler closes the second and opens a new descriptor,
+        // which the kernel gives the same number. The stale event from the same batch must not reach the new
+        // registration (nor the old handler): removing the generation check in `EventLoop.dispatch` fails this.
         try withRunningLoop { loop in
             let delivered = Locked<[String]>([])
             final class Recorder: EventHandler {
@@ -106,13 +107,17 @@ struct EventLoopTests {
                 }
                 try! loop.register(fd: a, interest: .read, handler: first)
                 try! loop.register(fd: b, interest: .read, handler: second)
-                Syscall.signalEventFD(b)
+                // epoll's ready list is in the order the descriptors became ready: `a` first, so that its handler
+                // runs (closing `b` and reusing its number) while `b`'s event is still waiting later in the batch.
                 Syscall.signalEventFD(a)
+                Syscall.signalEventFD(b)
                 handlers.value = [first, second, reused]
             }
             #expect(waitUntil { done.value })
             let log = delivered.value
             #expect(!log.contains("reused"), "stale event delivered to a reused fd: \(log)")
+            #expect(!log.contains("second"), "event delivered to a closed fd's handler: \(log)")
+            #expect(log.first == "first", "the batch did not start with the first descriptor: \(log)")
         }
     }
 }

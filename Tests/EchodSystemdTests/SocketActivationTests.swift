@@ -50,7 +50,9 @@ import Testing
 
     /// Validation only reads: the options of a socket shared with systemd stay as they were (an IPv6 listener's
     /// IPV6_V6ONLY among them: that is the one whose change broke Unbound).
-    @Test func validationChangesNoOption() {
+    // Skipped, and listed as skipped, where ::1 cannot be bound (IPv6 switched off).
+    @Test(.enabled(if: ipv6LoopbackAvailable(), "no IPv6 loopback on this machine: ::1 cannot be bound"))
+    func validationChangesNoOption() throws {
         let s = TestSocket(domain: AF_INET6, type: SOCK_STREAM)
         var address = sockaddr_in6()
         address.sin6_family = sa_family_t(AF_INET6)
@@ -58,7 +60,7 @@ import Testing
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s.fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
         }
-        guard bound == 0 else { return }  // no IPv6 loopback on this machine: nothing to check
+        try #require(bound == 0, "bind [::1]:0: errno \(errno)")
         #expect(listen(s.fd, 8) == 0)
         let before = options(of: s.fd)
 
@@ -114,4 +116,15 @@ import Testing
     @Test func nothingPassedGivesNothing() throws {
         #expect(try ChildProcess.report().sockets == [])
     }
+}
+
+/// Whether a TCP socket can be bound to [::1] here.
+private func ipv6LoopbackAvailable() -> Bool {
+    let s = TestSocket(domain: AF_INET6, type: SOCK_STREAM)
+    var address = sockaddr_in6()
+    address.sin6_family = sa_family_t(AF_INET6)
+    address.sin6_addr = in6addr_loopback
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s.fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+    } == 0
 }

@@ -1,6 +1,7 @@
 """End-to-end fixtures: start the real echod binary on free loopback ports and talk to it as users do."""
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -185,3 +186,10 @@ def recv_exactly(sock: socket.socket, n: int, timeout: float = 10.0) -> bytes:
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
+
+
+def seeded_bytes(count, seed):
+    """`count` pseudo-random bytes from a fixed `seed`, printed (pytest shows it with a failure) so that the same
+    payload can be replayed; os.urandom would give a failure nobody can reproduce."""
+    print(f"random payload: {count} bytes from seed {seed}")
+    return random.Random(seed).randbytes(count)

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import echod_binary, free_port, recv_exactly
+from conftest import echod_binary, free_port, recv_exactly, seeded_bytes
 
 PATHS = ("/livez", "/healthz", "/readyz", "/metrics")
 
@@ -311,7 +311,7 @@ def test_metric_names_and_build_info(start_echod, port):
 def test_echo_counters_grow_by_exactly_what_was_echoed(start_echod, port):
     e, admin = start_with_admin(start_echod, port)
     before = scrape(admin)
-    payloads = [b"a" * 1000, os.urandom(70_000), b"xyz"]
+    payloads = [b"a" * 1000, seeded_bytes(70_000, seed=314), b"xyz"]
     total = 0
     for p in payloads:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -403,7 +403,7 @@ def test_http10_closes_by_default(start_echod, port):
 @pytest.mark.parametrize(
     "request_bytes,expected",
     [
-        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64), 400),  # a TLS ClientHello
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + seeded_bytes(64, seed=406), 400),  # a TLS ClientHello
         (b"\x00\xff\xfe garbage\r\n\r\n", 400),
         (b"GET /livez HTTP/1.1\r\nBad Header\r\n\r\n", 400),
         (b"GET /livez HTTP/1.1\r\n" + b"".join(b"X-F%d: %s\r\n" % (i, b"a" * 1000) for i in range(9)) + b"\r\n", 431),

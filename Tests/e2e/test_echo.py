@@ -10,7 +10,7 @@ import threading
 
 import pexpect
 import pytest
-from conftest import free_port, recv_exactly
+from conftest import free_port, recv_exactly, seeded_bytes
 
 
 def test_nc_half_close_echoes_line(start_echod, port):
@@ -125,7 +125,7 @@ def test_ipv6_and_ipv4_listeners_at_once(start_echod):
 
 def test_half_close_echoes_everything_pending_then_closes(start_echod, port):
     start_echod(["--listen", f"127.0.0.1:{port}"], ready=True)
-    data = os.urandom(8 << 20)
+    data = seeded_bytes(8 << 20, seed=128)
     with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
         received = bytearray()
 
@@ -150,7 +150,7 @@ def test_peer_reset_does_not_disturb_others(start_echod, port):
     keep = socket.create_connection(("127.0.0.1", port), timeout=5)
     for _ in range(50):
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.sendall(os.urandom(100_000))
+        s.sendall(seeded_bytes(100_000, seed=153))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         s.close()  # RST with data in flight
     keep.sendall(b"still here")

@@ -33,7 +33,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import free_port, recv_exactly
+from conftest import free_port, recv_exactly, seeded_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/echod:latest"
@@ -166,7 +166,7 @@ def image_files(tmp_path_factory):
 
 
 def test_echo_through_published_port_is_byte_exact(container):
-    payload = bytes(range(256)) * 256 + b"\x00\r\n" + os.urandom(100_000)
+    payload = bytes(range(256)) * 256 + b"\x00\r\n" + seeded_bytes(100_000, seed=169)
     with socket.create_connection(("127.0.0.1", container.echo_port), timeout=5) as s:
         # Send while reading, so that neither side's buffers fill up and stall the other.
         sender = threading.Thread(target=lambda: (s.sendall(payload), s.shutdown(socket.SHUT_WR)))
