@@ -5,7 +5,7 @@ import EchodSystem
 package enum CloseReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     /// The peer half-closed and everything it sent was echoed back.
     case peerClosed
-    /// The peer reset the connection, or a read/write failed.
+    /// The peer reset the connection, a read/write failed, or the loop could not change what it watches.
     case reset
     /// No byte moved either way for `limits.idle_timeout`.
     case idleTimeout

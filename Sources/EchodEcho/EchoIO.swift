@@ -7,7 +7,8 @@ import Glibc
 package protocol EchoIO {
     mutating func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> IOOutcome
     mutating func write(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int) -> IOOutcome
-    mutating func setInterest(_ fd: Int32, _ interest: Interest)
+    /// False when the loop could not change what it watches (the machine then closes the connection).
+    mutating func setInterest(_ fd: Int32, _ interest: Interest) -> Bool
 }
 
 /// The result of one read or write, with end-of-file and would-block as outcomes rather than errors.
@@ -49,8 +50,13 @@ package struct SocketIO: EchoIO {
         }
     }
 
-    package mutating func setInterest(_ fd: Int32, _ interest: Interest) {
-        try? loop.modify(fd: fd, interest: interest)
+    package mutating func setInterest(_ fd: Int32, _ interest: Interest) -> Bool {
+        do throws(IOError) {
+            try loop.modify(fd: fd, interest: interest)
+            return true
+        } catch {
+            return false
+        }
     }
 
 }

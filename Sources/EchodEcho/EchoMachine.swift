@@ -82,7 +82,7 @@ package struct EchoMachine {
             let (space, _) = c.pending.writableSpace()
             space.copyMemory(from: readBuffer + written, byteCount: n - written)
             c.pending.appended(n - written)
-            updateInterest(&c, fd: fd, io: &io)
+            return updateInterest(&c, fd: fd, io: &io)
         }
         return .keep
     }
@@ -92,8 +92,7 @@ package struct EchoMachine {
         if !c.pending.hasStorage { pool.attach(&c.pending) }
         let room = maxPending - c.pending.count
         guard room > 0 else {
-            updateInterest(&c, fd: fd, io: &io)
-            return .keep
+            return updateInterest(&c, fd: fd, io: &io)
         }
         let (space, available) = c.pending.writableSpace()
         switch io.read(fd, into: space, count: min(room, available)) {
@@ -102,8 +101,7 @@ package struct EchoMachine {
             c.lastActiveTick = tick
             lastRead = UnsafeRawBufferPointer(start: space, count: n)
             c.pending.appended(n)
-            updateInterest(&c, fd: fd, io: &io)
-            return .keep
+            return updateInterest(&c, fd: fd, io: &io)
         case .wouldBlock:
             return .keep
         case .endOfFile:
@@ -117,7 +115,7 @@ package struct EchoMachine {
     package mutating func writable<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO, tick: UInt32) -> Outcome {
         guard !c.pending.isEmpty else {
             releaseIfEmpty(&c)
-            updateInterest(&c, fd: fd, io: &io)
+            if case .close(let reason) = updateInterest(&c, fd: fd, io: &io) { return .close(reason) }
             return c.flags.contains(.readClosed) ? finish(&c, fd: fd, io: &io) : .keep
         }
         switch io.write(fd, from: c.pending.readable, count: c.pending.count) {
@@ -134,8 +132,7 @@ package struct EchoMachine {
             releaseIfEmpty(&c)
             if c.flags.contains(.readClosed) { return finish(&c, fd: fd, io: &io) }
         }
-        updateInterest(&c, fd: fd, io: &io)
-        return .keep
+        return updateInterest(&c, fd: fd, io: &io)
     }
 
     /// Releases the connection's buffer (closing it, or abandoning pending data on a reset or timeout).
@@ -147,8 +144,7 @@ package struct EchoMachine {
     private mutating func peerFinished<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO) -> Outcome {
         c.flags.insert(.readClosed)
         if c.pending.isEmpty { return finish(&c, fd: fd, io: &io) }
-        updateInterest(&c, fd: fd, io: &io)
-        return .keep
+        return updateInterest(&c, fd: fd, io: &io)
     }
 
     /// Everything the peer sent has been echoed and it sent EOF: closing now sends our FIN after the data still
@@ -162,11 +158,13 @@ package struct EchoMachine {
         if c.pending.isEmpty && c.pending.hasStorage { pool.detach(&c.pending) }
     }
 
-    /// Brings the epoll interest in line with the state, with one `epoll_ctl` only when it changes.
+    /// Brings the epoll interest in line with the state, with one `epoll_ctl` only when it changes. When the loop
+    /// cannot change it (epoll_ctl failed), the connection is closed: one the loop no longer watches for writing
+    /// would hold its pending bytes until the idle timeout.
     ///
     /// Reading pauses when `maxPending` bytes are held and resumes once they are below half of it; the gap keeps
     /// a connection streaming at the bound from flipping its interest on every write.
-    private mutating func updateInterest<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO) {
+    private mutating func updateInterest<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO) -> Outcome {
         let held = c.pending.count
         if c.flags.contains(.readPaused) {
             if held <= maxPending / 2 { c.flags.remove(.readPaused) }
@@ -176,7 +174,7 @@ package struct EchoMachine {
         let wantRead = !c.flags.contains(.readClosed) && !c.flags.contains(.readPaused)
         let wantWrite = held > 0
         let current = (c.flags.contains(.watchingRead), c.flags.contains(.watchingWrite))
-        guard current != (wantRead, wantWrite) else { return }
+        guard current != (wantRead, wantWrite) else { return .keep }
         var interest: Interest = []
         if wantRead {
             interest.insert(.read)
@@ -190,6 +188,6 @@ package struct EchoMachine {
         } else {
             c.flags.remove(.watchingWrite)
         }
-        io.setInterest(fd, interest)
+        return io.setInterest(fd, interest) ? .keep : .close(.reset)
     }
 }

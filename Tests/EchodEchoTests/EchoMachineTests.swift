@@ -56,6 +56,17 @@ struct EchoMachineTests {
         #expect(io.interest == .read)
     }
 
+    @Test("a connection the loop can no longer watch for writing is closed, not left holding its bytes")
+    func interestFailureCloses() {
+        var machine = EchoMachine(readBufferSize: 1024, maxPending: 4096)
+        defer { machine.destroy() }
+        var io = FakeIO(inbound: randomBytes(1000), writeAllowance: 300)
+        io.failInterest = true
+        var c = Connection(peer: peer, openedAt: 0, tick: 0)
+        #expect(machine.readable(&c, fd: 5, io: &io, tick: 0) == .close(.reset))
+        machine.release(&c)
+    }
+
     @Test("backpressure: reading stops at max_pending_bytes and resumes below half")
     func backpressure() {
         let max = 4096

@@ -12,6 +12,8 @@ struct FakeIO: EchoIO {
     /// How many bytes the next writes may take (nil: everything); 0 means would-block.
     var writeAllowance: Int? = nil
     var failWrites = false
+    /// The loop refuses to change what it watches (epoll_ctl failing).
+    var failInterest = false
     /// What was written back, in order.
     var echoed: [UInt8] = []
     var interest: Interest = .read
@@ -39,9 +41,11 @@ struct FakeIO: EchoIO {
         return .bytes(n)
     }
 
-    mutating func setInterest(_ fd: Int32, _ interest: Interest) {
+    mutating func setInterest(_ fd: Int32, _ interest: Interest) -> Bool {
+        if failInterest { return false }
         self.interest = interest
         interestChanges += 1
+        return true
     }
 
 }
