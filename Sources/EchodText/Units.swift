@@ -173,6 +173,8 @@ package enum Units {
 }
 
 extension Character {
-    /// `0`...`9` only: `isNumber` would also accept other scripts' digits and fractions.
-    package var isASCIIDigit: Bool { ("0"..."9").contains(self) }
+    /// `0`...`9` only: `isNumber` would also accept other scripts' digits and fractions. By ASCII value, not by
+    /// `("0"..."9").contains`: a digit with a combining mark (`1` + U+064E) is one Character that sorts inside that
+    /// range, and callers convert what passes with `Int(_:)`.
+    package var isASCIIDigit: Bool { asciiValue.map { (0x30...0x39).contains($0) } ?? false }
 }

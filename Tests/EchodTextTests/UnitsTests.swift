@@ -101,4 +101,12 @@ struct UnitsTests {
         #expect(Units.formatSize(bytes) == text)
         #expect(try Units.parseSize(text) == bytes)
     }
+
+    /// Found by Fuzz/FuzzGrammar: a digit followed by a combining mark (U+064E) is one Character that sorts between
+    /// "0" and "9", so it passed as a digit and `Int128(digits)!` crashed on it. Now it is refused as text.
+    @Test(arguments: ["1\u{64E}", "1\u{64E}s", "2\u{301}m", "1.5\u{64E}s", "1_0\u{301}"])
+    func digitsWithCombiningMarksAreRefused(text: String) {
+        #expect(throws: InvalidValue.self) { try Units.parseDuration(text) }
+        #expect(throws: InvalidValue.self) { try Units.parseSize(text) }
+    }
 }
