@@ -67,9 +67,13 @@ func connectToServer() -> Int32 {
     do throws(IOError) {
         let (fd, connected) = try Socket.connect(to: server.address)
         if !connected {
-            _ = try Syscall.poll(fd, events: Int16(POLLOUT), timeoutMilliseconds: patienceMilliseconds)
+            let ready = try Syscall.poll(fd, events: Int16(POLLOUT), timeoutMilliseconds: patienceMilliseconds)
+            if ready == 0 { fatalError("connecting to the admin server took over \(patienceMilliseconds) ms") }
             if let error = Socket.pendingError(fd) { throw error }
         }
+        // Closed with a reset once the server has closed: thousands of connections a second would otherwise leave
+        // the server's side in TIME_WAIT until new connections reuse their ports.
+        try Syscall.setSocketOption(fd, SOL_SOCKET, SO_LINGER, linger(l_onoff: 1, l_linger: 0), "setsockopt(SO_LINGER)")
         return fd
     } catch {
         fatalError("cannot connect to the admin server: \(error)")
