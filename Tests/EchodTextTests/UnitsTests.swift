@@ -109,4 +109,11 @@ struct UnitsTests {
         #expect(throws: InvalidValue.self) { try Units.parseDuration(text) }
         #expect(throws: InvalidValue.self) { try Units.parseSize(text) }
     }
+
+    /// Found by Fuzz/FuzzGrammar: `1232345678012.253456mb` is 1232345678012253456 bytes, which `formatSize` prints
+    /// as 19 digits, and the parser refused more than 18 whole digits: what check-config printed did not load.
+    @Test(arguments: [1_232_345_678_012_253_456, Int.max, 1_000_000_000_000_000_001])
+    func everySizePrintedParsesBack(bytes: Int) throws {
+        #expect(try Units.parseSize(Units.formatSize(bytes)) == bytes)
+    }
 }
