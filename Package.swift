@@ -182,3 +182,21 @@ let package = Package(
             ]),
     ]
 )
+
+// Fuzz targets (Fuzz/README.md): libFuzzer executables, one per parser, declared only when ECHOD_FUZZ is set (make fuzz
+// sets it and builds in .build-fuzz), so that `swift build`, `swift test` and the release never see them.
+// Adding one: its folder Fuzz/NAME with NAME.swift, and one line here (its name and the modules it imports).
+if Context.environment["ECHOD_FUZZ"] != nil {
+    let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+        ("FuzzConfig", ["EchodConfig", "EchodSystem"]),
+        ("FuzzAdmin", ["EchodAdmin", "EchodEventLoop", "EchodSystem", .product(name: "Logging", package: "swift-log")]),
+        ("FuzzGrammar", ["EchodText", "EchodConfig"]),
+    ]
+    package.targets += [
+        .target(name: "CFuzzer", path: "Fuzz/CFuzzer"),
+        .target(name: "FuzzSupport", dependencies: ["CFuzzer"], path: "Fuzz/Support"),
+    ]
+    package.targets += fuzzTargets.map {
+        .executableTarget(name: $0.name, dependencies: ["FuzzSupport"] + $0.dependencies, path: "Fuzz/\($0.name)")
+    }
+}

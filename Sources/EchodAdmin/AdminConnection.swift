@@ -66,23 +66,26 @@ final class AdminConnection: EventHandler {
     // MARK: Events
 
     override func handleEvent(fd: Int32, events: UInt32) {
-        withExtendedLifetime(self) {
-            if events & EventBits.error != 0 {
-                close()
-                return
-            }
-            switch state {
-            case .reading:
-                readRequests()
-            case .writing:
-                flush()
-                // The response is out: answer what was pipelined behind it before reading more.
-                if state == .reading && inputCount > 0 { parseInput() }
-            case .lingering:
-                discardInput()
-            case .closed:
-                break
-            }
+        // The loop calls handlers without retaining them, and close() drops the server's reference, the last one:
+        // hold one of our own until this event is handled. `withExtendedLifetime(self)` cannot, since `self` is a
+        // guaranteed parameter it adds no retain, and optimised builds freed the connection inside its close().
+        let retained = Unmanaged.passRetained(self)
+        defer { retained.release() }
+        if events & EventBits.error != 0 {
+            close()
+            return
+        }
+        switch state {
+        case .reading:
+            readRequests()
+        case .writing:
+            flush()
+            // The response is out: answer what was pipelined behind it before reading more.
+            if state == .reading && inputCount > 0 { parseInput() }
+        case .lingering:
+            discardInput()
+        case .closed:
+            break
         }
     }
 

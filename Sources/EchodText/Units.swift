@@ -101,7 +101,8 @@ package enum Units {
         guard !text.isEmpty else { throw InvalidValue(reason: "empty value; \(example)") }
         guard !text.hasPrefix("-") else { throw InvalidValue(reason: "a size cannot be negative") }
         var rest = Substring(text)
-        let number = try scanNumber(&rest, example: example)
+        // 19 whole digits: every Int, so that whatever formatSize prints (a bare byte count) parses back.
+        let number = try scanNumber(&rest, example: example, wholeDigits: 19)
         let unitText = rest.drop(while: { $0 == " " })
         let multiplier: Int128
         if unitText.isEmpty {
@@ -147,8 +148,8 @@ package enum Units {
     }
 
     /// Reads `123`, `1_000`, `1.5` from the front of `rest`. Limits keep `Int128` arithmetic from overflowing:
-    /// 18 whole digits and 9 fraction digits, far beyond any value a key accepts.
-    static func scanNumber(_ rest: inout Substring, example: String) throws(InvalidValue) -> DecimalNumber {
+    /// `wholeDigits` (at most 19) whole digits and 9 fraction digits, far beyond any value a key accepts.
+    static func scanNumber(_ rest: inout Substring, example: String, wholeDigits: Int = 18) throws(InvalidValue) -> DecimalNumber {
         let start = rest
         let wholeText = rest.prefix(while: { $0.isASCIIDigit || $0 == "_" })
         rest = rest.dropFirst(wholeText.count)
@@ -164,7 +165,7 @@ package enum Units {
             throw InvalidValue(reason: "\(quoted(String(start))) does not start with a number; \(example)")
         }
         let text = start[start.startIndex..<rest.startIndex]
-        guard digits.count <= 18, fractionText.count <= 9 else {
+        guard digits.count <= wholeDigits, fractionText.count <= 9 else {
             throw InvalidValue(reason: "\(text) has too many digits")
         }
         return DecimalNumber(
@@ -173,6 +174,8 @@ package enum Units {
 }
 
 extension Character {
-    /// `0`...`9` only: `isNumber` would also accept other scripts' digits and fractions.
-    package var isASCIIDigit: Bool { ("0"..."9").contains(self) }
+    /// `0`...`9` only: `isNumber` would also accept other scripts' digits and fractions. By ASCII value, not by
+    /// `("0"..."9").contains`: a digit with a combining mark (`1` + U+064E) is one Character that sorts inside that
+    /// range, and callers convert what passes with `Int(_:)`.
+    package var isASCIIDigit: Bool { asciiValue.map { (0x30...0x39).contains($0) } ?? false }
 }

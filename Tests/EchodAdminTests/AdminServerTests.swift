@@ -440,4 +440,25 @@ struct AdminServerTests {
         admin.shutdown()
         #expect(try c.isClosedByPeer())
     }
+
+    /// Found by Fuzz/FuzzAdmin (input `]\n`, then the client's end of stream): the loop calls handlers without
+    /// retaining them and `close()` drops the server's reference, the last one, so the connection was freed while
+    /// its own `close()` and `AdminServer.connectionClosed` still used it. AddressSanitizer saw the use after free
+    /// (`swift test --sanitize=address`); without it the freed memory usually still reads right.
+    @Test("a bad request, then the client's end of stream: 400, closed, and the server goes on serving")
+    func badRequestThenEndOfStream() throws {
+        try withAdmin(limits: AdminServer.Limits(lingerTimeout: .milliseconds(200))) { admin in
+            for _ in 0..<3 {
+                let c = try TestClient(port: admin.port)
+                try c.send("]\n")
+                Syscall.shutdown(c.fd, Int32(SHUT_WR))
+                #expect(try c.readResponse().status == 400)
+                #expect(try c.isClosedByPeer())
+            }
+            #expect(waitUntil { admin.connectionCount() == 0 })
+            let c = try TestClient(port: admin.port)
+            try c.send(get("/livez"))
+            #expect(try c.readResponse().status == 200)
+        }
+    }
 }

@@ -101,4 +101,19 @@ struct UnitsTests {
         #expect(Units.formatSize(bytes) == text)
         #expect(try Units.parseSize(text) == bytes)
     }
+
+    /// Found by Fuzz/FuzzGrammar: a digit followed by a combining mark (U+064E) is one Character that sorts between
+    /// "0" and "9", so it passed as a digit and `Int128(digits)!` crashed on it. Now it is refused as text.
+    @Test(arguments: ["1\u{64E}", "1\u{64E}s", "2\u{301}m", "1.5\u{64E}s", "1_0\u{301}"])
+    func digitsWithCombiningMarksAreRefused(text: String) {
+        #expect(throws: InvalidValue.self) { try Units.parseDuration(text) }
+        #expect(throws: InvalidValue.self) { try Units.parseSize(text) }
+    }
+
+    /// Found by Fuzz/FuzzGrammar: `1232345678012.253456mb` is 1232345678012253456 bytes, which `formatSize` prints
+    /// as 19 digits, and the parser refused more than 18 whole digits: what check-config printed did not load.
+    @Test(arguments: [1_232_345_678_012_253_456, Int.max, 1_000_000_000_000_000_001])
+    func everySizePrintedParsesBack(bytes: Int) throws {
+        #expect(try Units.parseSize(Units.formatSize(bytes)) == bytes)
+    }
 }
