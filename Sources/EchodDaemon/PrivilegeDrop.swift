@@ -9,9 +9,8 @@ import Logging
 /// The user is looked up first, before anything is bound, so that an unknown name stops the start with a clear
 /// message and the drop itself makes no database lookup. The order of the drop is the only safe one: supplementary
 /// groups, then the group, then the user (once the user is not root, it may change neither). glibc applies each call
-/// to every thread of the process. Afterwards the kernel has cleared every capability and made the process
-/// non-dumpable (it is left so), so that no other process of that user can attach to echod and use its privileged
-/// sockets.
+/// to every thread of the process. Afterwards the kernel has cleared every capability (the e2e test reads CapEff and
+/// CapPrm of every thread).
 enum PrivilegeDrop {
     /// What start-up does about its user, decided before anything is bound.
     enum Plan: Equatable {
