@@ -67,12 +67,12 @@ func connectToServer() -> Int32 {
     do throws(IOError) {
         let (fd, connected) = try Socket.connect(to: server.address)
         if !connected {
-            let ready = try Syscall.poll(fd, events: Int16(POLLOUT), timeoutMilliseconds: patienceMilliseconds)
-            if ready == 0 { fatalError("connecting to the admin server took over \(patienceMilliseconds) ms") }
+            if wait(fd, for: Int16(POLLOUT)) == 0 { fatalError("connecting to the admin server took over \(patienceMilliseconds) ms") }
             if let error = Socket.pendingError(fd) { throw error }
         }
-        // Closed with a reset once the server has closed: thousands of connections a second would otherwise leave
-        // the server's side in TIME_WAIT until new connections reuse their ports.
+        // A reset instead of a FIN when the harness closes before the end of stream (the server closed after an
+        // error response while input was still being sent), so that nothing lingers on the server's side. After a
+        // normal end of stream this side is already in TIME_WAIT, whose ports loopback reuses (tcp_tw_reuse).
         try Syscall.setSocketOption(fd, SOL_SOCKET, SO_LINGER, linger(l_onoff: 1, l_linger: 0), "setsockopt(SO_LINGER)")
         return fd
     } catch {
@@ -98,12 +98,7 @@ func send(_ bytes: UnsafeRawBufferPointer, _ fd: Int32, readingInto response: in
 
 /// Waits for the socket and reads what is there; false at the end of stream or a reset.
 func readSome(_ fd: Int32, into response: inout [UInt8], events: Int16 = Int16(POLLIN)) -> Bool {
-    let ready: Int16
-    do throws(IOError) {
-        ready = try Syscall.poll(fd, events: events, timeoutMilliseconds: patienceMilliseconds)
-    } catch {
-        fatalError("poll: \(error)")
-    }
+    let ready = wait(fd, for: events)
     if ready == 0 { fatalError("the admin server neither answered nor closed within \(patienceMilliseconds) ms") }
     if ready & Int16(POLLIN | POLLHUP | POLLERR) == 0 { return true }
     var buffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -116,6 +111,24 @@ func readSome(_ fd: Int32, into response: inout [UInt8], events: Int16 = Int16(P
         return true
     default:
         return false
+    }
+}
+
+/// Polls until `events` (or an error or hang-up) or until `patienceMilliseconds` have passed; 0 then. `Syscall.poll`
+/// returns 0 for an interrupt as for a timeout, and libFuzzer's `-timeout` watchdog sends SIGALRM every few seconds:
+/// taking that 0 for the end of the patience was this harness's "stall" after tens of thousands of inputs.
+func wait(_ fd: Int32, for events: Int16) -> Int16 {
+    let end = Syscall.monotonicNow() + .milliseconds(Int64(patienceMilliseconds))
+    while true {
+        let left = end - Syscall.monotonicNow()
+        guard left > .zero else { return 0 }
+        let milliseconds = Int32((left / .milliseconds(1)).rounded(.up))  // at most patienceMilliseconds
+        do throws(IOError) {
+            let ready = try Syscall.poll(fd, events: events, timeoutMilliseconds: milliseconds)
+            if ready != 0 { return ready }
+        } catch {
+            fatalError("poll: \(error)")
+        }
     }
 }
 
