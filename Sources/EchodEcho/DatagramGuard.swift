@@ -125,7 +125,10 @@ package struct DatagramGuard {
         if !Self.isUnicast(source.hostKey) { return .broadcastSource }
         if let destination {
             if !Self.isUnicast(destination) { return .broadcastDestination }
-            if let localAddress, localAddress != destination { return .broadcastDestination }
+            // 0.0.0.0: the datagram was queued before pktinfo was turned on (a socket passed by systemd holds the
+            // datagram that activated echod), and the kernel kept no local address for it; the header destination
+            // is all there is to judge by.
+            if let localAddress, localAddress.high != 0, localAddress != destination { return .broadcastDestination }
         }
         if Self.isReservedPort(source.port) { return .reservedPort }
         if Int(source.port) < settings.minSourcePort { return .privilegedPort }
