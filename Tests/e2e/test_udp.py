@@ -338,3 +338,39 @@ def test_stream_socket_named_udp_is_refused(start_echod):
         log.seek(0)
         text = log.read().decode(errors="replace")
         assert "named udp but is not a datagram socket" in text, text
+
+
+def directed_broadcasts() -> list[str]:
+    """The subnet-directed broadcast addresses of this host's IPv4 interfaces (lo's 127.255.255.255 included)."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, timeout=10).stdout
+    found = re.findall(r" brd (\d+\.\d+\.\d+\.\d+)", out)
+    return ["127.255.255.255", *found]
+
+
+def test_no_reply_to_broadcast_destinations(start_echod):
+    """255.255.255.255 and each subnet-directed broadcast reach a 0.0.0.0 socket; none is answered. A directed
+    broadcast such as 127.255.255.255 is a unicast-looking address: only pktinfo (ipi_spec_dst != ipi_addr) tells."""
+    port = free_udp_port()
+    e = start_udp(start_echod, port)
+    destinations = ["255.255.255.255", *directed_broadcasts()]
+    print(f"broadcast destinations: {destinations}")
+    with udp_client() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        for d in destinations:
+            s.sendto(b"to all", (d, port))
+        m = wait_metric(e.admin, "echod_udp_dropped_total:broadcast_destination", len(destinations), timeout=3)
+        assert no_reply(s)
+    assert m["echod_udp_dropped_total:broadcast_destination"] == len(destinations)
+    assert m["echod_udp_datagrams_sent_total"] == 0
+
+
+def test_global_rate_caps_all_sources(start_echod):
+    port = free_udp_port()
+    e = start_udp(start_echod, port, threads=1, extra="  global_rate: 10\n")
+    for i in range(40):
+        with udp_client(bind=(f"127.3.0.{i + 1}", 0)) as s:
+            s.sendto(b"g", ("127.0.0.1", port))
+    m = wait_metric(e.admin, "echod_udp_datagrams_received_total", 40)
+    # 40 datagrams within well under a second: 10, and at most a few refilled meanwhile at 10/s.
+    assert 10 <= m["echod_udp_datagrams_sent_total"] <= 13
+    assert m["echod_udp_dropped_total:global_rate"] == 40 - m["echod_udp_datagrams_sent_total"]
