@@ -31,14 +31,18 @@ package final class DatagramEcho: EventHandler, @unchecked Sendable {
     private let logger: Logger
     private var registered = false
 
-    package init(loop: EventLoop, fd: Int32, settings: DatagramGuard.Settings, stats: DatagramStats, logger: Logger) throws(IOError) {
+    /// - Parameter slotSize: the receive buffer per datagram; smaller than the default only in tests (truncation).
+    package init(
+        loop: EventLoop, fd: Int32, settings: DatagramGuard.Settings, stats: DatagramStats, logger: Logger = Logger(label: "echod.udp"),
+        slotSize: Int = DatagramBatch.maximumDatagram
+    ) throws(IOError) {
         self.loop = loop
         self.fd = fd
         self.stats = stats
         var logger = logger
         logger[metadataKey: "loop"] = .stringConvertible(loop.index)
         self.logger = logger
-        batch = try DatagramBatch(count: Self.batchSize)
+        batch = try DatagramBatch(count: Self.batchSize, slotSize: slotSize)
         state = .allocate(capacity: 1)
         state.initialize(to: DatagramGuard(settings: settings, now: Syscall.monotonicNanoseconds(), seed: UInt64.random(in: .min ... .max)))
         warnings = .allocate(capacity: DropReason.allCases.count)
