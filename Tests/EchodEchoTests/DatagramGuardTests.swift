@@ -89,7 +89,8 @@ struct DatagramGuardTests {
     func sourceBucket() {
         var g = DatagramGuard(settings: Self.settings(sourceRate: 10, sourceBurst: 50), now: 0, seed: 1)
         defer { g.deallocate() }
-        let a = Self.address("127.0.0.1"), b = Self.address("127.0.0.2")
+        let a = Self.address("127.0.0.1")
+        let b = Self.address("127.0.0.2")
         var answered = 0
         for _ in 0..<200 where Self.decide(&g, a, now: 5) == nil { answered += 1 }
         #expect(answered == 50)

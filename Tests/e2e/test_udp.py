@@ -141,7 +141,9 @@ def test_socat_and_nc_clients(start_echod):
     else:
         pytest.fail("socat is missing (make test installs it)")
     if shutil.which("nc"):
-        out = subprocess.run(["nc", "-u", "-w", "1", "127.0.0.1", str(port)], input=b"via nc\n", capture_output=True, timeout=10)
+        out = subprocess.run(
+            ["nc", "-u", "-w", "1", "127.0.0.1", str(port)], input=b"via nc\n", capture_output=True, timeout=10
+        )
         assert out.stdout == b"via nc\n"
 
 
@@ -239,7 +241,9 @@ def test_many_sources_keep_memory_flat(start_echod):
     """20,000 datagrams from 5,000 source addresses over 127.0.0.0/8, with a table of 1,024 entries: RSS stays
     flat (the table is allocated once; eviction, not growth)."""
     port = free_udp_port()
-    e = start_udp(start_echod, port, threads=1, extra="  source_table_size: 1024\n  source_burst: 2\n  source_rate: 1\n")
+    e = start_udp(
+        start_echod, port, threads=1, extra="  source_table_size: 1024\n  source_burst: 2\n  source_rate: 1\n"
+    )
     with udp_client(bind=("127.1.0.1", 0)) as warm:
         for _ in range(50):
             warm.sendto(b"warm", ("127.0.0.1", port))
@@ -293,7 +297,13 @@ def test_duplicate_udp_address_is_a_config_error():
     out = subprocess.run([echod_binary(), "check-config"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
     udp = out.stdout[out.stdout.index("\nudp:\n") :]
-    for line in ("listen: []", "min_source_port: 1024", "source_rate: 1000", "source_burst: 2000", "global_rate: 100000"):
+    for line in (
+        "listen: []",
+        "min_source_port: 1024",
+        "source_rate: 1000",
+        "source_burst: 2000",
+        "global_rate: 100000",
+    ):
         assert f"  {line} " in udp
     assert "global_bandwidth: 128MiB" in udp and "source_table_size: 65536" in udp
 
@@ -319,14 +329,22 @@ def socket_activated(args):
 
 def test_passed_by_systemd_socket_activate(start_echod):
     port = free_udp_port()
-    args = ["--datagram", "-l", f"127.0.0.1:{port}", "--fdname=udp", echod_binary(), "--listen", f"127.0.0.1:{free_port()}"]
+    args = [
+        "--datagram",
+        "-l",
+        f"127.0.0.1:{port}",
+        "--fdname=udp",
+        echod_binary(),
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+    ]
     with socket_activated(args) as (proc, log), udp_client(timeout=10) as s:
         s.sendto(b"activated", ("127.0.0.1", port))  # starts echod, which answers it from the queue
         assert s.recvfrom(100) == (b"activated", ("127.0.0.1", port))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         log.seek(0)
-        assert "udp 127.0.0.1:%d (from systemd)" % port in log.read().decode(errors="replace")
+        assert f"udp 127.0.0.1:{port} (from systemd)" in log.read().decode(errors="replace")
 
 
 def test_stream_socket_named_udp_is_refused(start_echod):
