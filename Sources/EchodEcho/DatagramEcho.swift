@@ -91,10 +91,10 @@ package final class DatagramEcho: EventHandler, @unchecked Sendable {
             do throws(IOError) {
                 received = try batch.receive(fd)
             } catch {
-                // ICMP errors queued on the socket (a reply's port unreachable) come back here once each; the socket
-                // itself stays usable.
+                // Not expected on an unconnected UDP socket (ICMP errors are not reported without IP_RECVERR). Back
+                // to the loop rather than retry here: the socket is level-triggered, so waiting data brings it back.
                 warnError(error)
-                continue
+                return
             }
             if received == 0 { return }
             serve(received)
