@@ -392,3 +392,17 @@ def test_global_rate_caps_all_sources(start_echod):
     # 40 datagrams within well under a second: 10, and at most a few refilled meanwhile at 10/s.
     assert 10 <= m["echod_udp_datagrams_sent_total"] <= 13
     assert m["echod_udp_dropped_total:global_rate"] == 40 - m["echod_udp_datagrams_sent_total"]
+
+
+def test_reload_applies_changed_limits(start_echod):
+    port = free_udp_port()
+    e = start_udp(start_echod, port, udp=[f"127.0.0.1:{port}"])
+    with udp_client(bind=("127.0.0.9", 1000)) as s:
+        s.sendto(b"before", ("127.0.0.1", port))
+        assert no_reply(s)
+        e.config_path.write_text(e.config_path.read_text() + "  min_source_port: 1000\n")
+        e.signal(signal.SIGHUP)
+        e.wait_log("configuration reloaded")
+        s.settimeout(2)
+        s.sendto(b"after", ("127.0.0.1", port))
+        assert s.recvfrom(100)[0] == b"after"
