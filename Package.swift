@@ -191,6 +191,7 @@ if Context.environment["ECHOD_FUZZ"] != nil {
         ("FuzzConfig", ["EchodConfig", "EchodSystem"]),
         ("FuzzAdmin", ["EchodAdmin", "EchodEventLoop", "EchodSystem", .product(name: "Logging", package: "swift-log")]),
         ("FuzzGrammar", ["EchodText", "EchodConfig"]),
+        ("FuzzDatagramGuard", ["EchodEcho", "EchodSystem"]),
     ]
     package.targets += [
         .target(name: "CFuzzer", path: "Fuzz/CFuzzer"),

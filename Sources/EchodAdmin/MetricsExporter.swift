@@ -81,6 +81,11 @@ package final class MetricsExporter: Sendable {
             "echod_loop_turns_by_duration_total", "counter", ["loop", "upper_bound"],
             "Loop turns whose handling took at most upper_bound seconds (cumulative, like histogram buckets; +Inf counts all turns)."
         ),
+        ("echod_udp_datagrams_received_total", "counter", [], "UDP echo: datagrams received."),
+        ("echod_udp_datagrams_sent_total", "counter", [], "UDP echo: datagrams sent back."),
+        ("echod_udp_bytes_received_total", "counter", [], "UDP echo: payload bytes received."),
+        ("echod_udp_bytes_sent_total", "counter", [], "UDP echo: payload bytes sent back."),
+        ("echod_udp_dropped_total", "counter", ["reason"], "UDP echo: datagrams not answered, by reason."),
         ("echod_process_resident_memory_bytes", "gauge", [], "Resident memory size in bytes."),
         ("echod_process_virtual_memory_bytes", "gauge", [], "Virtual memory size in bytes."),
         ("echod_process_open_fds", "gauge", [], "Open file descriptors."),
@@ -128,6 +133,14 @@ package final class MetricsExporter: Sendable {
         counter(&st, "echod_log_records_dropped_total", [], s.logDropped)
         counter(&st, "echod_config_reloads_total", [("result", "success")], s.reloadsOK)
         counter(&st, "echod_config_reloads_total", [("result", "failure")], s.reloadsFailed)
+
+        counter(&st, "echod_udp_datagrams_received_total", [], s.datagrams.received)
+        counter(&st, "echod_udp_datagrams_sent_total", [], s.datagrams.sent)
+        counter(&st, "echod_udp_bytes_received_total", [], s.datagrams.bytesReceived)
+        counter(&st, "echod_udp_bytes_sent_total", [], s.datagrams.bytesSent)
+        for (reason, value) in s.datagrams.dropped.sorted(by: { $0.key < $1.key }) {
+            counter(&st, "echod_udp_dropped_total", [("reason", reason)], value)
+        }
 
         for loop in s.loops {
             let label = ("loop", String(loop.index))

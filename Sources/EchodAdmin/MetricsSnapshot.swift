@@ -70,5 +70,17 @@ package struct MetricsSnapshot: Sendable {
     package var reloadsOK: UInt64 = 0
     package var reloadsFailed: UInt64 = 0
 
+    /// The UDP echo, all sockets and loops (`DatagramStats`).
+    package struct Datagrams: Sendable {
+        package var received: UInt64 = 0
+        package var sent: UInt64 = 0
+        package var bytesReceived: UInt64 = 0
+        package var bytesSent: UInt64 = 0
+        /// Datagrams not answered, by reason (`DropReason.description`) → count; every reason, zeros too.
+        package var dropped: [String: UInt64] = [:]
+        package init() {}
+    }
+    package var datagrams = Datagrams()
+
     package init() {}
 }

@@ -37,6 +37,7 @@ enum Layer {
         set("log.format", overrides.logFormat.map { .string($0) })
         set("admin.listen", overrides.adminListen.map { .string($0) })
         set("user", overrides.user.map { .string($0) })
+        set("udp.listen", overrides.udpListen.map { .stringArray($0) })
         return .commandLine(InMemoryProvider(name: "command line", values: values))
     }
 

@@ -12,12 +12,15 @@ package struct ConfigOverrides: Sendable {
     package var adminListen: String?
     /// `--user`: the user to switch to after binding, when started as root.
     package var user: String?
+    /// `--udp`, repeatable: replaces the whole `udp.listen` list.
+    package var udpListen: [String]?
 
     /// Creates overrides; every value is text exactly as typed, validated by the loader like any other layer.
     package init(
         listen: [String]? = nil, threads: String? = nil, logLevel: String? = nil, logFormat: String? = nil, adminListen: String? = nil,
-        user: String? = nil
+        user: String? = nil, udpListen: [String]? = nil
     ) {
+        self.udpListen = udpListen
         self.listen = listen
         self.threads = threads
         self.logLevel = logLevel

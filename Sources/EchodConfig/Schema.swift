@@ -98,7 +98,59 @@ extension SettingKey {
                 "user", flag: "--user", expected: "a user name, or null",
                 set: { text, s throws(InvalidValue) in s.user = try text.map(Values.userName) },
                 render: { $0.user.map(quoted) ?? "null" }),
+            udpListenKey,
+            scalar(
+                "udp.min_source_port", expected: "a whole number",
+                set: { text, s throws(InvalidValue) in s.udpMinSourcePort = try Values.integer(text, in: 1...65535) },
+                render: { "\($0.udpMinSourcePort)" }),
+            scalar(
+                "udp.source_rate", expected: "a whole number (datagrams per second)",
+                set: { text, s throws(InvalidValue) in s.udpSourceRate = try Values.integer(text, in: 1...100_000_000) },
+                render: { "\($0.udpSourceRate)" }),
+            scalar(
+                "udp.source_burst", expected: "a whole number (datagrams)",
+                set: { text, s throws(InvalidValue) in s.udpSourceBurst = try Values.integer(text, in: 1...100_000_000) },
+                render: { "\($0.udpSourceBurst)" }),
+            scalar(
+                "udp.global_rate", expected: "a whole number (datagrams per second)",
+                set: { text, s throws(InvalidValue) in s.udpGlobalRate = try Values.integer(text, in: 1...100_000_000) },
+                render: { "\($0.udpGlobalRate)" }),
+            scalar(
+                "udp.global_bandwidth", expected: "a size per second such as 128MiB",
+                set: { text, s throws(InvalidValue) in s.udpGlobalBandwidth = try Units.parseSize(text, in: 1...(1 << 40)) },
+                render: { Units.formatSize($0.udpGlobalBandwidth) }),
+            scalar(
+                "udp.source_table_size", expected: "a whole number (entries)",
+                set: { text, s throws(InvalidValue) in s.udpSourceTableSize = try Values.integer(text, in: 64...16_777_216) },
+                render: { "\($0.udpSourceTableSize)" }),
         ]
+    }
+
+    /// `udp.listen`: like `listen` (every item checked, no duplicates or overlaps), but empty is allowed and means
+    /// that the UDP echo is off.
+    static var udpListenKey: SettingKey {
+        SettingKey(
+            name: "udp.listen", flag: "--udp", isList: true, isOptional: false,
+            expected: "a list of HOST:PORT addresses, e.g. [\"127.0.0.1:8888\"], or [] for off",
+            apply: { raw, settings in
+                guard case .list(let items) = raw else { return [ValueProblem(reason: "expected a list of addresses")] }
+                var problems: [ValueProblem] = []
+                var addresses: [ListenAddress] = []
+                for (index, item) in items.enumerated() {
+                    do throws(InvalidValue) {
+                        addresses.append(try Values.address(item))
+                    } catch {
+                        problems.append(ValueProblem(index: index, value: item, reason: error.reason))
+                        continue
+                    }
+                    if let reason = Validation.conflict(addresses.last!, with: addresses.dropLast()) {
+                        problems.append(ValueProblem(index: index, value: item, reason: reason))
+                    }
+                }
+                if problems.isEmpty { settings.udpListen = addresses }
+                return problems
+            },
+            render: { "[" + $0.udpListen.map { quoted($0.description) }.joined(separator: ", ") + "]" })
     }
 
     /// `listen`: every item is checked, and the list as a whole must be non-empty and free of duplicates.

@@ -45,6 +45,20 @@ package struct EchodSettings: Sendable, Equatable {
     package var adminListen: ListenAddress?
     /// Started as root: the user to switch to once the listeners are bound and the log file is open; nil = stay.
     package var user: String?
+    /// UDP echo: addresses to serve it on; empty (the default) = off. No duplicates.
+    package var udpListen: [ListenAddress] = []
+    /// UDP echo: datagrams from a source port below this are not answered (the built-in list applies anyway).
+    package var udpMinSourcePort = 1024
+    /// UDP echo: datagrams per second answered per source address (token bucket rate).
+    package var udpSourceRate = 1000
+    /// UDP echo: datagrams a source address may send at once (token bucket size).
+    package var udpSourceBurst = 2000
+    /// UDP echo: datagrams per second answered over all sources and sockets.
+    package var udpGlobalRate = 100_000
+    /// UDP echo: bytes per second answered over all sources and sockets.
+    package var udpGlobalBandwidth = 128 * 1024 * 1024
+    /// UDP echo: entries of the per-source table (split between the UDP sockets).
+    package var udpSourceTableSize = 65_536
 
     /// The embedded defaults: what runs when no file, environment variable or option says otherwise.
     /// `config/echod.yaml` documents exactly these values (a test keeps the two equal).

@@ -94,6 +94,7 @@ extension Daemon {
         s.logDropped = backend.recordsDropped
         s.reloadsOK = reloads.succeeded
         s.reloadsFailed = reloads.failed
+        addDatagramMetrics(&s.datagrams)
         return s
     }
 }

@@ -50,6 +50,9 @@ package final class Daemon: @unchecked Sendable {
     var exitStatus = ExitStatus.success
     var config: LoadedConfig?
     var listeners: [Listener] = []
+    /// The UDP echo sockets (``DatagramListeners``), and the round-robin counter that assigns them to workers.
+    var datagramListeners: [DatagramListener] = []
+    var datagramRoundRobin = 0
     var socketActivated = false
     var workers: [Worker] = []
     var limiter = ConnectionLimiter(maxConnections: 1, maxPerIP: 0)
@@ -121,6 +124,7 @@ package final class Daemon: @unchecked Sendable {
         stopAdmin()
         for l in listeners { Syscall.close(l.fd) }
         listeners.removeAll()
+        closeDatagramListeners()
         backend.shutdown(timeout: .seconds(2))
         return status
     }
@@ -177,9 +181,10 @@ package final class Daemon: @unchecked Sendable {
         for warning in loaded.warnings { logger.warning("configuration", metadata: ["warning": .string(warning)]) }
         warnIfRoot(privileges)
         limiter = ConnectionLimiter(maxConnections: settings.maxConnections, maxPerIP: settings.maxConnectionsPerIP)
+        let passedSockets = SocketActivation.takePassedSockets()
         do {
-            let passed = try Listeners.fromSystemd()
-            socketActivated = !passed.isEmpty
+            let passed = try Listeners.fromSystemd(passedSockets)
+            socketActivated = !passedSockets.isEmpty
             if socketActivated {
                 listeners = passed
             } else {
@@ -191,6 +196,7 @@ package final class Daemon: @unchecked Sendable {
         } catch {
             throw StartError(description: error.description)
         }
+        try openDatagramListeners(settings, passed: passedSockets)
         // The admin socket is not an echo listener: kept apart so that the drain (which closes `listeners`) leaves
         // /readyz answering 503 until the process stops.
         let passedAdmin = listeners.first { $0.role == .admin }
@@ -207,6 +213,7 @@ package final class Daemon: @unchecked Sendable {
         }
         let echoFDs = listeners.filter { $0.role == .echo }.map(\.fd)
         let echoSettings = Self.echoSettings(settings)
+        let datagramShare = Self.datagramSettings(settings).share(datagramListeners.count)
         let started = Counter()
         let count = settings.threads
         for i in 0..<count {
@@ -225,10 +232,12 @@ package final class Daemon: @unchecked Sendable {
             let limiter = self.limiter
             let logger = Logger(label: "echod.echo")
             let readLogger = backend.makeReadLogger(label: "echod.echo")
+            let udpFDs = datagramFDs(forWorker: i)
             worker.loop.execute { [unowned self] in
                 do throws(IOError) {
                     try worker.startService(limiter: limiter, settings: echoSettings, logger: logger, readLogger: readLogger)
                     for fd in echoFDs { try worker.addAcceptor(fd) }
+                    for fd in udpFDs { try worker.addDatagram(fd, settings: datagramShare, logger: Logger(label: "echod.udp")) }
                     self.control.execute {
                         started.value += 1
                         if started.value == count { self.becomeReady() }
@@ -269,7 +278,7 @@ package final class Daemon: @unchecked Sendable {
             "echod started",
             metadata: [
                 "version": .string(Self.version),
-                "listeners": .string(listeners.map { "\($0.role.rawValue) \($0.label)" }.joined(separator: ", ")),
+                "listeners": .string((listeners.map { "\($0.role.rawValue) \($0.label)" } + datagramListeners.map(\.label)).joined(separator: ", ")),
                 "threads": .stringConvertible(settings.threads),
                 "config": .string(config!.filePath ?? "embedded defaults"),
                 "startup_ms": .string(NumberText.fixed(elapsed, decimals: 1)),

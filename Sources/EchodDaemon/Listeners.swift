@@ -89,11 +89,11 @@ enum Listeners {
     }
 
     /// Sockets passed by systemd (socket activation), validated. Names select the role: `admin` is the health
-    /// endpoint; `echo`, unnamed (`unknown`) and anything else are echo listeners.
-    static func fromSystemd() throws(ListenerError) -> [Listener] {
-        let passed = SocketActivation.takePassedSockets()
+    /// endpoint; `echo`, unnamed (`unknown`) and anything else are echo listeners. Datagram sockets (and any named
+    /// `udp`) are left to ``DatagramListeners/fromSystemd(_:)``.
+    static func fromSystemd(_ passed: [PassedSocket]) throws(ListenerError) -> [Listener] {
         var result: [Listener] = []
-        for socket in passed {
+        for socket in passed where !SocketActivation.isDatagram(socket) {
             if let problem = SocketActivation.validateListening(socket) {
                 throw ListenerError(description: "socket passed by systemd: \(problem)")
             }

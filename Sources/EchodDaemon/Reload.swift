@@ -61,8 +61,12 @@ extension Daemon {
     private func apply(_ loaded: LoadedConfig) throws(StartError) {
         let old = config!.settings
         let new = loaded.settings
+        let addedDatagrams = try bindAddedDatagramListeners(old: old, new: new)
         if !socketActivated && new.listen != old.listen {
-            try changeListeners(to: new.listen)
+            do { try changeListeners(to: new.listen) } catch {
+                for l in addedDatagrams { Syscall.close(l.fd) }
+                throw error
+            }
         } else if socketActivated && new.listen != old.listen {
             logger.notice("listen addresses changed in the file, but the sockets come from systemd: change the .socket unit instead")
         }
@@ -85,6 +89,7 @@ extension Daemon {
         for w in workers {
             w.loop.execute { w.service?.apply(echo) }
         }
+        changeDatagramListeners(added: addedDatagrams, new: new)
         var kept = loaded
         kept.settings.threads = old.threads
         kept.settings.user = old.user

@@ -40,6 +40,7 @@ extension Daemon {
                 // activation: systemd keeps its copy, so new clients wait in the backlog for the next instance).
                 for l in self.listeners { Syscall.close(l.fd) }
                 self.listeners.removeAll()
+                self.closeDatagramListeners()
             },
             drained: { [unowned self] in
                 self.shutdownWorkersNow()

@@ -16,6 +16,9 @@ final class Worker: @unchecked Sendable {
     var thread: LoopThread?
     var service: EchoService?
     var acceptors: [Int32: Acceptor] = [:]
+    /// The UDP echo counters of this loop, readable from any thread; its UDP sockets (loop thread only).
+    let datagramStats = DatagramStats()
+    var datagrams: [Int32: DatagramEcho] = [:]
 
     init(loop: EventLoop) { self.loop = loop }
 
@@ -53,8 +56,9 @@ final class Worker: @unchecked Sendable {
         acceptors.removeValue(forKey: fd)?.stop()
     }
 
-    /// On the loop thread: stops accepting on every listener.
+    /// On the loop thread: stops accepting on every listener, and serving every UDP socket.
     func removeAllAcceptors() {
+        removeAllDatagrams()
         for a in acceptors.values { a.stop() }
         acceptors.removeAll()
         acceptPaused.store(false, ordering: .relaxed)

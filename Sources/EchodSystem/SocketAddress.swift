@@ -124,4 +124,11 @@ package struct HostKey: Sendable, Hashable {
     package var family: SocketAddress.Family
     package var high: UInt64
     package var low: UInt64
+
+    /// The address in network byte order, as in ``SocketAddress``.
+    package init(family: SocketAddress.Family, high: UInt64, low: UInt64) {
+        self.family = family
+        self.high = high
+        self.low = low
+    }
 }

@@ -44,8 +44,14 @@ struct ConfigOptions: ParsableArguments {
             valueName: "name"))
     var user: String?
 
+    @Option(
+        name: .long, help: ArgumentHelp("UDP echo address, HOST:PORT or [IPV6]:PORT; repeatable; replaces the configured udp.listen.", valueName: "host:port"))
+    var udp: [String] = []
+
     var overrides: ConfigOverrides {
-        ConfigOverrides(listen: listen.isEmpty ? nil : listen, threads: threads, logLevel: logLevel, logFormat: logFormat, adminListen: admin, user: user)
+        ConfigOverrides(
+            listen: listen.isEmpty ? nil : listen, threads: threads, logLevel: logLevel, logFormat: logFormat, adminListen: admin, user: user,
+            udpListen: udp.isEmpty ? nil : udp)
     }
 }
 

@@ -32,6 +32,11 @@ func sampleSnapshot(scale: UInt64 = 1) -> MetricsSnapshot {
     s.bytesOut = 123_400 * scale
     s.reads = 999 * scale
     s.acceptPauses = 2 * scale
+    s.datagrams.received = 500 * scale
+    s.datagrams.sent = 480 * scale
+    s.datagrams.bytesReceived = 64_000 * scale
+    s.datagrams.bytesSent = 61_440 * scale
+    s.datagrams.dropped = ["reserved_port": 15 * scale, "source_rate": 5 * scale, "truncated": 0]
     s.logWritten = 50 * scale
     s.logDropped = 1 * scale
     s.reloadsOK = 3 * scale
@@ -70,6 +75,12 @@ struct MetricsExporterTests {
         #expect(v[#"echod_loop_events_total{loop="0"}"#] == 100)
         #expect(v[#"echod_loop_turns_total{loop="1"}"#] == 5)
         #expect(v[#"echod_loop_busy_seconds_total{loop="0"}"#] == 0.25)
+        #expect(v["echod_udp_datagrams_received_total"] == 500)
+        #expect(v["echod_udp_datagrams_sent_total"] == 480)
+        #expect(v["echod_udp_bytes_received_total"] == 64_000)
+        #expect(v["echod_udp_bytes_sent_total"] == 61_440)
+        #expect(v[#"echod_udp_dropped_total{reason="reserved_port"}"#] == 15)
+        #expect(v[#"echod_udp_dropped_total{reason="truncated"}"#] == 0)
     }
 
     @Test("turn-duration buckets are cumulative, end in +Inf = all turns")

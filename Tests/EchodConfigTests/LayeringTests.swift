@@ -24,6 +24,14 @@ struct LayeringTests {
         admin:
           listen: 127.0.0.1:9090
         user: nobody
+        udp:
+          listen: ["0.0.0.0:7"]
+          min_source_port: 2000
+          source_rate: 10
+          source_burst: 20
+          global_rate: 300
+          global_bandwidth: 1MiB
+          source_table_size: 4096
         """
 
     static func expectEveryKeyChanged(_ s: EchodSettings) throws {
@@ -41,6 +49,9 @@ struct LayeringTests {
         #expect(s.logQueueCapacity == 100)
         #expect(s.adminListen == (try ListenAddress(parsing: "127.0.0.1:9090")))
         #expect(s.user == "nobody")
+        #expect(s.udpListen == [try ListenAddress(parsing: "0.0.0.0:7")])
+        #expect(s.udpMinSourcePort == 2000 && s.udpSourceRate == 10 && s.udpSourceBurst == 20)
+        #expect(s.udpGlobalRate == 300 && s.udpGlobalBandwidth == 1 << 20 && s.udpSourceTableSize == 4096)
     }
 
     @Test func fileSetsEveryKey() throws {
@@ -65,6 +76,13 @@ struct LayeringTests {
         "ECHOD_LOG_QUEUE_CAPACITY": "100",
         "ECHOD_ADMIN_LISTEN": "127.0.0.1:9090",
         "ECHOD_USER": "nobody",
+        "ECHOD_UDP_LISTEN": "0.0.0.0:7",
+        "ECHOD_UDP_MIN_SOURCE_PORT": "2000",
+        "ECHOD_UDP_SOURCE_RATE": "10",
+        "ECHOD_UDP_SOURCE_BURST": "20",
+        "ECHOD_UDP_GLOBAL_RATE": "300",
+        "ECHOD_UDP_GLOBAL_BANDWIDTH": "1MiB",
+        "ECHOD_UDP_SOURCE_TABLE_SIZE": "4096",
     ]
 
     @Test func environmentSetsEveryKey() throws {

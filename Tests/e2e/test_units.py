@@ -37,7 +37,7 @@ def units(tmp_path):
     shutil.copy("/bin/true", program)
     unit_dir = tmp_path / "units"
     unit_dir.mkdir()
-    for name in ("echod.service", "echod.socket"):
+    for name in ("echod.service", "echod.socket", "echod-udp.socket"):
         text = (DEPLOY / name).read_text()
         (unit_dir / name).write_text(text.replace(INSTALLED_PATH, str(program)))
     return unit_dir
@@ -54,6 +54,19 @@ def test_verify_prints_nothing(units):
     assert result.returncode == 0, result.stderr
     # verify exits 0 on unknown keys and bad values; they only show up as output.
     assert result.stdout + result.stderr == ""
+
+
+def test_verify_udp_socket_prints_nothing(units):
+    result = run("systemd-analyze", "verify", str(units / "echod-udp.socket"), str(units / "echod.service"))
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_udp_socket_passes_a_datagram_socket_named_udp():
+    text = (DEPLOY / "echod-udp.socket").read_text()
+    assert re.findall(r"^ListenDatagram=(\S+)$", text, re.M) == ["127.0.0.1:8888"]
+    assert re.findall(r"^Listen\w+=", text, re.M) == ["ListenDatagram="]
+    assert re.search(r"^FileDescriptorName=udp$", text, re.M)
+    assert re.search(r"^Service=echod\.service$", text, re.M)
 
 
 def test_verify_socket_only_drop_in_prints_nothing(units):

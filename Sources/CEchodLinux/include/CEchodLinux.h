@@ -46,4 +46,41 @@ int echod_accept4(int fd, struct sockaddr_storage *peer, socklen_t *length, int 
 // Names the thread (visible in top -H, /proc/PID/task/TID/comm and perf); Glibc's module lacks it.
 int echod_set_thread_name(pthread_t thread, const char *name);
 
+// UDP datagram batches (recvmmsg/sendmmsg with IP_PKTINFO/IPV6_PKTINFO). struct mmsghdr and struct in6_pktinfo are
+// _GNU_SOURCE-only and the CMSG_* accessors are macros, so the batch is laid out and read in shim.c; Swift sees an
+// opaque pointer and a plain struct per datagram. Everything is allocated once, by echod_dgram_batch_create.
+struct echod_dgram_batch;
+
+// What one received datagram says about itself. Addresses are in network byte order, 16 bytes (IPv4 in the first 4).
+struct echod_dgram_info {
+    uint32_t length;      // bytes received (the slot size at most)
+    int32_t truncated;    // MSG_TRUNC: the datagram was longer than the slot
+    int32_t family;       // AF_INET or AF_INET6 of the source, 0 if the kernel gave none
+    uint16_t port;        // source port, host byte order
+    uint8_t source[16];
+    // IP_PKTINFO (IPv4 sockets, and IPv4 traffic on IPv6 sockets when the kernel delivers it): the header destination
+    // (ipi_addr) and the local address a reply would come from (ipi_spec_dst).
+    int32_t has_v4_pktinfo;
+    uint8_t v4_destination[4];
+    uint8_t v4_local[4];
+    // IPV6_PKTINFO (IPv6 sockets; IPv4 traffic on them as ::ffff:a.b.c.d): the header destination and the interface.
+    int32_t has_v6_pktinfo;
+    uint8_t v6_destination[16];
+    int32_t ifindex;
+};
+
+struct echod_dgram_batch *echod_dgram_batch_create(unsigned count, unsigned slot_size);
+void echod_dgram_batch_destroy(struct echod_dgram_batch *batch);
+// recvmmsg(MSG_DONTWAIT) into every slot: the number of datagrams, or -1 with errno.
+int echod_dgram_recv(int fd, struct echod_dgram_batch *batch);
+void echod_dgram_info(const struct echod_dgram_batch *batch, unsigned index, struct echod_dgram_info *info);
+// The received bytes of slot `index`.
+const void *echod_dgram_data(const struct echod_dgram_batch *batch, unsigned index);
+// Queues slot `index`'s datagram, unchanged, as reply number `position` to its source, from the local address it
+// arrived at (pktinfo control message).
+void echod_dgram_queue_reply(struct echod_dgram_batch *batch, unsigned index, unsigned position);
+size_t echod_dgram_reply_length(const struct echod_dgram_batch *batch, unsigned position);
+// sendmmsg(MSG_DONTWAIT) of the queued replies [first, count): the number sent, or -1 with errno.
+int echod_dgram_send(int fd, struct echod_dgram_batch *batch, unsigned first, unsigned count);
+
 #endif
