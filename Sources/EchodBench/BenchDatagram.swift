@@ -83,8 +83,9 @@ final class BenchDatagram: EventHandler, BenchFlow {
 
     // MARK: Set-up and load
 
-    /// Opens the socket and sends a first datagram: the set-up is done when one comes back (so that a server that
-    /// is not there fails the run at once, exit 2, instead of showing as 100 % loss).
+    /// Opens the socket and sends a first datagram: the set-up is done when an answer to one comes back, right or wrong
+    /// (so that a server that is not there fails the run, exit 2, instead of showing as 100 % loss; a wrong answer is
+    /// counted as a mismatch).
     func setupConnect() {
         let newFD: Int32
         do throws(IOError) {
@@ -192,18 +193,17 @@ final class BenchDatagram: EventHandler, BenchFlow {
         if age == 0 && inFlight {
             inFlight = false
             answeredBefore = answeredBefore << 1 | 1
-            guard n == size && bodyMatches(sequence) else {
-                worker.record(.mismatch, mismatchDetail(n, sequence))
-                if state == .active { next() } else { send() }
-                return
-            }
-            worker.receivedAll.add(UInt64(n))
-            if state == .setup {
+            let matches = n == size && bodyMatches(sequence)
+            if !matches { worker.record(.mismatch, mismatchDetail(n, sequence)) }
+            if state == .setup {  // an answer, right or wrong: the server is there, and the load shows the rest
                 state = .active
                 worker.setupConnected()
                 return
             }
-            worker.opCompleted(latency: UInt64(bitPattern: Syscall.monotonicNanoseconds() &- sentAt))
+            if matches {
+                worker.receivedAll.add(UInt64(n))
+                worker.opCompleted(latency: UInt64(bitPattern: Syscall.monotonicNanoseconds() &- sentAt))
+            }
             next()
             return
         }

@@ -106,10 +106,16 @@ extension Probe {
                         answered = true
                         break
                     }
+                    let echo = reply.prefix(size)
+                    // The previous round trip's answered datagram is its last one: a copy of it is a second echo.
+                    if count == size && previousSent > 0 && previous[previousSent - 1].elementsEqual(echo) {
+                        result.reason = "the server echoed a datagram twice"
+                        return nil
+                    }
                     let late =
                         count == size
-                        && (current[0..<(sent - 1)].contains { $0.elementsEqual(reply.prefix(size)) }
-                            || previous[0..<previousSent].contains { $0.elementsEqual(reply.prefix(size)) })
+                        && (current[0..<(sent - 1)].contains { $0.elementsEqual(echo) }
+                            || previous[0..<(max(previousSent, 1) - 1)].contains { $0.elementsEqual(echo) })
                     if late { continue }
                     result.reason = mismatch(sent: current[sent - 1], reply: reply, count: count)
                     return nil
@@ -118,9 +124,9 @@ extension Probe {
             swap(&current, &previous)
             previousSent = sent
         }
-        // A second copy of the last echo would mean the server sends more than it receives.
+        // A second copy of the last echo, if already here, would mean the server sends more than it receives.
         if let n = try? socket.receive(into: &reply, limit: reply.count), n == size, reply.prefix(size).elementsEqual(previous[previousSent - 1]) {
-            result.reason = "the server echoed the last datagram twice"
+            result.reason = "the server echoed a datagram twice"
             return nil
         }
         result.outcome = .healthy
