@@ -332,3 +332,61 @@ def test_bench_duration_1m30s_is_accepted_and_runs(start_echod, port):
     report = parse_json(r)
     assert r.returncode == 0, r.stderr
     assert report["ops"] >= 2000 and report["duration_s"] < 30, report
+
+
+# --- UDP (--udp) ----------------------------------------------------------------------------------------------
+# Against a Python UDP echo server until echod serves UDP itself.
+
+
+@pytest.fixture
+def udp_echo():
+    """A loopback UDP echo server on a thread: (port, number of datagrams received so far)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    stopped = threading.Event()
+    count = [0]
+
+    def serve():
+        while not stopped.is_set():
+            try:
+                data, source = sock.recvfrom(65536)
+            except (TimeoutError, OSError):
+                continue
+            count[0] += 1
+            sock.sendto(data, source)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1], lambda: count[0]
+    stopped.set()
+    thread.join(timeout=5)
+    sock.close()
+
+
+def test_bench_udp_against_a_udp_echo_server(udp_echo):
+    port, received = udp_echo
+    args = ("--udp", "--connections", "3", "--size", "1400", "--duration", "300ms", "--warmup", "0s", "--json")
+    r = run_bench(f"127.0.0.1:{port}", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = parse_json(r)
+    assert report["transport"] == "udp" and report["target"] == f"udp://127.0.0.1:{port}"
+    assert report["ops"] > 0 and report["errors_total"] == 0 and report["late"] == 0
+    assert report["bytes_received"] == report["ops"] * 1400
+    assert received() >= report["ops_all"]  # every round trip is a datagram the server saw
+    table = run_bench(f"127.0.0.1:{port}", "--udp", "--connections", "2", "--duration", "200ms", "--warmup", "0s")
+    assert table.returncode == 0 and "2 sockets × 64 B" in table.stdout and " 0 lost, " in table.stdout, table.stdout
+
+
+def test_bench_udp_nothing_listening_exits_2():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    r = run_bench(f"127.0.0.1:{dead}", "--udp", "--duration", "200ms")
+    assert r.returncode == 2 and "port unreachable (ICMP)" in r.stderr, r.stdout + r.stderr
+
+
+def test_bench_udp_rejects_what_udp_cannot_do():
+    for args in (("--mode", "stream"), ("--mode", "connect"), ("--size", "65508"), ("--loss-timeout", "soon")):
+        r = run_bench("127.0.0.1:7", "--udp", *args)
+        assert r.returncode == 64 and r.stderr, f"{args}: {r.returncode} {r.stderr}"
