@@ -154,7 +154,7 @@ final class BenchDatagram: EventHandler, BenchFlow {
     private func send() {
         sequence &+= 1
         let buffer = worker.sendBuffer
-        var value = sequence
+        var value = sequence.littleEndian
         withUnsafeBytes(of: &value) { buffer.copyMemory(from: $0.baseAddress!, byteCount: sequenceBytes) }
         let body = pattern.pointer(start: patternStart, offset: sequence &* UInt64(size) &+ UInt64(sequenceBytes))
         (buffer + sequenceBytes).copyMemory(from: body, byteCount: size - sequenceBytes)
