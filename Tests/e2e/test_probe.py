@@ -382,3 +382,24 @@ def test_probe_udp_usage_errors():
         rc, out, err = probe(*args)
         assert rc == 64, f"{args}: {rc} {out} {err}"
         assert err, args
+
+
+def echod_serves_udp() -> bool:
+    """Whether this echod has UDP echo (`--udp`); the live tests below wait for it."""
+    r = subprocess.run([echod_binary(), "check-config", "--udp", "127.0.0.1:9"], capture_output=True, timeout=30)
+    return r.returncode != 64  # 64: usage error, the option does not exist
+
+
+def test_probe_udp_live_echod(start_echod, port):
+    if not echod_serves_udp():
+        pytest.skip("this echod has no UDP echo yet")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        udp = s.getsockname()[1]
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\nudp:\n  listen: ['127.0.0.1:{udp}']\n", ready=True)
+    rc, out, err = probe(f"udp://127.0.0.1:{udp}")
+    assert rc == 0, out + err
+    assert re.match(OK_LINE.format(target=re.escape(f"udp://127.0.0.1:{udp}"), size=64), out.strip()), out
+    rc, out, _ = probe(f"udp://localhost:{udp}", "--payload-size", "1400", "--count", "5", "--json")
+    doc = json.loads(out)
+    assert rc == 0 and doc["count"] == 5 and doc["resent"] == 0, out
