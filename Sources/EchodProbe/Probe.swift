@@ -10,12 +10,12 @@ package enum Probe {
     package static func run(_ options: ProbeOptions) -> ProbeResult {
         let deadline = Deadline(timeout: options.timeout)
         switch options.target {
+        case .udp(let host, let port):
+            return runUDP(host: host, port: port, options: options, deadline: deadline)
         case .echo(let host, let port):
             return runEcho(host: host, port: port, options: options, deadline: deadline)
         case .http(let url):
             return runHTTP(url, options: options, deadline: deadline)
-        case .udp(let host, let port):
-            return runUDP(host: host, port: port, options: options, deadline: deadline)
         }
     }
 

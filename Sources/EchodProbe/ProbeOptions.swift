@@ -2,17 +2,16 @@ import EchodText
 
 /// What `echod probe` checks.
 package enum ProbeTarget: Sendable, Equatable {
+    /// A UDP echo listener (`udp://HOST:PORT`): send one random datagram, expect exactly it back.
+    case udp(host: String, port: UInt16)
     /// An echo listener: send random bytes, expect exactly them back.
     case echo(host: String, port: UInt16)
     /// An HTTP endpoint (the admin `/livez`, `/readyz`): healthy on status 200.
     case http(HTTPURL)
-    /// A UDP echo listener (`udp://HOST:PORT`): send one random datagram, expect exactly it back.
-    case udp(host: String, port: UInt16)
 
     /// `HOST:PORT`, `[IPV6]:PORT` or `NAME:PORT` in the one address grammar (``HostPort``); names are resolved
     /// when the probe runs, so that an unresolvable name is a result (exit 2), not a usage error.
     package static func echo(parsing text: String) throws(InvalidValue) -> ProbeTarget {
-        if text.lowercased().hasPrefix(udpScheme) { return try udp(parsing: text) }
         let address = try HostPort(parsing: text)
         return .echo(host: address.host, port: address.port)
     }
@@ -20,6 +19,12 @@ package enum ProbeTarget: Sendable, Equatable {
 
 extension ProbeTarget {
     static let udpScheme = "udp://"
+
+    /// The target as the command line gives it: `udp://HOST:PORT` (``udp(parsing:)``), else an echo listener
+    /// (``echo(parsing:)``).
+    package static func parsing(_ text: String) throws(InvalidValue) -> ProbeTarget {
+        text.lowercased().hasPrefix(udpScheme) ? try udp(parsing: text) : try echo(parsing: text)
+    }
 
     /// `udp://HOST:PORT`, `udp://[IPV6]:PORT` or `udp://NAME:PORT`: the address in the one grammar (``HostPort``).
     package static func udp(parsing text: String) throws(InvalidValue) -> ProbeTarget {

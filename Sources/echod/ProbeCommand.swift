@@ -22,7 +22,7 @@ struct ProbeCommand: ParsableCommand {
             Durations and sizes are written as in the configuration file: 500ms, 2s, 1m30s; 64, 16KiB, 1MiB.
             """)
 
-    @Argument(help: ArgumentHelp("Echo listener to check: HOST:PORT, [IPV6]:PORT or NAME:PORT; udp://HOST:PORT for UDP echo.", valueName: "host:port"))
+    @Argument(help: ArgumentHelp("Echo listener to check: HOST:PORT, [IPV6]:PORT or NAME:PORT.", valueName: "host:port"))
     var target: String?
 
     @Option(help: ArgumentHelp("Give up after this long, connecting included: 1ms to 1h, e.g. 2s, 500ms, 1m30s.", valueName: "duration"))
@@ -52,7 +52,7 @@ struct ProbeCommand: ParsableCommand {
         switch (target, http) {
         case (nil, nil): throw ValidationError("give HOST:PORT of an echo listener, or --http URL")
         case (.some, .some): throw ValidationError("give either HOST:PORT or --http URL, not both")
-        case (let target?, nil): probeTarget = try optionValue("target", target) { text throws(InvalidValue) in try ProbeTarget.echo(parsing: text) }
+        case (let target?, nil): probeTarget = try optionValue("target", target) { text throws(InvalidValue) in try ProbeTarget.parsing(text) }
         case (nil, let url?): probeTarget = .http(try optionValue("--http", url) { text throws(InvalidValue) in try HTTPURL(parsing: text) })
         }
         guard ProbeOptions.countRange.contains(count) else {

@@ -107,12 +107,12 @@ struct UDPProbeTests {
 
     @Test("udp:// targets parse in the one address grammar")
     func parsing() throws {
-        #expect(try ProbeTarget.echo(parsing: "udp://127.0.0.1:7") == .udp(host: "127.0.0.1", port: 7))
-        #expect(try ProbeTarget.echo(parsing: "UDP://[::1]:8888") == .udp(host: "::1", port: 8888))
-        #expect(try ProbeTarget.echo(parsing: "udp://localhost:9") == .udp(host: "localhost", port: 9))
-        #expect(try ProbeTarget.echo(parsing: "127.0.0.1:7") == .echo(host: "127.0.0.1", port: 7))
-        #expect(throws: InvalidValue.self) { try ProbeTarget.echo(parsing: "udp://127.0.0.1") }
-        #expect(throws: InvalidValue.self) { try ProbeTarget.echo(parsing: "udp://127.0.0.1:0") }
+        #expect(try ProbeTarget.parsing("udp://127.0.0.1:7") == .udp(host: "127.0.0.1", port: 7))
+        #expect(try ProbeTarget.parsing("UDP://[::1]:8888") == .udp(host: "::1", port: 8888))
+        #expect(try ProbeTarget.parsing("udp://localhost:9") == .udp(host: "localhost", port: 9))
+        #expect(try ProbeTarget.parsing("127.0.0.1:7") == .echo(host: "127.0.0.1", port: 7))
+        #expect(throws: InvalidValue.self) { try ProbeTarget.parsing("udp://127.0.0.1") }
+        #expect(throws: InvalidValue.self) { try ProbeTarget.parsing("udp://127.0.0.1:0") }
     }
 
     @Test("a payload larger than one datagram is refused before anything is sent")
