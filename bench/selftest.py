@@ -5,8 +5,9 @@
 
 Starts small deliberately faulty servers on loopback (in this process, one
 thread each) and checks that the client reports errors for each fault, then
-checks that it reports none against the C epoll reference.  Exit 0 when every
-expectation holds.  Bounded: each client run lasts under 2 s.
+checks that it reports none against the C epoll reference; the same for UDP
+(--udp) with faulty UDP servers and the C recvmmsg/sendmmsg reference.  Exit 0
+when every expectation holds.  Bounded: each client run lasts under 2 s.
 """
 
 import argparse
@@ -71,7 +72,40 @@ def faulty_server(fault):
     return ls.getsockname()[1], stop
 
 
-def run_client(client, port, mode, size, conns=2, secs=0.5):
+def faulty_udp_server(fault):
+    """A UDP echo server with a fault: corrupt (a flipped byte from the 20th datagram on), drop (every 5th datagram),
+    twice (every datagram echoed twice), longer (a byte added)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        n = 0
+        while not stop.is_set():
+            try:
+                d, peer = s.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            n += 1
+            if fault == "drop" and n % 5 == 0:
+                continue
+            if fault == "corrupt" and n >= 20:
+                d = bytes([d[0]]) + bytes([d[1] ^ 1]) + d[2:]
+            if fault == "longer":
+                d += b"x"
+            s.sendto(d, peer)
+            if fault == "twice":
+                s.sendto(d, peer)
+        s.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return s.getsockname()[1], stop
+
+
+def run_client(client, port, mode, size, conns=2, secs=0.5, extra=()):
     r = subprocess.run(
         [
             client,
@@ -87,6 +121,7 @@ def run_client(client, port, mode, size, conns=2, secs=0.5):
             "--drain-timeout",
             "1",
             "--json",
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -99,6 +134,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--client", default=os.path.join(BIN, "echoclient"))
     ap.add_argument("--reference", default=os.path.join(BIN, "c-epoll-echo"))
+    ap.add_argument("--udp-reference", default=os.path.join(BIN, "c-udp-echo"))
     a = ap.parse_args()
     passed = failed = 0
     cases = [
@@ -126,6 +162,21 @@ def main():
         failed += not ok
         verdict, want = "ok  " if ok else "FAIL", "/".join(expect)
         print(f"{verdict} {fault:12s} {mode:9s} -> errors {out['errors']} (want {want}) rc={rc}")
+
+    udp = ("--udp", "--loss-timeout", "0.1")
+    for fault, expect in (("corrupt", "mismatch"), ("drop", "lost"), ("twice", "mismatch"), ("longer", "mismatch")):
+        port, stop = faulty_udp_server(fault)
+        try:
+            out, rc = run_client(a.client, port, "pingpong", 100, extra=udp)
+        finally:
+            stop.set()
+        ok = out["errors"].get(expect, 0) > 0 and rc == 1
+        passed += ok
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} udp-{fault:8s} pingpong  -> errors {out['errors']} (want {expect}) rc={rc}")
+
+    if os.access(a.udp_reference, os.X_OK):
+        passed, failed = udp_reference(a, passed, failed)
 
     if os.access(a.reference, os.X_OK):
         ls = socket.socket()
@@ -162,6 +213,27 @@ def main():
             p.wait(timeout=5)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+def udp_reference(a, passed, failed):
+    """The C UDP reference (1 and 2 threads) under the client's --udp: every datagram back, none lost."""
+    for threads in ("1", "2"):
+        p = subprocess.Popen([a.udp_reference, "0", threads], stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(p.stdout.readline())  # port 0: the kernel picks, the server prints it
+            for size, conns in ((1, 1), (1400, 10), (65507, 2)):
+                out, rc = run_client(a.client, port, "pingpong", size, conns, 0.3, ("--udp",))
+                ok = rc == 0 and out["errors_total"] == 0 and out["ops"] > 0
+                passed += ok
+                failed += not ok
+                print(
+                    f"{'ok  ' if ok else 'FAIL'} c-udp/{threads}    pingpong  size {size}: {out['ops']} ops, "
+                    f"errors {out['errors_total']}"
+                )
+        finally:
+            p.terminate()
+            p.wait(timeout=5)
+    return passed, failed
 
 
 if __name__ == "__main__":

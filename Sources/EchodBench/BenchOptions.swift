@@ -34,6 +34,10 @@ package struct BenchOptions: Sendable {
     package var connectTimeout: Duration = .seconds(10)
     /// Stop measuring after this many operations even if `duration` has not elapsed (nil: time only).
     package var maxOps: UInt64?
+    /// UDP instead of TCP: each connection is a connected UDP socket with one datagram in flight (pingpong).
+    package var udp = false
+    /// `udp`: a datagram whose echo has not come back after this long counts as lost, and the next one is sent.
+    package var lossTimeout: Duration = .milliseconds(500)
     /// Called on the thread that called `BenchRunner.run` about once a second while load is applied.
     package var progress: (@Sendable (BenchProgress) -> Void)?
     /// Polled on the calling thread (every few milliseconds): returning true stops the run early, as at the end
@@ -52,6 +56,12 @@ package struct BenchOptions: Sendable {
 
     /// Stream mode keeps a send time per message in flight (for latency): this bounds that memory per connection.
     package static let maximumMessagesInFlight = 65_536
+
+    /// The largest UDP payload of an IPv4 datagram (65,535 minus the IP and UDP headers).
+    package static let maximumDatagramSize = 65_507
+
+    /// The target as reports and messages name it: `127.0.0.1:7`, or `udp://127.0.0.1:7` with `udp`.
+    package var targetLabel: String { (udp ? "udp://" : "") + target.description }
 
     /// The window actually used in `stream` mode.
     package var effectiveWindow: Int { max(window ?? Self.defaultWindow(size: size), size) }
@@ -72,6 +82,9 @@ package struct BenchOptions: Sendable {
         }
         if drainTimeout < .zero { return "--drain-timeout must not be negative" }
         if let m = maxOps, m < 1 { return "--max-ops must be at least 1" }
+        if udp && mode != .pingpong { return "--udp runs --mode pingpong only" }
+        if udp && size > Self.maximumDatagramSize { return "--size must be at most \(Self.maximumDatagramSize) bytes with --udp (one datagram)" }
+        if udp && lossTimeout <= .zero { return "--loss-timeout must be positive" }
         return nil
     }
 }

@@ -2,13 +2,15 @@ import EchodText
 
 /// Error counts by kind. Any of them makes the run fail (exit status 1).
 package struct BenchErrors: Sendable, Equatable {
-    /// An echoed byte differed from the byte sent at that stream offset, or bytes came back that were never sent.
+    /// An echoed byte differed from the byte sent at that stream offset, or bytes came back that were never sent
+    /// (`--udp`: a datagram that differs, or a second echo of one).
     package var mismatch: UInt64 = 0
     /// The server closed or reset the connection while echoes were outstanding.
     package var earlyClose: UInt64 = 0
     /// A connection could not be established (after set-up: `connect` mode's per-operation connects).
     package var connectFailed: UInt64 = 0
-    /// Bytes sent never came back within the drain timeout (the connection stayed open).
+    /// Bytes sent never came back within the drain timeout (the connection stayed open); with `--udp`, datagrams
+    /// not echoed within the loss timeout.
     package var lost: UInt64 = 0
     /// Everything came back, but the server did not close after our half-close within the drain timeout.
     package var noEOF: UInt64 = 0
@@ -47,6 +49,10 @@ package struct BenchReport: Sendable {
     /// Bytes in flight per connection (`stream` mode; 0 otherwise).
     package var window: Int
     package var threads: Int
+    /// UDP datagrams instead of TCP connections.
+    package var udp: Bool
+    /// `udp`: echoes that came after their datagram had been counted lost (not errors: the loss was).
+    package var late: UInt64 = 0
     /// The measured interval in seconds (excludes warm-up and drain).
     package var durationSeconds: Double
     package var warmupSeconds: Double
@@ -67,7 +73,7 @@ package struct BenchReport: Sendable {
     package var interrupted: Bool
 
     package init(
-        mode: BenchMode, target: String, connections: Int, size: Int, window: Int, threads: Int,
+        mode: BenchMode, target: String, connections: Int, size: Int, window: Int, threads: Int, udp: Bool = false,
         durationSeconds: Double = 0, warmupSeconds: Double = 0, ops: UInt64 = 0, opsAll: UInt64 = 0,
         bytesSent: UInt64 = 0, bytesReceived: UInt64 = 0, latency: BenchLatency = BenchLatency(),
         errors: BenchErrors = BenchErrors(), errorDetails: [String] = [], setupFailure: String? = nil,
@@ -79,6 +85,7 @@ package struct BenchReport: Sendable {
         self.size = size
         self.window = window
         self.threads = threads
+        self.udp = udp
         self.durationSeconds = durationSeconds
         self.warmupSeconds = warmupSeconds
         self.ops = ops
@@ -112,6 +119,7 @@ package struct BenchReport: Sendable {
     package func json() -> String {
         var o = JSONObject()
         o.add("mode", string: mode.rawValue)
+        o.add("transport", string: udp ? "udp" : "tcp")
         o.add("target", string: target)
         o.add("connections", raw: String(connections))
         o.add("size", raw: String(size))
@@ -140,6 +148,7 @@ package struct BenchReport: Sendable {
         for (key, value) in errors.named { errs.add(key, raw: String(value)) }
         o.add("errors", raw: errs.text)
         o.add("errors_total", raw: String(errors.total))
+        if udp { o.add("late", raw: String(late)) }
         o.add("setup_failed", raw: setupFailure == nil ? "false" : "true")
         o.add("interrupted", raw: interrupted ? "true" : "false")
         let details = (setupFailure.map { [$0] } ?? []) + errorDetails
@@ -155,7 +164,8 @@ package struct BenchReport: Sendable {
             return "echod bench: \(setupFailure)\n"
         }
         var lines: [String] = []
-        let conns = connections == 1 ? "1 connection" : "\(connections) connections"
+        let noun = udp ? "socket" : "connection"
+        let conns = connections == 1 ? "1 \(noun)" : "\(connections) \(noun)s"
         let thr = threads == 1 ? "1 thread" : "\(threads) threads"
         var head = "echod bench \(target): \(mode.rawValue), \(conns) × \(formatBytes(UInt64(size))), \(thr)"
         if mode == .stream { head += ", window \(formatBytes(UInt64(window)))" }
@@ -186,6 +196,10 @@ package struct BenchReport: Sendable {
                     + "p99.9 \(us(l.p999))  max \(us(l.max))  mean \(us(l.mean))")
         } else {
             lines.append("  " + pad("latency (µs)", 18) + "no operation completed in the measured interval")
+        }
+        if udp {
+            let lostText = NumberText.grouped(errors.lost) + " lost, " + NumberText.grouped(late) + " of them answered late"
+            lines.append("  " + pad("datagrams", 18) + lostText + " (loss timeout ends the wait; each loss is an error)")
         }
         lines.append("")
         if errors.total == 0 {

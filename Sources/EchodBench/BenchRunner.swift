@@ -11,8 +11,8 @@ package enum BenchRunner {
     package static func run(_ options: BenchOptions) -> BenchReport {
         let threads = options.effectiveThreads
         var report = BenchReport(
-            mode: options.mode, target: options.target.description, connections: options.connections, size: options.size,
-            window: options.mode == .stream ? options.effectiveWindow : 0, threads: threads,
+            mode: options.mode, target: options.targetLabel, connections: options.connections, size: options.size,
+            window: options.mode == .stream ? options.effectiveWindow : 0, threads: threads, udp: options.udp,
             warmupSeconds: Double(options.warmup.nanoseconds) / 1e9)
         if let problem = options.problem {
             report.setupFailure = problem
@@ -130,6 +130,7 @@ package enum BenchRunner {
             report.bytesSent += w.atEnd.sent &- w.atStart.sent
             report.bytesReceived += w.atEnd.received &- w.atStart.received
             report.errors.add(w.errors)
+            report.late += w.late
             for d in w.details where report.errorDetails.count < 10 { report.errorDetails.append(d) }
             if w.measured {
                 start = min(start, w.tStart)

@@ -25,6 +25,13 @@ final class BenchWorker: @unchecked Sendable {
     let window: UInt64
     let pattern: BenchPattern
     let readBuffer: UnsafeMutableRawPointer
+    /// `--udp`: each datagram is built here before it is sent (one datagram at a time on this thread).
+    let sendBuffer: UnsafeMutableRawPointer
+    let udp: Bool
+    /// `--udp`: how long a datagram may wait for its echo before it counts as lost.
+    let lossTimeoutNanoseconds: Int64
+    /// The target as the messages name it: `127.0.0.1:7` or `udp://127.0.0.1:7`.
+    let targetLabel: String
     let readCapacity: Int
     let firstID: Int
     let count: Int
@@ -33,7 +40,7 @@ final class BenchWorker: @unchecked Sendable {
     let drainTimeout: Duration
     let connectTimeout: Duration
 
-    private(set) var connections: [BenchConnection] = []
+    private(set) var connections: [any BenchFlow] = []
     private(set) var phase: Phase = .setup
     /// Warm-up or measuring: connections start new operations.
     private(set) var sending = false
@@ -54,6 +61,8 @@ final class BenchWorker: @unchecked Sendable {
     private var opsLimit = UInt64.max
 
     var errors = BenchErrors()
+    /// `--udp`: replies that came after their datagram had been counted lost.
+    var late: UInt64 = 0
     var details: [String] = []
     static let maxDetails = 5
 
@@ -63,6 +72,7 @@ final class BenchWorker: @unchecked Sendable {
     private var stopRequested = false
     private var phaseTimer: LoopTimer?
     private var retryTimer: LoopTimer?
+    private var lossTimer: LoopTimer?
     private var retryArmed = false
 
     let status = Atomic<UInt8>(BenchWorker.settingUp)
@@ -78,6 +88,10 @@ final class BenchWorker: @unchecked Sendable {
         self.pattern = pattern
         self.readCapacity = pattern.maxChunk
         self.readBuffer = .allocate(byteCount: pattern.maxChunk, alignment: 64)
+        self.udp = options.udp
+        self.sendBuffer = .allocate(byteCount: options.udp ? options.size : 0, alignment: 64)
+        self.lossTimeoutNanoseconds = options.lossTimeout.nanoseconds
+        self.targetLabel = options.targetLabel
         self.firstID = firstID
         self.count = count
         self.maxOps = maxOps
@@ -85,7 +99,10 @@ final class BenchWorker: @unchecked Sendable {
         self.connectTimeout = options.connectTimeout
     }
 
-    deinit { readBuffer.deallocate() }
+    deinit {
+        readBuffer.deallocate()
+        sendBuffer.deallocate()
+    }
 
     // MARK: Set-up (loop thread)
 
@@ -97,16 +114,23 @@ final class BenchWorker: @unchecked Sendable {
             if mode == .connect {
                 retryTimer = try LoopTimer(loop: loop) { [unowned self] in self.retryTick() }
             }
+            if udp {
+                lossTimer = try LoopTimer(loop: loop) { [unowned self] in self.lossTick() }
+            }
         } catch {
             setupFailed("cannot create a timer: \(error)")
             return
         }
         connections.reserveCapacity(count)
         for i in 0..<count {
-            connections.append(BenchConnection(worker: self, id: firstID + i))
+            connections.append(udp ? BenchDatagram(worker: self, id: firstID + i) : BenchConnection(worker: self, id: firstID + i))
         }
         pendingSetup = count
         phaseTimer?.schedule(after: connectTimeout)
+        if let lossTimer {
+            let tick = Self.lossTickInterval(lossTimeoutNanoseconds)
+            lossTimer.schedule(after: tick, every: tick)
+        }
         for c in connections {
             guard phase == .setup else { return }
             c.setupConnect()
@@ -190,7 +214,10 @@ final class BenchWorker: @unchecked Sendable {
         let now = Syscall.monotonicNanoseconds()
         switch phase {
         case .setup:
-            setupFailed("cannot connect to \(target): timed out after \(seconds(connectTimeout)) s")
+            setupFailed(
+                udp
+                    ? "no echo from \(targetLabel) within \(seconds(connectTimeout)) s"
+                    : "cannot connect to \(target): timed out after \(seconds(connectTimeout)) s")
         case .warmup:
             if stopRequested || now >= stopAt {
                 beginDrain(now)
@@ -214,6 +241,7 @@ final class BenchWorker: @unchecked Sendable {
         sending = false
         phaseTimer?.cancel()
         retryTimer?.cancel()
+        lossTimer?.cancel()
         for c in connections { c.closeSocket() }
         status.store(Self.done, ordering: .releasing)
     }
@@ -266,6 +294,17 @@ final class BenchWorker: @unchecked Sendable {
         for c in connections where c.isWaitingForRetry { c.retry() }
     }
 
+    /// How often the loss timer looks for datagrams past the loss timeout: a tenth of it (so that a loss is seen
+    /// within 10 % of its timeout), from 1 ms to 50 ms.
+    static func lossTickInterval(_ timeout: Int64) -> Duration {
+        .nanoseconds(min(max(timeout / 10, 1_000_000), 50_000_000))
+    }
+
+    private func lossTick() {
+        let now = Syscall.monotonicNanoseconds()
+        for c in connections { c.checkLoss(now: now) }
+    }
+
     // MARK: After the thread has been joined
 
     /// Closes whatever is still open and releases the connections (on the runner's thread, after `join`).
@@ -276,6 +315,8 @@ final class BenchWorker: @unchecked Sendable {
         phaseTimer = nil
         retryTimer?.close()
         retryTimer = nil
+        lossTimer?.close()
+        lossTimer = nil
     }
 
     /// Whether measuring ever started (the interval `tStart...tEnd` means something).

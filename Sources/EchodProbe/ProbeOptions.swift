@@ -2,6 +2,8 @@ import EchodText
 
 /// What `echod probe` checks.
 package enum ProbeTarget: Sendable, Equatable {
+    /// A UDP echo listener (`udp://HOST:PORT`): send one random datagram, expect exactly it back.
+    case udp(host: String, port: UInt16)
     /// An echo listener: send random bytes, expect exactly them back.
     case echo(host: String, port: UInt16)
     /// An HTTP endpoint (the admin `/livez`, `/readyz`): healthy on status 200.
@@ -12,6 +14,23 @@ package enum ProbeTarget: Sendable, Equatable {
     package static func echo(parsing text: String) throws(InvalidValue) -> ProbeTarget {
         let address = try HostPort(parsing: text)
         return .echo(host: address.host, port: address.port)
+    }
+}
+
+extension ProbeTarget {
+    static let udpScheme = "udp://"
+
+    /// The target as the command line gives it: `udp://HOST:PORT` (``udp(parsing:)``), else an echo listener
+    /// (``echo(parsing:)``).
+    package static func parsing(_ text: String) throws(InvalidValue) -> ProbeTarget {
+        text.lowercased().hasPrefix(udpScheme) ? try udp(parsing: text) : try echo(parsing: text)
+    }
+
+    /// `udp://HOST:PORT`, `udp://[IPV6]:PORT` or `udp://NAME:PORT`: the address in the one grammar (``HostPort``).
+    package static func udp(parsing text: String) throws(InvalidValue) -> ProbeTarget {
+        guard text.lowercased().hasPrefix(udpScheme) else { throw InvalidValue(reason: "expected udp://HOST:PORT") }
+        let address = try HostPort(parsing: String(text.dropFirst(udpScheme.count)))
+        return .udp(host: address.host, port: address.port)
     }
 }
 
@@ -74,14 +93,32 @@ package struct ProbeOptions: Sendable {
     package var timeout: Duration
     /// Bytes per echo round trip (random each time).
     package var payloadSize: Int
-    /// Round trips (echo: on one connection; HTTP: one request per connection).
+    /// Round trips (echo: on one connection; HTTP: one request per connection; UDP: on one socket).
     package var count: Int
+    /// UDP: datagrams sent again (each with new random bytes) when no reply came, per round trip. Each send waits
+    /// `timeout / (retries + 1)` for its reply (the deadline still bounds the whole probe).
+    package var retries: Int
 
-    package init(target: ProbeTarget, timeout: Duration = .seconds(2), payloadSize: Int = 64, count: Int = 1) {
+    package init(target: ProbeTarget, timeout: Duration = .seconds(2), payloadSize: Int = 64, count: Int = 1, retries: Int = 2) {
         self.target = target
         self.timeout = timeout
         self.payloadSize = payloadSize
         self.count = count
+        self.retries = retries
+    }
+
+    /// The largest UDP payload of an IPv4 datagram (65,535 minus the IP and UDP headers); IPv6 allows 20 bytes more,
+    /// but one limit for both keeps the option's meaning independent of what a name resolves to.
+    package static let maximumDatagramPayload = 65_507
+    /// `--retries`.
+    package static let retriesRange = 0...10
+
+    /// Why these options cannot be run, or nil (what the ranges of the single options cannot say).
+    package var problem: String? {
+        if case .udp = target, payloadSize > Self.maximumDatagramPayload {
+            return "--payload-size must be at most \(Self.maximumDatagramPayload) bytes for udp:// (one datagram)"
+        }
+        return nil
     }
 
     package static let maximumPayloadSize = 16 << 20

@@ -7,14 +7,14 @@ package struct ProbeResult: Sendable, Equatable {
         case healthy
         /// Connected, but the echo was wrong, short or late, or the HTTP status was not 200: exit 1.
         case unhealthy
-        /// Could not resolve or connect (refused, unreachable, timed out): exit 2.
+        /// Could not resolve or connect (refused, unreachable, timed out; UDP: ICMP port unreachable): exit 2.
         case unreachable
     }
 
     package var outcome: Outcome
-    /// `echo` or `http`.
+    /// `echo`, `udp` or `http`.
     package var mode: String
-    /// The target as given: `127.0.0.1:8888`, `localhost:8888` or the URL.
+    /// The target as given: `127.0.0.1:8888`, `localhost:8888`, `udp://127.0.0.1:8888` or the URL.
     package var target: String
     /// The address actually connected to, e.g. `[::1]:8888`.
     package var address: String?
@@ -29,6 +29,8 @@ package struct ProbeResult: Sendable, Equatable {
     package var roundTripMilliseconds: [Double] = []
     /// The last HTTP status received.
     package var httpStatus: Int?
+    /// UDP: datagrams sent again because no reply came in time (with the ones answered late, not errors).
+    package var resent: Int = 0
 
     package init(outcome: Outcome, mode: String, target: String) {
         self.outcome = outcome
@@ -55,9 +57,10 @@ package struct ProbeResult: Sendable, Equatable {
                 ? "ok \(target) \(status) x\(roundTripMilliseconds.count) in \(ms(total))" + stats
                 : "ok \(target) \(status) in \(ms(total))"
         }
+        let resentNote = resent > 0 ? " (\(resent) resent)" : ""
         return repeated
-            ? "ok \(target) \(roundTripMilliseconds.count)x\(bytes) bytes in \(ms(total))" + stats
-            : "ok \(target) \(bytes) bytes in \(ms(total))"
+            ? "ok \(target) \(roundTripMilliseconds.count)x\(bytes) bytes in \(ms(total))" + stats + resentNote
+            : "ok \(target) \(bytes) bytes in \(ms(total))" + resentNote
     }
 
     private var stats: String {
@@ -78,7 +81,8 @@ package struct ProbeResult: Sendable, Equatable {
             ("target", Escaping.jsonString(target)),
             ("address", address.map(Escaping.jsonString) ?? "null"),
         ]
-        if mode == "echo" { fields.append(("bytes", String(bytes))) }
+        if mode != "http" { fields.append(("bytes", String(bytes))) }
+        if mode == "udp" { fields.append(("resent", String(resent))) }
         if let httpStatus { fields.append(("status", String(httpStatus))) }
         fields.append(("count", String(completed)))
         fields.append(("connect_ms", connectMilliseconds.map(number) ?? "null"))

@@ -10,11 +10,16 @@ import Synchronization
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Load-test a TCP echo server; every echoed byte is verified.",
+        abstract: "Load-test a TCP or UDP echo server; every echoed byte is verified.",
         discussion: """
             Modes: pingpong (each connection sends SIZE bytes and waits for the whole echo: round trips/s and \
             latency percentiles), stream (each connection keeps a window of data in flight: MB/s each way), \
             connect (connect, one SIZE-byte echo, close: connections/s).
+
+            --udp: each connection is a connected UDP socket with one SIZE-byte datagram in flight (pingpong only, \
+            SIZE at most 65507). Each datagram carries a sequence number: a reply is checked byte for byte, a late \
+            one (after its datagram was counted lost) is told from a wrong one. A datagram not echoed within \
+            --loss-timeout counts as lost (an error) and the socket sends the next one.
 
             A progress line is shown once a second on a terminal; the summary follows. With --json, stdout is \
             exactly one JSON object. Ctrl-C ends the measurement early and still prints the summary.
@@ -23,8 +28,9 @@ struct BenchCommand: ParsableCommand {
             (KiB, MiB, GiB are powers of 1024; KB, MB, GB powers of 1000; one-letter units like 1k are refused as \
             ambiguous).
 
-            Exit status: 0 no errors; 1 errors were counted (mismatched bytes, lost data, early close, failed \
-            connects); 2 cannot connect; 64 invalid options.
+            Exit status: 0 no errors; 1 errors were counted (mismatched bytes, lost data or datagrams, early \
+            close, failed connects); 2 cannot connect (--udp: no echo during set-up, or ICMP port unreachable); \
+            64 invalid options.
             """)
 
     @Argument(help: ArgumentHelp("The echo server, HOST:PORT or [IPV6]:PORT.", valueName: "host:port"))
@@ -44,6 +50,13 @@ struct BenchCommand: ParsableCommand {
 
     @Option(name: .long, help: "Event loop threads; connections are spread across them.")
     var threads: Int = 1
+
+    @Flag(name: .long, help: "UDP: connected UDP sockets, one datagram in flight each (pingpong).")
+    var udp = false
+
+    @Option(
+        name: .customLong("loss-timeout"), help: ArgumentHelp("--udp: a datagram not echoed within this counts as lost.", valueName: "duration"))
+    var lossTimeout: String = "500ms"
 
     @Flag(name: .long, help: "Print exactly one JSON object on stdout instead of the table.")
     var json = false
@@ -80,6 +93,8 @@ struct BenchCommand: ParsableCommand {
         if let window { o.window = try optionValue("--window", window, BenchParse.byteCount) }
         o.threads = threads
         o.maxOps = maxOps
+        o.udp = udp
+        o.lossTimeout = try optionValue("--loss-timeout", lossTimeout, BenchParse.duration)
         if let problem = o.problem { throw ValidationError(problem) }
         return o
     }

@@ -8,13 +8,16 @@ import EchodText
 struct ProbeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "probe",
-        abstract: "Check an echo server (send random bytes, expect them back) or an admin endpoint (--http).",
+        abstract: "Check an echo server (send random bytes, expect them back; TCP or udp://) or an admin endpoint (--http).",
         discussion: """
             Prints one line (or, with --json, one JSON object) on standard output:
               ok 127.0.0.1:7 64 bytes in 0.21 ms
               fail 127.0.0.1:7: echo mismatch at byte 3 of 64 (sent 0x1f, got 0x00)
             Exit status: 0 healthy; 1 connected but the echo was wrong, incomplete or late, or the HTTP status was
             not 200; 2 the host could not be resolved or connected to (refused, unreachable, timed out).
+            udp://HOST:PORT sends one datagram per round trip and expects it back unchanged; with no reply within
+            timeout / (retries + 1) it sends a new one (--retries, default 2). No reply at all is exit 1; an ICMP
+            port unreachable (nothing listens) is exit 2.
             Hostnames are resolved and each address is tried in turn. --timeout bounds the whole probe.
             Durations and sizes are written as in the configuration file: 500ms, 2s, 1m30s; 64, 16KiB, 1MiB.
             """)
@@ -31,6 +34,9 @@ struct ProbeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Round trips on the connection (with --http: requests, one connection each).", valueName: "n"))
     var count: Int = 1
 
+    @Option(help: ArgumentHelp("udp:// only: datagrams sent again when no reply came (0 to 10).", valueName: "n"))
+    var retries: Int = 2
+
     @Option(help: ArgumentHelp("Check http://HOST:PORT/PATH instead (healthy on status 200), e.g. http://127.0.0.1:9090/readyz.", valueName: "url"))
     var http: String?
 
@@ -46,17 +52,23 @@ struct ProbeCommand: ParsableCommand {
         switch (target, http) {
         case (nil, nil): throw ValidationError("give HOST:PORT of an echo listener, or --http URL")
         case (.some, .some): throw ValidationError("give either HOST:PORT or --http URL, not both")
-        case (let target?, nil): probeTarget = try optionValue("target", target) { text throws(InvalidValue) in try ProbeTarget.echo(parsing: text) }
+        case (let target?, nil): probeTarget = try optionValue("target", target) { text throws(InvalidValue) in try ProbeTarget.parsing(text) }
         case (nil, let url?): probeTarget = .http(try optionValue("--http", url) { text throws(InvalidValue) in try HTTPURL(parsing: text) })
         }
         guard ProbeOptions.countRange.contains(count) else {
             throw ValidationError("--count must be between \(ProbeOptions.countRange.lowerBound) and \(ProbeOptions.countRange.upperBound)")
         }
-        return ProbeOptions(
+        guard ProbeOptions.retriesRange.contains(retries) else {
+            throw ValidationError("--retries must be between \(ProbeOptions.retriesRange.lowerBound) and \(ProbeOptions.retriesRange.upperBound)")
+        }
+        let options = ProbeOptions(
             target: probeTarget,
             timeout: try optionValue("--timeout", timeout, ProbeOptions.parseTimeout),
             payloadSize: try optionValue("--payload-size", payloadSize, ProbeOptions.parsePayloadSize),
-            count: count)
+            count: count,
+            retries: retries)
+        if let problem = options.problem { throw ValidationError(problem) }
+        return options
     }
 
     func run() throws {

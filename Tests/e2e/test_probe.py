@@ -251,3 +251,155 @@ def test_probe_refusals_give_the_grammars_reason():
         assert rc == 64 and f'invalid {args[0]} "{args[1]}": {reason}' in err, f"{args}: {rc} {out} {err}"
     rc, _, err = probe("[::1]7")
     assert rc == 64 and 'invalid target "[::1]7": missing port' in err, err
+
+
+# --- UDP echo (udp://) ------------------------------------------------------------------------------------------
+# Against a small Python UDP echo server until echod serves UDP itself; `reply` decides what goes back (None: nothing).
+
+
+class UDPEchoServer:
+    """A loopback UDP server on a thread that answers each datagram with `reply(data)` and records the sources."""
+
+    def __init__(self, reply, family=socket.AF_INET):
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.reply = reply
+        self.sources = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopped.is_set():
+            try:
+                data, source = self.sock.recvfrom(65536)
+            except (TimeoutError, OSError):
+                continue
+            self.sources.append(source)
+            answer = self.reply(data)
+            if answer is not None:
+                self.sock.sendto(answer, source)
+
+    def close(self):
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.fixture
+def udp_server():
+    servers = []
+
+    def make(reply=lambda data: data, family=socket.AF_INET):
+        s = UDPEchoServer(reply, family)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def test_probe_udp_echo_is_healthy_from_an_ephemeral_port(udp_server):
+    s = udp_server()
+    rc, out, err = probe(f"udp://127.0.0.1:{s.port}")
+    assert rc == 0, out + err
+    assert re.match(OK_LINE.format(target=re.escape(f"udp://127.0.0.1:{s.port}"), size=64), out.strip()), out
+    # The kernel's ephemeral port: never below 1024, which echod's low-source-port guard would not answer.
+    assert len(s.sources) == 1 and s.sources[0][1] >= 1024
+    rc, out, _ = probe(f"udp://127.0.0.1:{s.port}", "--payload-size", "65507", "--count", "3")
+    assert rc == 0 and out.startswith(f"ok udp://127.0.0.1:{s.port} 3x65507 bytes in "), out
+
+
+def test_probe_udp_json(udp_server):
+    s = udp_server()
+    rc, out, _ = probe(f"udp://localhost:{s.port}", "--json", "--payload-size", "16")
+    doc = json.loads(out)
+    assert rc == 0 and doc["ok"] is True and doc["mode"] == "udp" and doc["target"] == f"udp://localhost:{s.port}"
+    assert doc["bytes"] == 16 and doc["count"] == 1 and doc["resent"] == 0 and doc["address"] == f"127.0.0.1:{s.port}"
+
+
+def test_probe_udp_ipv6(udp_server):
+    try:
+        s = udp_server(family=socket.AF_INET6)
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback: {e}")
+    rc, out, _ = probe(f"udp://[::1]:{s.port}")
+    assert rc == 0 and out.startswith(f"ok udp://[::1]:{s.port} 64 bytes in "), out
+
+
+def test_probe_udp_wrong_reply_is_1(udp_server):
+    s = udp_server(lambda data: bytes([data[0] ^ 1]) + data[1:])
+    rc, out, _ = probe(f"udp://127.0.0.1:{s.port}")
+    assert rc == 1 and out.startswith(f"fail udp://127.0.0.1:{s.port}: reply differs at byte 0 of 64"), out
+    s = udp_server(lambda data: data[:-1])
+    rc, out, _ = probe(f"udp://127.0.0.1:{s.port}")
+    assert rc == 1 and "reply of 63 bytes to a datagram of 64 bytes" in out, out
+
+
+def test_probe_udp_no_reply_is_1_after_the_retries(udp_server):
+    s = udp_server(lambda data: None)
+    t0 = time.monotonic()
+    rc, out, _ = probe(f"udp://127.0.0.1:{s.port}", "--timeout", "600ms")
+    elapsed = time.monotonic() - t0
+    assert rc == 1 and "no reply within 600 ms (3 datagram(s) of 64 bytes sent)" in out, out
+    assert len(s.sources) == 3 and len(set(s.sources)) == 1  # one socket, three datagrams
+    assert elapsed < 3
+    rc, out, _ = probe(f"udp://127.0.0.1:{s.port}", "--timeout", "200ms", "--retries", "0")
+    assert rc == 1 and "(1 datagram(s)" in out, out
+
+
+def test_probe_udp_lost_datagram_is_resent(udp_server):
+    seen = []
+
+    def drop_first(data):
+        seen.append(data)
+        return None if len(seen) == 1 else data
+
+    s = udp_server(drop_first)
+    rc, out, _ = probe(f"udp://127.0.0.1:{s.port}", "--timeout", "900ms")
+    assert rc == 0 and out.strip().endswith("(1 resent)"), out
+    assert len(seen) == 2 and seen[0] != seen[1]  # new random bytes for the second datagram
+
+
+def test_probe_udp_nothing_listening_is_2():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    rc, out, _ = probe(f"udp://127.0.0.1:{dead}")
+    assert rc == 2 and "port unreachable (ICMP)" in out, out
+
+
+def test_probe_udp_usage_errors():
+    for args in (
+        ["udp://127.0.0.1"],
+        ["udp://127.0.0.1:7", "--payload-size", "65508"],
+        ["udp://127.0.0.1:7", "--retries", "11"],
+        ["udp://127.0.0.1:7", "--retries", "-1"],
+    ):
+        rc, out, err = probe(*args)
+        assert rc == 64, f"{args}: {rc} {out} {err}"
+        assert err, args
+
+
+def echod_serves_udp() -> bool:
+    """Whether this echod has UDP echo (`--udp`); the live tests below wait for it."""
+    r = subprocess.run([echod_binary(), "check-config", "--udp", "127.0.0.1:9"], capture_output=True, timeout=30)
+    return r.returncode != 64  # 64: usage error, the option does not exist
+
+
+def test_probe_udp_live_echod(start_echod, port):
+    if not echod_serves_udp():
+        pytest.skip("this echod has no UDP echo yet")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        udp = s.getsockname()[1]
+    start_echod(config=f"listen: ['127.0.0.1:{port}']\nthreads: 1\nudp:\n  listen: ['127.0.0.1:{udp}']\n", ready=True)
+    rc, out, err = probe(f"udp://127.0.0.1:{udp}")
+    assert rc == 0, out + err
+    assert re.match(OK_LINE.format(target=re.escape(f"udp://127.0.0.1:{udp}"), size=64), out.strip()), out
+    rc, out, _ = probe(f"udp://localhost:{udp}", "--payload-size", "1400", "--count", "5", "--json")
+    doc = json.loads(out)
+    assert rc == 0 and doc["count"] == 5 and doc["resent"] == 0, out

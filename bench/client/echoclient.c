@@ -1,9 +1,10 @@
 /*
- * echoclient.c - independent load client for TCP echo servers (the echod race).
+ * echoclient.c - independent load client for TCP and UDP echo servers (the echod race).
  *
  *   echoclient HOST:PORT [--connections N] [--size BYTES] [--duration SECS]
  *              [--mode pingpong|stream|connect] [--threads T] [--window BYTES]
  *              [--warmup SECS] [--max-ops N] [--drain-timeout SECS] [--json]
+ *              [--udp [--loss-timeout SECS]]
  *
  * Modes
  *   pingpong  each connection sends SIZE bytes, waits for the full echo,
@@ -14,6 +15,14 @@
  *             byte of its echo received.
  *   connect   N connectors, each: connect, send SIZE bytes, read the full echo,
  *             verify, close, repeat; latency = connect() start -> echo verified.
+ *   --udp     pingpong over N connected UDP sockets, one SIZE-byte datagram in
+ *             flight each. A datagram carries its sequence number in its first
+ *             min(8, SIZE) bytes (little-endian), then the pattern: a reply is
+ *             verified whole, and a late one (its datagram already counted
+ *             lost) or a second copy (an error: mismatch) is told from a
+ *             corrupt one. A datagram not echoed within --loss-timeout (0.5 s)
+ *             counts as "lost" and the socket sends the next one; "late"
+ *             counts the replies that came after that.
  *
  * Every byte sent follows a per-connection pattern (a function of the stream
  * offset), so every byte received is checked against what must come back.
@@ -60,6 +69,8 @@ static long g_window = 0;
 static double g_duration = 10.0, g_warmup = 0.0, g_drain = 3.0;
 static long long g_max_ops = 1000000000LL;
 static enum mode g_mode = M_PINGPONG;
+static int g_udp = 0;
+static double g_loss = 0.5;
 
 /* ---------- verification pattern ---------- */
 /* byte at stream offset o of connection c is pat[(o + c*37) % 251];
@@ -142,6 +153,8 @@ struct conn {
     int ts_cap;
     uint32_t events;      /* current epoll interest */
     int done;             /* drained (or failed) */
+    uint64_t seq;         /* udp: newest datagram sent */
+    uint64_t answered;    /* udp: bit i = datagram seq-1-i was answered */
 };
 enum { S_CONNECTING, S_SEND, S_RECV, S_HALF_CLOSED };
 
@@ -151,6 +164,8 @@ struct worker {
     struct conn *c;
     unsigned char *rbuf;
     size_t rbuf_len;
+    unsigned char *sbuf; /* udp: the datagram being built */
+    uint64_t late;       /* udp: replies after their datagram was counted lost */
     struct hist h;
     uint64_t ops, bytes, err[E_N];
     uint64_t t_start, t_end; /* measured interval */
@@ -283,6 +298,76 @@ static void pp_event(struct worker *w, struct conn *c, uint32_t ev, int sending)
     }
 }
 
+/* --- udp pingpong: S_RECV while a datagram is in flight --- */
+static int udp_seq_bytes(void) { return g_size < 8 ? g_size : 8; }
+
+static int udp_body_ok(struct worker *w, struct conn *c, uint64_t seq) {
+    int k = udp_seq_bytes();
+    return memcmp(w->rbuf + k, pat_at(seq * (uint64_t)g_size + (uint64_t)k, c->id), (size_t)(g_size - k)) == 0;
+}
+
+static void udp_send(struct worker *w, struct conn *c) {
+    int k = udp_seq_bytes();
+    c->seq++;
+    uint64_t v = c->seq;
+    for (int i = 0; i < k; i++) w->sbuf[i] = (unsigned char)(v >> (8 * i));
+    memcpy(w->sbuf + k, pat_at(c->seq * (uint64_t)g_size + (uint64_t)k, c->id), (size_t)(g_size - k));
+    c->msg_t0 = now_ns();
+    c->state = S_RECV;
+    if (send(c->fd, w->sbuf, (size_t)g_size, 0) < 0 && errno != EAGAIN && errno != EINTR)
+        fail_conn(w, c, errno == ECONNREFUSED ? E_CONNECT : E_OTHER); /* EAGAIN: dropped, the loss check counts it */
+}
+
+static void udp_next(struct worker *w, struct conn *c, int sending) {
+    c->state = S_SEND;
+    if (sending) udp_send(w, c);
+    else c->done = 1;
+}
+
+static void udp_event(struct worker *w, struct conn *c, int sending) {
+    int k = udp_seq_bytes();
+    uint64_t mask = k == 8 ? UINT64_MAX : (((uint64_t)1 << (8 * k)) - 1);
+    for (int reads = 0; reads < 8 && !c->done; reads++) {
+        ssize_t n = recv(c->fd, w->rbuf, w->rbuf_len, 0);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+            fail_conn(w, c, errno == ECONNREFUSED ? E_CONNECT : E_OTHER);
+            return;
+        }
+        uint64_t v = 0;
+        for (int i = 0; i < k && i < n; i++) v |= (uint64_t)w->rbuf[i] << (8 * i);
+        uint64_t age = (c->seq - v) & mask;
+        int in_flight = c->state == S_RECV;
+        if (age == 0 && in_flight) {
+            c->answered = c->answered << 1 | 1;
+            if (n != g_size || !udp_body_ok(w, c, c->seq)) count_err(w, E_MISMATCH);
+            else op_done(w, now_ns() - c->msg_t0, (uint64_t)g_size);
+            udp_next(w, c, sending);
+            continue;
+        }
+        uint64_t back = in_flight ? age : age + 1; /* 1: the previous datagram, bit 0 of answered */
+        if (n != g_size || age >= c->seq || back < 1 || back > 64 || !udp_body_ok(w, c, c->seq - age)) {
+            count_err(w, E_MISMATCH);
+        } else if (c->answered & ((uint64_t)1 << (back - 1))) {
+            count_err(w, E_MISMATCH); /* a second echo of one datagram */
+        } else {
+            c->answered |= (uint64_t)1 << (back - 1);
+            w->late++;
+        }
+    }
+}
+
+static void udp_check_loss(struct worker *w, uint64_t now, int sending) {
+    uint64_t limit = (uint64_t)(g_loss * 1e9);
+    for (int i = 0; i < w->nconn; i++) {
+        struct conn *c = &w->c[i];
+        if (c->done || c->fd < 0 || c->state != S_RECV || now - c->msg_t0 < limit) continue;
+        count_err(w, E_LOST);
+        c->answered <<= 1;
+        udp_next(w, c, sending);
+    }
+}
+
 /* --- stream: EPOLLIN always; EPOLLOUT while we have window and hit EAGAIN --- */
 static void st_fill(struct worker *w, struct conn *c) {
     for (;;) {
@@ -401,7 +486,8 @@ static void *worker_main(void *arg) {
     w->rbuf_len = 256 * 1024;
     w->rbuf = malloc(w->rbuf_len);
     w->c = calloc((size_t)w->nconn, sizeof *w->c);
-    if (w->epfd < 0 || !w->rbuf || !w->c) { w->setup_failed = 1; return NULL; }
+    w->sbuf = malloc((size_t)g_size);
+    if (w->epfd < 0 || !w->rbuf || !w->c || !w->sbuf) { w->setup_failed = 1; return NULL; }
 
     for (int i = 0; i < w->nconn; i++) {
         struct conn *c = &w->c[i];
@@ -412,7 +498,11 @@ static void *worker_main(void *arg) {
             c->ts = calloc((size_t)c->ts_cap, sizeof *c->ts);
         }
         if (g_mode == M_CONNECT) continue;
-        c->fd = connect_wait(5000);
+        if (g_udp) {
+            c->fd = socket(g_addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+            if (c->fd >= 0 && connect(c->fd, (struct sockaddr *)&g_addr, g_addrlen) < 0) { close(c->fd); c->fd = -1; }
+        } else
+            c->fd = connect_wait(5000);
         if (c->fd < 0) { count_err(w, E_CONNECT); w->setup_failed = 1; return NULL; }
         struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
         c->events = EPOLLIN;
@@ -428,7 +518,8 @@ static void *worker_main(void *arg) {
 
     for (int i = 0; i < w->nconn; i++) {
         struct conn *c = &w->c[i];
-        if (g_mode == M_PINGPONG) pp_start(w, c);
+        if (g_udp) udp_send(w, c);
+        else if (g_mode == M_PINGPONG) pp_start(w, c);
         else if (g_mode == M_STREAM) st_fill(w, c);
         else cn_start(w, c);
     }
@@ -475,7 +566,8 @@ static void *worker_main(void *arg) {
                 break;
             }
         }
-        int n = epoll_wait(w->epfd, evs, 256, 50);
+        if (g_udp) udp_check_loss(w, t, sending);
+        int n = epoll_wait(w->epfd, evs, 256, g_udp ? 5 : 50);
         if (n < 0) {
             if (errno == EINTR) continue;
             perror("epoll_wait");
@@ -491,7 +583,8 @@ static void *worker_main(void *arg) {
                 else if (errno != EAGAIN && errno != EINTR) fail_conn(w, c, errno == ECONNRESET ? E_RESET : E_OTHER);
                 continue;
             }
-            if (g_mode == M_PINGPONG) pp_event(w, c, evs[i].events, sending);
+            if (g_udp) udp_event(w, c, sending);
+            else if (g_mode == M_PINGPONG) pp_event(w, c, evs[i].events, sending);
             else if (g_mode == M_STREAM) st_event(w, c, evs[i].events, sending);
             else cn_event(w, c, evs[i].events, sending);
         }
@@ -527,7 +620,8 @@ static void usage(void) {
     fprintf(stderr,
             "usage: echoclient HOST:PORT [--connections N] [--size BYTES] [--duration SECS]\n"
             "                  [--mode pingpong|stream|connect] [--threads T] [--window BYTES]\n"
-            "                  [--warmup SECS] [--max-ops N] [--drain-timeout SECS] [--json]\n");
+            "                  [--warmup SECS] [--max-ops N] [--drain-timeout SECS] [--json]\n"
+            "                  [--udp [--loss-timeout SECS]]   (udp: pingpong only, SIZE <= 65507)\n");
     exit(2);
 }
 
@@ -545,6 +639,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--window")) g_window = parse_bytes(NEXT());
         else if (!strcmp(a, "--max-ops")) g_max_ops = atoll(NEXT());
         else if (!strcmp(a, "--json")) g_json = 1;
+        else if (!strcmp(a, "--udp")) g_udp = 1;
+        else if (!strcmp(a, "--loss-timeout")) g_loss = parse_secs(NEXT());
         else if (!strcmp(a, "--mode") || !strcmp(a, "-m")) {
             const char *m = NEXT();
             if (!strcmp(m, "pingpong")) g_mode = M_PINGPONG;
@@ -555,6 +651,7 @@ int main(int argc, char **argv) {
         else target = a;
     }
     if (!target || g_conns < 1 || g_size < 1 || g_threads < 1 || g_duration <= 0) usage();
+    if (g_udp && (g_mode != M_PINGPONG || g_size > 65507 || g_loss <= 0)) usage();
     if (g_threads > g_conns) g_threads = g_conns;
     if (g_window <= 0) g_window = 4L * g_size;
     if (g_window < g_size) g_window = g_size;
@@ -571,7 +668,7 @@ int main(int argc, char **argv) {
         memmove(host, host + 1, hl - 2);
         host[hl - 2] = 0;
     }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
+    struct addrinfo hints = {.ai_socktype = g_udp ? SOCK_DGRAM : SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
     if (getaddrinfo(host, colon + 1, &hints, &ai) != 0) { fprintf(stderr, "bad address %s\n", target); return 2; }
     memcpy(&g_addr, ai->ai_addr, ai->ai_addrlen);
     g_addrlen = ai->ai_addrlen;
@@ -594,7 +691,7 @@ int main(int argc, char **argv) {
         if (pthread_create(&ws[t].th, NULL, worker_main, &ws[t]) != 0) { perror("pthread_create"); return 2; }
     }
     struct hist *h = calloc(1, sizeof *h);
-    uint64_t ops = 0, ops_all = 0, bytes = 0, err[E_N] = {0}, t_start = UINT64_MAX, t_end = 0;
+    uint64_t ops = 0, ops_all = 0, bytes = 0, err[E_N] = {0}, t_start = UINT64_MAX, t_end = 0, late = 0;
     int setup_failed = 0;
     for (int t = 0; t < g_threads; t++) {
         pthread_join(ws[t].th, NULL);
@@ -603,6 +700,7 @@ int main(int argc, char **argv) {
         ops += w->ops;
         ops_all += (uint64_t)w->ops_total;
         bytes += w->bytes;
+        late += w->late;
         for (int e = 0; e < E_N; e++) err[e] += w->err[e];
         for (int i = 0; i < H_BUCKETS; i++) h->n[i] += w->h.n[i];
         h->count += w->h.count;
@@ -629,7 +727,8 @@ int main(int argc, char **argv) {
                target, mname, g_conns, g_size, g_threads, g_mode == M_STREAM ? g_window : 0L, secs,
                (unsigned long long)ops, ops_s, (unsigned long long)ops_all, (unsigned long long)bytes, mb_s, p50, p90, p99, p999, mx, mean);
         for (int e = 0; e < E_N; e++) printf("%s\"%s\":%llu", e ? "," : "", e_names[e], (unsigned long long)err[e]);
-        printf("},\"errors_total\":%llu,\"setup_failed\":%s}\n", (unsigned long long)etot, setup_failed ? "true" : "false");
+        printf("},\"errors_total\":%llu,\"transport\":\"%s\",\"late\":%llu,\"setup_failed\":%s}\n", (unsigned long long)etot,
+               g_udp ? "udp" : "tcp", (unsigned long long)late, setup_failed ? "true" : "false");
     } else {
         printf("%s %s: %d conns, %d B, %.2f s: %llu ops, %.0f ops/s, %.2f MB/s\n", target, mname, g_conns, g_size,
                secs, (unsigned long long)ops, ops_s, mb_s);
@@ -638,6 +737,7 @@ int main(int argc, char **argv) {
         printf("errors: %llu (", (unsigned long long)etot);
         for (int e = 0; e < E_N; e++) printf("%s%s %llu", e ? ", " : "", e_names[e], (unsigned long long)err[e]);
         printf(")%s\n", setup_failed ? "  SETUP FAILED" : "");
+        if (g_udp) printf("udp: %llu datagrams lost, %llu replies late\n", (unsigned long long)err[E_LOST], (unsigned long long)late);
     }
     return setup_failed ? 2 : (etot ? 1 : 0);
 }

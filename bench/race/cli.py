@@ -6,7 +6,7 @@
                          [--out DIR] [--retable DIR]
 
 What it does, unattended (about 8 minutes for the full field on 2 cores; see bench/README.md):
-  1. builds every peer (C epoll reference, libuv, Go, SwiftNIO, the C client),
+  1. builds every peer (C epoll reference, C UDP reference, libuv, Go, SwiftNIO, the C client),
      checks the Python peers (pip-installs uvloop if missing), socat, xinetd,
      and echod (ECHOD_BIN or --echod; skipped with a message when missing);
   2. starts every peer on its own free loopback port and checks it with
@@ -92,8 +92,8 @@ def race(opts: Options, log: Log, run_dir: str) -> int:
     meta = new_meta(r, pinning, perf_note, calib, cpus, plan)
     results = model.Results(meta, tools.notes, [])
     deadline = race_deadline(r)
-    n_fork = sum(1 for p in wanted if specs[p].tree)
-    r.schedule.start(deadline, len(wanted) * 1.2 + measure.estimate(plan, len(wanted), n_fork, opts))
+    counts = measure.PeerCounts([specs[p] for p in wanted])
+    r.schedule.start(deadline, len(wanted) * 1.2 + measure.estimate(plan, counts, opts))
     old_term = signal.signal(signal.SIGTERM, _sigterm)
     try:
         run_phases(r, [specs[p] for p in wanted], cpus if r.pin_client is not None else None, plan, results)
@@ -196,18 +196,18 @@ def run_phases(r: Race, specs: list[peers.PeerSpec], cpus: list[int] | None, pla
     """Servers up and checked, the budget applied, every workload, start-up timings, idle memory."""
     servers = start_servers(r, specs, cpus, res)
     live = [s for s in servers if s.live]
-    n, n_fork = len(live), sum(1 for s in live if s.spec.tree)
-    plan = measure.fit_budget(plan, r.opts, n, n_fork, r.schedule.deadline - time.monotonic())
+    counts = measure.PeerCounts([s.spec for s in live])
+    plan = measure.fit_budget(plan, r.opts, counts, r.schedule.deadline - time.monotonic())
     for t in plan.trimmed:
         r.log(
             f"budget: {t} (about {r.schedule.deadline - time.monotonic():.0f} s left for the race, plan "
-            f"estimated at {measure.estimate(plan, n, n_fork, r.opts) + 5.0:.0f} s)"
+            f"estimated at {measure.estimate(plan, counts, r.opts) + 5.0:.0f} s)"
         )
     res.meta.trimmed, res.meta.repeats = plan.trimmed, plan.repeats
     res.meta.echod_client_repeats = plan.echod_client_repeats
-    r.schedule.start(r.schedule.deadline, measure.estimate(plan, n, n_fork, r.opts))
+    r.schedule.start(r.schedule.deadline, measure.estimate(plan, counts, r.opts))
     for w in plan.workloads:
-        run_one_workload(r, live, w, plan, n, n_fork)
+        run_one_workload(r, live, w, plan, counts)
         dump(r.run_dir, res)
     if r.opts.startup_runs > 0:
         r.log(f"start-up: exec to listening (and to READY=1 for echod), {r.opts.startup_runs} runs per peer")
@@ -235,14 +235,16 @@ def start_servers(r: Race, specs: list[peers.PeerSpec], cpus: list[int] | None, 
     return servers
 
 
-def run_one_workload(r: Race, live: list[Server], w: workloads.Workload, plan: Plan, n: int, n_fork: int) -> None:
+def run_one_workload(
+    r: Race, live: list[Server], w: workloads.Workload, plan: Plan, counts: measure.PeerCounts
+) -> None:
     busy, _ = measure.wait_quiet(r.opts.quiet_limit, min(r.opts.quiet_wait, r.schedule.slack_left()))
     sweep = w.name in workloads.SWEEP_NAMES
     rounds = min(plan.repeats, r.opts.sweep_repeats) if sweep else plan.repeats
     warning = f" (warning: background CPU use {busy}%)" if busy > r.opts.quiet_limit else ""
     r.log(f"workload {w.name}: {w.label} — {rounds} round(s) over {len(live)} peers{warning}")
     measure.run_workload(r, live, w, plan)
-    r.schedule.done(measure.estimate_workload(n, n_fork, r.opts, plan, sweep))
+    r.schedule.done(measure.estimate_workload(*counts.of(w), r.opts, plan, sweep))
 
 
 def write_outputs(run_dir: str, res: model.Results, log: Log) -> int:

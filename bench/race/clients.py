@@ -26,6 +26,7 @@ def c_client_argv(t: Tools, port, w: Workload, duration, warmup, extra=()) -> li
         "--warmup",
         f"{warmup:g}",
         "--json",
+        *(("--udp",) if w.udp else ()),
         *extra,
     ]
 
@@ -46,6 +47,7 @@ def echod_client_argv(t: Tools, port, w: Workload, duration, warmup=0.0) -> list
         "--mode",
         w.mode,
         "--json",
+        *(("--udp",) if w.udp else ()),
     ]
 
 

@@ -11,6 +11,7 @@ from . import clients, procfs, workloads
 from .context import Plan, Race, Server
 from .model import LogCount, WorkloadResult
 from .options import Options
+from .peers import PeerSpec
 from .procs import children_cpu_s
 from .report import fmt_num
 from .summary import summarise_workload
@@ -191,6 +192,21 @@ def _log_cell(race: Race, name: str, wname: str, r: WorkloadResult) -> None:
     )
 
 
+class PeerCounts:
+    """How many of the raced peers run a workload, and how many of those fork per connection (the estimates' n)."""
+
+    def __init__(self, specs: list[PeerSpec]):
+        self.specs = specs
+
+    def of(self, w: Workload) -> tuple[int, int]:
+        runs = [s for s in self.specs if s.runs(w.name)]
+        return len(runs), sum(1 for s in runs if s.tree)
+
+    def idle(self) -> tuple[int, int]:
+        idle = [s for s in self.specs if s.idle]
+        return len(idle), sum(1 for s in idle if s.tree)
+
+
 def estimate_workload(n: int, n_fork: int, opts: Options, plan: Plan, sweep: bool = False) -> float:
     """Seconds one workload takes over n servers (measured here: 58 s for 14 peers at the defaults)."""
     repeats = min(plan.repeats, opts.sweep_repeats) if sweep else plan.repeats
@@ -204,19 +220,19 @@ def estimate_idle(n: int, n_fork: int, opts: Options) -> float:
     return (-(-(n - n_fork) // 3) * 9.0 + n_fork * 5.0) if workloads.IDLE in opts.workloads else 0.0
 
 
-def estimate(plan: Plan, n: int, n_fork: int, opts: Options) -> float:
+def estimate(plan: Plan, counts: PeerCounts, opts: Options) -> float:
     """Seconds of the whole plan: every workload, idle memory, and a few seconds of start and stop."""
-    wl = sum(estimate_workload(n, n_fork, opts, plan, w.name in workloads.SWEEP_NAMES) for w in plan.workloads)
-    return wl + estimate_idle(n, n_fork, opts) + 3.0
+    wl = sum(estimate_workload(*counts.of(w), opts, plan, w.name in workloads.SWEEP_NAMES) for w in plan.workloads)
+    return wl + estimate_idle(*counts.idle(), opts) + 3.0
 
 
-def fit_budget(plan: Plan, opts: Options, n: int, n_fork: int, left: float) -> Plan:
+def fit_budget(plan: Plan, opts: Options, counts: PeerCounts, left: float) -> Plan:
     """The plan trimmed until its estimate fits in the `left` seconds of the budget, least valuable first: the sweep
     points (they only add points to the latency plot), the 4th repeat, the `echod bench` round. Never below 3
     repeats (a median needs them): a plan that still does not fit runs over. `trimmed` says what was cut."""
 
     def fits(p: Plan) -> bool:
-        return estimate(p, n, n_fork, opts) + 5.0 <= left
+        return estimate(p, counts, opts) + 5.0 <= left
 
     if fits(plan):
         return plan

@@ -4,7 +4,7 @@ import argparse
 from dataclasses import dataclass, field
 
 from . import workloads
-from .peers import ORDER, REFERENCE
+from .peers import ORDER, REFERENCE, UDP_PEERS, UDP_REFERENCE
 
 
 @dataclass
@@ -171,6 +171,8 @@ def parse(argv: list[str] | None = None) -> Options:
             ap.error(f"unknown peer {p}; peers: {','.join(ORDER)}")
     if REFERENCE not in peers:
         peers = [REFERENCE, *peers]
+    if any(p in UDP_PEERS for p in peers) and UDP_REFERENCE not in peers:
+        peers = [*peers, UDP_REFERENCE]
     return Options(
         quick=a.quick,
         peers=peers,

@@ -12,13 +12,16 @@ from typing import TextIO
 
 from . import workloads
 from .log import Log
-from .procs import run_cmd
+from .procs import free_port, run_cmd
 
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(BENCH)
 RESULTS = os.path.join(BENCH, "results")
 BIN = os.path.join(RESULTS, "bin")
 REFERENCE = "c-epoll"
+# The reference of the UDP workloads (workloads.UDP), which only the UDP peers race.
+UDP_REFERENCE = "c-udp"
+UDP_PEERS = ("c-udp", "echod-udp", "socat-udp")
 
 ORDER = (
     "c-epoll",
@@ -35,6 +38,7 @@ ORDER = (
     "asyncio-streams",
     "socat",
     "xinetd",
+    *UDP_PEERS,
 )
 
 
@@ -44,6 +48,7 @@ class Tools:
 
     client: str
     c_epoll: str | None = None
+    c_udp: str | None = None
     libuv: str | None = None
     go: str | None = None
     nio: str | None = None
@@ -68,9 +73,17 @@ class PeerSpec:
     workloads: tuple[str, ...] | None = None  # None: every workload
     idle: bool = True  # measured in the idle-memory phase
     logfile: str | None = None  # a log file the race empties after each run and counts (echod-1-reads)
+    udp: bool = False  # a UDP echo server: it races the UDP workloads only, and only UDP peers race those
 
     def runs(self, workload: str) -> bool:
+        if (workload in workloads.UDP_NAMES) != self.udp:
+            return False
         return self.workloads is None or workload in self.workloads
+
+
+def reference(workload: workloads.Workload) -> str:
+    """The peer a workload's ratios are taken to."""
+    return UDP_REFERENCE if workload.udp else REFERENCE
 
 
 @dataclass
@@ -105,6 +118,7 @@ def build(peers: list[str], echod: str | None, logf: TextIO, log: Log) -> Tools:
         sys.exit("cannot build the client: see build.log")
     t = Tools(client=client, notes=b.notes)
     t.c_epoll = b.cc("c-epoll", ("peers", "c-epoll", "echo.c"), "c-epoll-echo")
+    t.c_udp = b.cc("c-udp", ("peers", "c-udp", "echo.c"), "c-udp-echo", "-pthread")
     t.libuv = b.cc("libuv", ("peers", "libuv", "echo.c"), "libuv-echo", "-luv")
     t.go = _build_go(b)
     if any(p.startswith("nio") for p in peers):
@@ -180,7 +194,7 @@ def _find_echod(t: Tools, echod: str | None) -> None:
 
 def specs(t: Tools, run_dir: str) -> dict[str, PeerSpec]:
     """Every peer whose pieces exist, by name."""
-    found = [*_native(t), *_echod(t, run_dir), *_python(t), *_forking(t, run_dir)]
+    found = [*_native(t), *_echod(t, run_dir), *_python(t), *_forking(t, run_dir), *_udp(t, run_dir)]
     return {s.name: s for s in found}
 
 
@@ -278,6 +292,55 @@ def _forking(t: Tools, run_dir: str) -> list[PeerSpec]:
 
         out.append(PeerSpec("xinetd", xinetd_argv, 1, "xinetd INTERNAL echo-stream (fork per connection)", tree=True))
     return out
+
+
+def _udp(t: Tools, run_dir: str) -> list[PeerSpec]:
+    """The UDP peers: the C reference, echod with its guards opened up, socat."""
+    out = []
+    if t.c_udp:
+        c = t.c_udp
+        desc = "C, blocking recvmmsg/sendmmsg, batches of 64, 1 thread (UDP reference)"
+        out.append(PeerSpec("c-udp", lambda p: [c, str(p)], 1, desc, idle=False, udp=True))
+    if t.echod:
+        e = t.echod
+        conf = os.path.join(run_dir, "echod-udp.yaml")
+
+        def echod_argv(p):
+            with open(conf, "w") as f:
+                f.write(ECHOD_UDP_CONF)
+            # echod also serves TCP (its listen list cannot be empty): on a free port of its own, never raced.
+            tcp = f"127.0.0.1:{free_port()}"
+            return [e, "--config", conf, "--listen", tcp, "--udp", f"127.0.0.1:{p}", "--threads", "1"]
+
+        desc = "echod --threads 1 --udp, guards opened up (rates 100000000/s, bandwidth 100GiB/s)"
+        out.append(PeerSpec("echod-udp", echod_argv, 1, desc, idle=False, udp=True))
+    if t.socat:
+        s = t.socat
+        out.append(
+            PeerSpec(
+                "socat-udp",
+                lambda p: [s, "-T", "2", "-b65536", f"UDP4-LISTEN:{p},bind=127.0.0.1,reuseaddr,fork", "PIPE"],
+                1,
+                "socat UDP4-LISTEN fork + PIPE (a child per client socket, exits after 2 s of quiet)",
+                tree=True,
+                idle=False,
+                udp=True,
+            )
+        )
+    return out
+
+
+# echod as a UDP benchmark peer: every rate and bandwidth guard raised to its maximum, so that the race measures the
+# echo path and not the limits (the guards' defaults are for the internet: 1000/s per source, 100000/s in all).
+ECHOD_UDP_CONF = """\
+log:
+  level: warning
+udp:
+  source_rate: 100000000
+  source_burst: 100000000
+  global_rate: 100000000
+  global_bandwidth: 100GiB
+"""
 
 
 # `type = INTERNAL UNLISTED`: with plain INTERNAL xinetd looks "echo" up in /etc/services and

@@ -17,9 +17,9 @@ from .context import Race, Server
 from .measure import measured_run
 from .model import Calibration, CheckResult, IdleResult, PeerResult, StartupResult, Stats, from_json
 from .peers import BENCH, PeerSpec
-from .procs import free_port, run_cmd, wait_listening
+from .procs import free_port, run_cmd, wait_echoing_udp, wait_listening
 from .report import fmt_num
-from .workloads import CHECKS, Workload
+from .workloads import CHECKS, UDP_CHECKS, Workload
 
 
 def start_server(race: Race, spec: PeerSpec, pin_server: int | None) -> Server:
@@ -32,7 +32,8 @@ def start_server(race: Race, spec: PeerSpec, pin_server: int | None) -> Server:
     proc = race.procs.start(spec.name, argv, race.logfile(f"{spec.name}.log"), env=spec.env)
     server = Server(spec, proc, port, result, pin_server)
     race.log(f"peer {spec.name}: {spec.desc} (port {port})")
-    if not wait_listening(port, proc, 60 if "uvloop" in spec.name else 20):
+    wait = wait_echoing_udp if spec.udp else wait_listening
+    if not wait(port, proc, 60 if "uvloop" in spec.name else 20):
         result.status = f"did not start (exit {proc.poll()}); see logs/{spec.name}.log"
         race.log(f"  {spec.name}: {result.status}")
         race.procs.stop(proc)
@@ -44,9 +45,11 @@ def start_server(race: Race, spec: PeerSpec, pin_server: int | None) -> Server:
 
 def check_server(race: Race, s: Server) -> None:
     """Correctness: every byte verified, no loss, close after EOF, partial writes with a slow reader. Safe to run
-    for several servers at once (each has its own server and port; only clients are started here)."""
+    for several servers at once (each has its own server and port; only clients are started here). UDP peers:
+    datagrams of 1 B to 65,507 B, each verified, and no slow reader (UDP has no flow control to test)."""
     bad = []
-    for c in CHECKS:
+    checks = UDP_CHECKS if s.spec.udp else CHECKS
+    for c in checks:
         w = Workload("check", c.mode, c.connections, c.size, "")
         out, err = clients.run_client(
             clients.c_client_argv(race.tools, s.port, w, c.seconds, 0, c.extra), 30, race.pin_client
@@ -56,8 +59,9 @@ def check_server(race: Race, s: Server) -> None:
         )
         if err or out["errors_total"] or out.get("setup_failed") or not out["ops"]:
             bad.append(f"{c.mode}/{c.connections}x{c.size}: " + (err or json.dumps(out["errors"])))
-    e = slow_reader_check(s.port)
-    s.result.checks.append(CheckResult("slow-reader 16 MiB", failure=e))
+    e = None if s.spec.udp else slow_reader_check(s.port)
+    if not s.spec.udp:
+        s.result.checks.append(CheckResult("slow-reader 16 MiB", failure=e))
     if e:
         bad.append(f"slow reader 16 MiB: {e}")
     if bad:
@@ -65,7 +69,8 @@ def check_server(race: Race, s: Server) -> None:
         race.log(f"  {s.name}: correctness check FAILED: {'; '.join(bad)}")
     else:
         where = f" [server on CPU {s.pin_server}]" if s.pin_server is not None else " [server unpinned]"
-        race.log(f"  {s.name}: correctness OK ({len(CHECKS) + 1} checks, every byte verified){where}")
+        count = len(checks) + (0 if s.spec.udp else 1)
+        race.log(f"  {s.name}: correctness OK ({count} checks, every byte verified){where}")
     s.live = s.proc.poll() is None
 
 
@@ -174,7 +179,7 @@ def startup_phase(race: Race, specs: list[PeerSpec], runs: int) -> dict[str, Sta
     0.5 ms), and for echod to READY=1 on a NOTIFY_SOCKET the race listens on. Fresh processes, one at a time;
     Python peers get fewer runs (their start-up is ~10x longer and not in question)."""
     out = {}
-    for spec in specs:
+    for spec in (s for s in specs if not s.udp):  # timed to the first TCP connect: not defined for UDP peers
         n = runs if not spec.name.startswith(("asyncio", "uvloop")) else max(1, min(runs, 3))
         ready, listening, failure = [], [], None
         for _ in range(n):

@@ -94,6 +94,25 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float) -> bool:
     return False
 
 
+def wait_echoing_udp(port: int, proc: subprocess.Popen, timeout: float) -> bool:
+    """True once a datagram sent to 127.0.0.1:port comes back unchanged (a UDP server cannot be seen listening any
+    other way); False when proc exits first or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.1", port))
+        s.settimeout(0.05)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            try:
+                s.send(b"race")
+                if s.recv(16) == b"race":
+                    return True
+            except OSError:  # nothing yet (timeout), or port unreachable (ECONNREFUSED): ask again
+                time.sleep(0.02)
+    return False
+
+
 def run_cmd(argv, timeout, **kw) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of a command; -1 when it timed out or could not start."""
     try:

@@ -4,7 +4,7 @@ import math
 
 from . import workloads
 from .model import EchodSummary, IdleResult, Meta, PeerResult, Results, Stats, Summary
-from .peers import REFERENCE
+from .peers import REFERENCE, reference
 from .workloads import Workload
 
 
@@ -49,12 +49,13 @@ def table_workloads(peers: list[PeerResult]) -> list[Workload]:
 def render_table(race: Results) -> str:
     """The whole table.md of a race."""
     peers = race.peers
-    ref = next((p for p in peers if p.peer == REFERENCE), None)
+    ref = References(peers)
     wl = table_workloads(peers)
     lines = header(race.meta, race.notes, peers)
     lines += throughput(peers, ref, wl)
     lines += echod_client(peers, ref, wl)
     lines += log_reads(peers, wl)
+    lines += udp_per_core(peers, wl)
     lines += startup(race.meta)
     lines += workloads_note(wl)
     for w in wl:
@@ -94,6 +95,16 @@ def header(meta: Meta, notes: dict[str, str], peers: list[PeerResult]) -> list[s
     return [*out, ""]
 
 
+class References:
+    """The reference peer of each workload (peers.reference: the C epoll server, or for UDP the C UDP server)."""
+
+    def __init__(self, peers: list[PeerResult]):
+        self.by_name = {p.peer: p for p in peers}
+
+    def of(self, w: Workload) -> PeerResult | None:
+        return self.by_name.get(reference(w))
+
+
 def _summary(p: PeerResult | None, w: Workload) -> Summary | None:
     r = p and p.workloads.get(w.name)
     return r.summary if r else None
@@ -115,10 +126,11 @@ def throughput_cell(s: Summary | None, ref: Summary | None) -> str:
     return f"{fmt_num(s.ops_per_sec)} ({ratio(s.ops_per_sec, ref and ref.ops_per_sec)}){flag}"
 
 
-def throughput(peers: list[PeerResult], ref: PeerResult | None, wl: list[Workload]) -> list[str]:
-    out = _grid(["## Throughput (ops/s, ratio to the C epoll reference; higher is better)", ""], wl)
+def throughput(peers: list[PeerResult], ref: References, wl: list[Workload]) -> list[str]:
+    title = "## Throughput (ops/s, ratio to the C epoll reference, for UDP to the C UDP reference; higher is better)"
+    out = _grid([title, ""], wl)
     for p in peers:
-        cells = [throughput_cell(_summary(p, w), _summary(ref, w)) for w in wl]
+        cells = [throughput_cell(_summary(p, w), _summary(ref.of(w), w)) for w in wl]
         out.append(f"| {p.peer}{'' if p.ok else ' ⚠'} | " + " | ".join(cells) + " |")
     return [*out, ""]
 
@@ -131,20 +143,41 @@ def echod_client_cell(e: EchodSummary | None, ref: EchodSummary | None) -> str:
     )
 
 
-def echod_client(peers: list[PeerResult], ref: PeerResult | None, wl: list[Workload]) -> list[str]:
+def echod_client(peers: list[PeerResult], ref: References, wl: list[Workload]) -> list[str]:
     if not any(_echod_summary(p, w) for p in peers for w in wl):
         return []
     title = [
         "### The same with `echod bench` as the client",
         "",
-        "Same servers, same round, the other client; ratios to c-epoll under this client. Where the two "
+        "Same servers, same round, the other client; ratios to c-epoll (UDP: c-udp) under this client. Where the two "
         "tables agree, neither client is what limits the figures.",
         "",
     ]
     out = _grid(title, wl)
     for p in peers:
-        cells = [echod_client_cell(_echod_summary(p, w), _echod_summary(ref, w)) for w in wl]
+        cells = [echod_client_cell(_echod_summary(p, w), _echod_summary(ref.of(w), w)) for w in wl]
         out.append(f"| {p.peer} | " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
+def udp_per_core(peers: list[PeerResult], wl: list[Workload]) -> list[str]:
+    """Datagrams echoed per second per core of each UDP peer: 10^6 / its CPU µs per round trip (one datagram in,
+    one out), i.e. what one fully busy core would echo at that cost."""
+    udp = [w for w in wl if w.udp]
+    cells = {(p.peer, w.name): s.server_cpu_us_per_op for p in peers for w in udp if (s := _summary(p, w))}
+    if not any(cells.values()):
+        return []
+    title = [
+        "### UDP: datagrams echoed per second per core",
+        "",
+        "10⁶ ÷ server CPU µs per round trip (median): what one core would echo at the measured cost per datagram.",
+        "",
+    ]
+    out = _grid(title, udp)
+    for p in peers:
+        if any((p.peer, w.name) in cells for w in udp):
+            row = [fmt_num(1e6 / v) if (v := cells.get((p.peer, w.name))) else "–" for w in udp]
+            out.append(f"| {p.peer} | " + " | ".join(row) + " |")
     return [*out, ""]
 
 
@@ -239,8 +272,8 @@ def detail_row(p: PeerResult, w: Workload, rs: Summary | None) -> list[str]:
     ]
 
 
-def detail(w: Workload, peers: list[PeerResult], ref: PeerResult | None) -> list[str]:
-    rs = _summary(ref, w)
+def detail(w: Workload, peers: list[PeerResult], ref: References) -> list[str]:
+    rs = _summary(ref.of(w), w)
     out = [
         f"### {w.name}: {w.label}",
         "",

@@ -10,6 +10,7 @@ class Workload:
     connections: int
     size: int
     label: str
+    udp: bool = False  # connected UDP sockets, one datagram in flight each (echoclient --udp)
 
 
 MAIN = (
@@ -26,8 +27,16 @@ SWEEP = (
     Workload("pp64-c200", "pingpong", 200, 64, "pingpong 64 B, 200 conns"),
 )
 SWEEP_NAMES = frozenset(w.name for w in SWEEP)
-# Every workload in table order: the sweep points sit among the pingpong 64 B ones.
-ALL = (MAIN[0], SWEEP[0], MAIN[1], SWEEP[1], *MAIN[2:])
+# UDP echo, raced only by the UDP peers (their reference is the C recvmmsg/sendmmsg server): request/response
+# datagrams at 1 and 50 sockets, and 1,400 B (a datagram that fits a 1,500 B Ethernet MTU) at 10 sockets.
+UDP = (
+    Workload("udp64-c1", "pingpong", 1, 64, "UDP pingpong 64 B, 1 socket", udp=True),
+    Workload("udp64-c50", "pingpong", 50, 64, "UDP pingpong 64 B, 50 sockets", udp=True),
+    Workload("udp1400-c10", "pingpong", 10, 1400, "UDP pingpong 1,400 B, 10 sockets", udp=True),
+)
+UDP_NAMES = frozenset(w.name for w in UDP)
+# Every workload in table order: the sweep points sit among the pingpong 64 B ones; UDP last.
+ALL = (MAIN[0], SWEEP[0], MAIN[1], SWEEP[1], *MAIN[2:], *UDP)
 IDLE = "idle-10k"
 
 # The workloads of the throughput targets, where echod-1-reads runs too (its ratio to echod-1).
@@ -55,6 +64,13 @@ class Check:
     seconds: float
     extra: tuple[str, ...] = ()
 
+
+# The checks of a UDP peer: single bytes, 1,400 B datagrams on several sockets, and the largest IPv4 datagram.
+UDP_CHECKS = (
+    Check("pingpong", 1, 1, 0.3, ("--udp",)),
+    Check("pingpong", 4, 1400, 0.3, ("--udp",)),
+    Check("pingpong", 2, 65507, 0.3, ("--udp",)),
+)
 
 CHECKS = (
     Check("pingpong", 1, 1, 0.3),

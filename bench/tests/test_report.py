@@ -130,7 +130,7 @@ def rows(lines):
 
 def test_throughput_table_cells_and_ratios():
     r = two_peer_race()
-    assert rows(report.throughput(r.peers, r.peers[0], [PP1, PP50])) == [
+    assert rows(report.throughput(r.peers, report.References(r.peers), [PP1, PP50])) == [
         "| c-epoll | 40.0k (1.00×) | 100.0k (1.00×) |",
         "| echod-1 ⚠ | 44.0k (1.10×) | 120.0k (1.20×) |",
     ]
@@ -138,11 +138,12 @@ def test_throughput_table_cells_and_ratios():
 
 def test_echod_client_table_has_its_own_ratios_and_error_flags():
     r = two_peer_race()
-    assert rows(report.echod_client(r.peers, r.peers[0], [PP1, PP50])) == [
+    assert rows(report.echod_client(r.peers, report.References(r.peers), [PP1, PP50])) == [
         "| c-epoll | 20.0k (1.00×) | – |",
         "| echod-1 | 30.0k (1.50×) ⚠ | – |",
     ]
-    assert report.echod_client([peer("c-epoll", {PP1.name: workload(PP1, [run(1)])})], None, [PP1]) == []
+    c = peer("c-epoll", {PP1.name: workload(PP1, [run(1)])})
+    assert report.echod_client([c], report.References([c]), [PP1]) == []
 
 
 def test_detail_row_gives_every_column_against_the_reference():
