@@ -341,10 +341,18 @@ def test_passed_by_systemd_socket_activate(start_echod):
     with socket_activated(args) as (proc, log), udp_client(timeout=10) as s:
         s.sendto(b"activated", ("127.0.0.1", port))  # starts echod, which answers it from the queue
         assert s.recvfrom(100) == (b"activated", ("127.0.0.1", port))
+        # The socket is served as soon as a loop has it, which can be before start-up has logged its listeners.
+        wanted = f"udp 127.0.0.1:{port} (from systemd)"
+        deadline = time.monotonic() + 10
+        while True:
+            log.seek(0)
+            text = log.read().decode(errors="replace")
+            if wanted in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert wanted in text
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-        log.seek(0)
-        assert f"udp 127.0.0.1:{port} (from systemd)" in log.read().decode(errors="replace")
 
 
 def test_stream_socket_named_udp_is_refused(start_echod):
