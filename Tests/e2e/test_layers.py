@@ -2,7 +2,8 @@
 
 - Every declared dependency is used: an arrow in Package.swift that no `import` needs is a false statement about
   the layers (test_package_graph.py checks the other direction).
-- The bottom layers stay at the bottom: EchodText imports nothing of echod's, EchodSystem only the C shim.
+- The bottom layers stay at the bottom: EchodText imports nothing of echod's, EchodSystem only the C shim,
+  EchodProxyProtocol (the PROXY protocol parser) only EchodText, and neither of the pure two libc or Foundation.
 - One implementation per concept where a grep can tell: EINTR is handled, the monotonic clock read, threads
   started, names resolved and the kernel's write loop written only in EchodSystem (its header says so).
 """
@@ -33,6 +34,11 @@ def test_bottom_layers_import_nothing_above_them():
     assert set(imports(system_folder)) & echod_modules <= {"CEchodLinux"}, "EchodSystem may use only the C shim"
     assert set(imports(text_folder)) <= TOOLCHAIN_MODULES - {"Glibc", "Foundation", "FoundationEssentials"}, (
         "EchodText uses no libc and no Foundation"
+    )
+    proxy_folder, _ = graph["EchodProxyProtocol"]
+    assert set(imports(proxy_folder)) & echod_modules == {"EchodText"}, "the PROXY protocol parser stands on EchodText only"
+    assert set(imports(proxy_folder)) - {"EchodText"} <= TOOLCHAIN_MODULES - {"Glibc", "Foundation", "FoundationEssentials"}, (
+        "the PROXY protocol parser uses no libc and no Foundation"
     )
 
 
