@@ -49,12 +49,17 @@ enum FuzzProxyProtocol: FuzzTarget {
     }
 
     static func checkRanges(_ header: ProxyHeader) {
-        let inside = { (range: Range<Int>?) in check(range.map { $0.lowerBound >= 0 && $0.upperBound <= header.length } ?? true, "range \(range!) outside the header") }
+        let inside = { (range: Range<Int>?) in
+            check(range.map { $0.lowerBound >= 0 && $0.upperBound <= header.length } ?? true, "range \(range!) outside the header")
+        }
         if case .unix(let source, let destination) = header.addresses {
             inside(source)
             inside(destination)
         }
-        for range in [header.tlvs.alpn, header.tlvs.authority, header.tlvs.uniqueID, header.tlvs.netns, header.tlvs.ssl?.version, header.tlvs.ssl?.commonName, header.tlvs.ssl?.cipher] {
+        for range in [
+            header.tlvs.alpn, header.tlvs.authority, header.tlvs.uniqueID, header.tlvs.netns, header.tlvs.ssl?.version, header.tlvs.ssl?.commonName,
+            header.tlvs.ssl?.cipher,
+        ] {
             inside(range)
         }
     }

@@ -34,7 +34,8 @@ enum TLVWalk {
             case crc32c:
                 guard value.count == 4 else { throw .tlvBadLength(type: type, length: value.count) }
                 guard tlvs.crc32c == nil else { throw .tlvDuplicate(type: type) }
-                let sent = UInt32(header[value.lowerBound]) << 24 | UInt32(header[value.lowerBound + 1]) << 16
+                let sent =
+                    UInt32(header[value.lowerBound]) << 24 | UInt32(header[value.lowerBound + 1]) << 16
                     | UInt32(header[value.lowerBound + 2]) << 8 | UInt32(header[value.lowerBound + 3])
                 let computed = CRC32C.checksum(header, zeroing: value)
                 guard sent == computed else { throw .crc32cMismatch(sent: sent, computed: computed) }
@@ -68,7 +69,8 @@ enum TLVWalk {
     private static func decodeSSL(_ header: UnsafeRawBufferPointer, _ value: Range<Int>) throws(ProxyHeaderError) -> ProxySSL {
         guard value.count >= 5 else { throw .tlvBadLength(type: ssl, length: value.count) }
         let start = value.lowerBound
-        let verify = UInt32(header[start + 1]) << 24 | UInt32(header[start + 2]) << 16 | UInt32(header[start + 3]) << 8
+        let verify =
+            UInt32(header[start + 1]) << 24 | UInt32(header[start + 2]) << 16 | UInt32(header[start + 3]) << 8
             | UInt32(header[start + 4])
         var result = ProxySSL(client: header[start], verify: verify)
         var offset = start + 5

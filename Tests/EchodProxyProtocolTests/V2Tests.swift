@@ -94,8 +94,10 @@ struct V2Tests {
             V2Header.tlv(0x01, Array("h2".utf8)) + V2Header.tlv(0x02, Array("echo.example".utf8))
             + V2Header.tlv(0x04, [0, 0, 0]) + V2Header.tlv(0x05, Array("unique".utf8)) + V2Header.tlv(0x30, Array("blue".utf8))
             + V2Header.tlv(0xEA, [0x01] + Array("vpce-0123".utf8))  // AWS's VPC endpoint id: unknown, skipped
-            + V2Header.tlv(0x20, [0x07, 0, 0, 0, 0] + V2Header.tlv(0x21, Array("TLSv1.3".utf8)) + V2Header.tlv(0x22, Array("client".utf8))
-                + V2Header.tlv(0x23, Array("TLS_AES_256_GCM_SHA384".utf8)) + V2Header.tlv(0x25, Array("RSA2048".utf8)))
+            + V2Header.tlv(
+                0x20,
+                [0x07, 0, 0, 0, 0] + V2Header.tlv(0x21, Array("TLSv1.3".utf8)) + V2Header.tlv(0x22, Array("client".utf8))
+                    + V2Header.tlv(0x23, Array("TLS_AES_256_GCM_SHA384".utf8)) + V2Header.tlv(0x25, Array("RSA2048".utf8)))
         full.crc = true
         let bytes = full.bytes
         let parsed = try #require(header(parse(bytes)))
@@ -185,21 +187,35 @@ struct V2Tests {
         ("AF_INET, transport UNSPEC", V2Header(familyTransport: 0x10, addresses: [UInt8](repeating: 0, count: 12)).bytes, .v2FamilyTransport(0x10)),
         ("AF_UNSPEC, STREAM", V2Header(familyTransport: 0x01).bytes, .v2FamilyTransport(0x01)),
         ("AF_INET with 4 bytes", V2Header(familyTransport: 0x11, addresses: [1, 2, 3, 4]).bytes, .v2AddressTooShort(length: 4, family: 1)),
-        ("AF_INET6 with 12 bytes", V2Header(familyTransport: 0x21, addresses: [UInt8](repeating: 0, count: 12)).bytes, .v2AddressTooShort(length: 12, family: 2)),
-        ("AF_UNIX with 108 bytes", V2Header(familyTransport: 0x31, addresses: [UInt8](repeating: 0, count: 108)).bytes, .v2AddressTooShort(length: 108, family: 3)),
+        (
+            "AF_INET6 with 12 bytes", V2Header(familyTransport: 0x21, addresses: [UInt8](repeating: 0, count: 12)).bytes,
+            .v2AddressTooShort(length: 12, family: 2)
+        ),
+        (
+            "AF_UNIX with 108 bytes", V2Header(familyTransport: 0x31, addresses: [UInt8](repeating: 0, count: 108)).bytes,
+            .v2AddressTooShort(length: 108, family: 3)
+        ),
         ("LOCAL AF_INET6 without addresses", V2Header(versionCommand: 0x20, familyTransport: 0x21).bytes, .v2AddressTooShort(length: 0, family: 2)),
         ("TLV overrun", V2Header(addresses: tcp4.addresses, tlvs: [0x02, 0x00, 0x10] + Array("short".utf8)).bytes, .tlvOverrun(type: 0x02)),
         ("TLV header cut", V2Header(addresses: tcp4.addresses, tlvs: [0x02, 0x00]).bytes, .tlvTruncated(offset: 28)),
         ("CRC32C of 3 bytes", V2Header(addresses: tcp4.addresses, tlvs: V2Header.tlv(0x03, [1, 2, 3])).bytes, .tlvBadLength(type: 3, length: 3)),
-        ("unique id of 129 bytes", V2Header(addresses: tcp4.addresses, tlvs: V2Header.tlv(0x05, [UInt8](repeating: 65, count: 129))).bytes,
-            .tlvBadLength(type: 5, length: 129)),
-        ("authority of 256 bytes", V2Header(addresses: tcp4.addresses, tlvs: V2Header.tlv(0x02, [UInt8](repeating: 97, count: 256))).bytes,
-            .tlvBadLength(type: 2, length: 256)),
-        ("two authorities", V2Header(addresses: tcp4.addresses, tlvs: V2Header.tlv(0x02, [97]) + V2Header.tlv(0x02, [98])).bytes,
-            .tlvDuplicate(type: 2)),
+        (
+            "unique id of 129 bytes", V2Header(addresses: tcp4.addresses, tlvs: V2Header.tlv(0x05, [UInt8](repeating: 65, count: 129))).bytes,
+            .tlvBadLength(type: 5, length: 129)
+        ),
+        (
+            "authority of 256 bytes", V2Header(addresses: tcp4.addresses, tlvs: V2Header.tlv(0x02, [UInt8](repeating: 97, count: 256))).bytes,
+            .tlvBadLength(type: 2, length: 256)
+        ),
+        (
+            "two authorities", V2Header(addresses: tcp4.addresses, tlvs: V2Header.tlv(0x02, [97]) + V2Header.tlv(0x02, [98])).bytes,
+            .tlvDuplicate(type: 2)
+        ),
         ("SSL of 4 bytes", V2Header(addresses: tcp4.addresses, tlvs: V2Header.tlv(0x20, [1, 0, 0, 0])).bytes, .tlvBadLength(type: 0x20, length: 4)),
-        ("SSL sub-TLV overrun", V2Header(addresses: tcp4.addresses, tlvs: V2Header.tlv(0x20, [1, 0, 0, 0, 0, 0x21, 0, 9, 0x41])).bytes,
-            .sslSubTLVOverrun(type: 0x21)),
+        (
+            "SSL sub-TLV overrun", V2Header(addresses: tcp4.addresses, tlvs: V2Header.tlv(0x20, [1, 0, 0, 0, 0, 0x21, 0, 9, 0x41])).bytes,
+            .sslSubTLVOverrun(type: 0x21)
+        ),
         ("TLV overrun in LOCAL", V2Header(versionCommand: 0x20, familyTransport: 0, tlvs: [0xEE, 0xFF, 0xFF]).bytes, .tlvOverrun(type: 0xEE)),
     ]
 
@@ -230,8 +246,9 @@ struct V2Tests {
         #expect(ProxyHeaderError.v2AddressTooShort(length: 4, family: 2).description == "address length 4 too short for AF_INET6")
         #expect(ProxyHeaderError.tlvOverrun(type: 2).description == "TLV 0x02 overruns the header")
         #expect(ProxyHeaderError.badV2Signature.description == "bad v2 signature")
-        #expect(ProxyHeaderError.crc32cMismatch(sent: 0x1234_5678, computed: 0xDEAD_BEEF).description
-            == "CRC32C mismatch: the header says 0x12345678, its bytes give 0xdeadbeef")
+        #expect(
+            ProxyHeaderError.crc32cMismatch(sent: 0x1234_5678, computed: 0xDEAD_BEEF).description
+                == "CRC32C mismatch: the header says 0x12345678, its bytes give 0xdeadbeef")
         #expect(ProxyHeaderError.v2TooLong(length: 70000, limit: 4096).description == "v2 header of 70000 bytes exceeds the limit of 4096")
     }
 }
