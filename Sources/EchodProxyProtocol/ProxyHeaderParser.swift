@@ -12,10 +12,11 @@
 /// AF_INET6, AF_UNIX over STREAM (DGRAM is refused: echod takes the PROXY protocol on stream listeners only), address
 /// blocks at least as long as the family's, and TLVs that stay inside the header (a CRC32C TLV is verified).
 ///
-/// No allocation for a complete header: the input is read in place, the result is a small value, nothing is kept
-/// between calls, and paths and TLVs are byte ranges of the caller's own buffer (AllocationTests counts, in release: none
-/// per parse of v1 or v2, IPv4 or IPv6, with TLVs). Two exceptions, measured there too: the CRC32C table, built once per
-/// process, and a v1 parse that stops before its line's end (`needMore`, `invalid`), one allocation per call.
+/// No allocation: the input is read in place, the result is a small value, nothing is kept between calls, and paths and
+/// TLVs are byte ranges of the caller's own buffer (AllocationTests counts none per parse in release: v1 and v2, IPv4 and
+/// IPv6, with TLVs, complete, cut short or refused). Two exceptions: the CRC32C table, built once per process, and a v2
+/// header refused for one of its TLVs (the TLV walk throws, and a thrown error is boxed: one allocation, for a
+/// connection about to be closed).
 package enum ProxyHeaderParser {
     /// What `parse` says of the bytes so far.
     package enum Result: Equatable, Sendable {
@@ -66,10 +67,4 @@ package enum ProxyHeaderParser {
         }
         return Array(bytes).withUnsafeBytes { parse($0, mode: mode, v2Limit: v2Limit) }
     }
-}
-
-/// Why a reader stopped before the end of a header.
-enum ParseStop: Error {
-    case needMore
-    case invalid(ProxyHeaderError)
 }
