@@ -5,7 +5,8 @@ import Testing
 /// (but for `v2-local`, HAProxy's own health check, which sends nothing after it).
 /// Captured by `python3 Fuzz/capture_haproxy.py` (HAProxy with `send-proxy`, `send-proxy-v2`, `proxy-v2-options`,
 /// `send-proxy-v2-ssl-cn` in front of a recording listener on loopback), which also writes them as fuzz seeds
-/// (Fuzz/corpus/FuzzProxyProtocol/haproxy-*). The ports are whatever the kernel gave that run.
+/// (Fuzz/corpus/FuzzProxyProtocol/haproxy-*). The ports are whatever the kernel gave that run: after capturing again, paste
+/// the hex it prints below and the new ports into the tests.
 @Suite("Headers captured from HAProxy")
 struct HAProxyCaptureTests {
     static let captures: [String: String] = [
