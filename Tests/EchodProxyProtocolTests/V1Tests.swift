@@ -45,6 +45,7 @@ struct V1Tests {
         #expect(bytes == [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
         let v4bytes = withUnsafeBytes(of: v4(127, 0, 0, 1, port: 0).high) { Array($0) }
         #expect(v4bytes == [127, 0, 0, 1, 0, 0, 0, 0])
+        #expect(address.value == 0x2001_0db8_0000_0000_0000_0000_0000_0001 && v4(127, 0, 0, 1, port: 0).value == 0x7f00_0001)
     }
 
     @Test(arguments: ["PROXY UNKNOWN\r\n", "PROXY UNKNOWN ffff:f::f ffff:f::f 65535 65535\r\n", "PROXY UNKNOWN anything at all\r\n"])
