@@ -19,6 +19,8 @@
 //   EchodSystem     (the syscall layer: every kernel call, IOError, EINTR handled once, sockets, the monotonic
 //                   clock, threads, name resolution, the rate limiter), under everything above; on CEchodLinux
 //   EchodText       (what users type and read: durations, sizes, HOST:PORT, escaping, numbers), pure Swift
+//   EchodProxyProtocol (the PROXY protocol v1/v2 header parser: bytes in, addresses and TLVs out), pure Swift on
+//                   EchodText; not wired yet (issue 13)
 import PackageDescription
 
 let package = Package(
@@ -50,6 +52,8 @@ let package = Package(
         ),
         // The text a user types and reads: durations, sizes, HOST:PORT, escaping, numbers. Pure Swift, no libc.
         .target(name: "EchodText"),
+        // The PROXY protocol v1/v2 header parser: pure Swift, no libc, no allocation (Fuzz/FuzzProxyProtocol fuzzes it).
+        .target(name: "EchodProxyProtocol", dependencies: ["EchodText"]),
         // The syscall layer: every call into the kernel goes through it (typed IOError, EINTR handled once).
         .target(
             name: "EchodSystem",
@@ -160,6 +164,7 @@ let package = Package(
         .target(name: "EchodTestSupport", path: "Tests/EchodTestSupport"),
         .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop", "EchodSystem", "EchodTestSupport"]),
         .testTarget(name: "EchodTextTests", dependencies: ["EchodText"]),
+        .testTarget(name: "EchodProxyProtocolTests", dependencies: ["EchodProxyProtocol"]),
         .testTarget(name: "EchodSystemTests", dependencies: ["EchodSystem"]),
         .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop", "EchodSystem"]),
         .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodText", "EchodTestSupport"]),
@@ -192,6 +197,7 @@ if Context.environment["ECHOD_FUZZ"] != nil {
         ("FuzzAdmin", ["EchodAdmin", "EchodEventLoop", "EchodSystem", .product(name: "Logging", package: "swift-log")]),
         ("FuzzGrammar", ["EchodText", "EchodConfig"]),
         ("FuzzDatagramGuard", ["EchodEcho", "EchodSystem"]),
+        ("FuzzProxyProtocol", ["EchodProxyProtocol"]),
     ]
     package.targets += [
         .target(name: "CFuzzer", path: "Fuzz/CFuzzer"),

@@ -2,7 +2,8 @@
 
 - Every declared dependency is used: an arrow in Package.swift that no `import` needs is a false statement about
   the layers (test_package_graph.py checks the other direction).
-- The bottom layers stay at the bottom: EchodText imports nothing of echod's, EchodSystem only the C shim.
+- The bottom layers stay at the bottom: EchodText imports nothing of echod's, EchodSystem only the C shim,
+  EchodProxyProtocol (the PROXY protocol parser) only EchodText, and neither of the pure two libc or Foundation.
 - One implementation per concept where a grep can tell: EINTR is handled, the monotonic clock read, threads
   started, names resolved and the kernel's write loop written only in EchodSystem (its header says so).
 """
@@ -34,6 +35,11 @@ def test_bottom_layers_import_nothing_above_them():
     assert set(imports(text_folder)) <= TOOLCHAIN_MODULES - {"Glibc", "Foundation", "FoundationEssentials"}, (
         "EchodText uses no libc and no Foundation"
     )
+    proxy_folder, _ = graph["EchodProxyProtocol"]
+    proxy_imports = set(imports(proxy_folder))
+    assert proxy_imports & echod_modules == {"EchodText"}, "the PROXY protocol parser stands on EchodText only"
+    pure = TOOLCHAIN_MODULES - {"Glibc", "Foundation", "FoundationEssentials"}
+    assert proxy_imports - {"EchodText"} <= pure, "the PROXY protocol parser uses no libc and no Foundation"
 
 
 # Each concept with its one home; the pattern finds a second implementation anywhere else in Sources/.
