@@ -52,6 +52,8 @@ package final class Daemon: @unchecked Sendable {
     var listeners: [Listener] = []
     var socketActivated = false
     var workers: [Worker] = []
+    /// How Unix socket files are made (`unix.*`), resolved at start and at each reload.
+    var unixFiles = UnixFileOptions()
     var limiter = ConnectionLimiter(maxConnections: 1, maxPerIP: 0)
     var signals: SignalSource?
     var status = StatusReport()
@@ -119,7 +121,7 @@ package final class Daemon: @unchecked Sendable {
             logger.info("echod stopped")
         }
         stopAdmin()
-        for l in listeners { Syscall.close(l.fd) }
+        for l in listeners { closeListener(l) }
         listeners.removeAll()
         backend.shutdown(timeout: .seconds(2))
         return status
@@ -177,16 +179,27 @@ package final class Daemon: @unchecked Sendable {
         for warning in loaded.warnings { logger.warning("configuration", metadata: ["warning": .string(warning)]) }
         warnIfRoot(privileges)
         limiter = ConnectionLimiter(maxConnections: settings.maxConnections, maxPerIP: settings.maxConnectionsPerIP)
-        do {
+        if case .switchTo(let account) = privileges {
+            unixFiles = try unixFileOptions(settings, switchingTo: account)
+        } else {
+            unixFiles = try unixFileOptions(settings, switchingTo: nil)
+        }
+        do throws(ListenerError) {
             let passed = try Listeners.fromSystemd()
             socketActivated = !passed.isEmpty
             if socketActivated {
                 listeners = passed
             } else {
-                let (bound, skipped) = try Listeners.bind(settings.listen)
-                try Listeners.requireSome(bound, skipped: skipped)
-                logSkipped(skipped)
-                listeners = bound
+                let result = try Listeners.bind(settings.listen, unix: unixFiles)
+                do throws(ListenerError) {
+                    try Listeners.requireSome(result.bound, skipped: result.skipped)
+                } catch {
+                    for l in result.bound { closeListener(l) }
+                    throw error
+                }
+                logRemovedStale(result.removedStale)
+                logSkipped(result.skipped)
+                listeners = result.bound
             }
         } catch {
             throw StartError(description: error.description)
