@@ -88,22 +88,23 @@ extension Socket {
         }
     }
 
-    /// Creates a non-blocking Unix stream socket and starts connecting it to `address`, as ``connect(to:)`` does for
-    /// TCP: the fd and whether the connection completed at once (it usually does; `EAGAIN` means the listener's
-    /// backlog is full: wait for EPOLLOUT).
+    /// Creates a non-blocking Unix stream socket and connects it to `address`, as ``connect(to:)`` does for TCP: the
+    /// fd and whether the connection completed at once. A Unix connect completes at once or fails; `EAGAIN` (the
+    /// listener's backlog is full) is thrown like any other error, since nothing would finish it later.
     package static func connect(unix address: UnixSocketAddress) throws(IOError) -> (fd: Int32, connected: Bool) {
         let type = Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
         let fd = try retryingInterrupts("socket") { socket(AF_UNIX, type, 0) }
         let rc = address.withSockAddr { Glibc.connect(fd, $0, $1) }
         if rc == 0 { return (fd, true) }
         let code = echod_errno()
-        if code == EINPROGRESS || code == EAGAIN || code == EINTR { return (fd, false) }
+        if code == EINPROGRESS || code == EINTR { return (fd, false) }
         Syscall.close(fd)
         throw IOError("connect", errno: code)
     }
 
     /// Whether nothing listens at `address`: a connect is refused (`ECONNREFUSED`, a socket file left by a process
-    /// that is gone) or finds no file (`ENOENT`). A connect that succeeds or is merely delayed means a live server;
+    /// that is gone) or finds no file (`ENOENT`). A connect that succeeds, or finds the backlog full (`EAGAIN`),
+    /// means a live server;
     /// any other error (`EACCES`...) is reported, since removing a file we cannot even connect to would be a guess.
     package static func connectionRefused(_ address: UnixSocketAddress) throws(IOError) -> Bool {
         do throws(IOError) {
@@ -112,6 +113,7 @@ extension Socket {
             return false
         } catch {
             if error.errno == ECONNREFUSED || error.errno == ENOENT { return true }
+            if error.errno == EAGAIN { return false }
             throw error
         }
     }

@@ -16,10 +16,12 @@ struct ProbeCommand: ParsableCommand {
             Exit status: 0 healthy; 1 connected but the echo was wrong, incomplete or late, or the HTTP status was
             not 200; 2 the host could not be resolved or connected to (refused, unreachable, timed out).
             Hostnames are resolved and each address is tried in turn. --timeout bounds the whole probe.
+            unix:/run/echod/echo.sock (or unix:@NAME, an abstract name) checks a Unix-socket listener the same way.
             Durations and sizes are written as in the configuration file: 500ms, 2s, 1m30s; 64, 16KiB, 1MiB.
             """)
 
-    @Argument(help: ArgumentHelp("Echo listener to check: HOST:PORT, [IPV6]:PORT or NAME:PORT.", valueName: "host:port"))
+    @Argument(
+        help: ArgumentHelp("Echo listener to check: HOST:PORT, [IPV6]:PORT, NAME:PORT, or a Unix socket unix:/PATH or unix:@NAME.", valueName: "host:port"))
     var target: String?
 
     @Option(help: ArgumentHelp("Give up after this long, connecting included: 1ms to 1h, e.g. 2s, 500ms, 1m30s.", valueName: "duration"))
