@@ -151,7 +151,7 @@ enum Listeners {
                     throw fail("address in use: another process serves \(path.path)")
                 case ENOENT:
                     throw fail(
-                        "the directory \(quoted(directory(of: path.path))) does not exist; create it first (systemd's RuntimeDirectory=echod creates /run/echod)")
+                        "the directory \(directory(of: path.path)) does not exist; create it first (systemd's RuntimeDirectory=echod creates /run/echod)")
                 default:
                     throw fail("\(error)")
                 }
