@@ -31,10 +31,10 @@ enum Validation {
     /// Why the admin endpoint cannot share its address with the echo listeners, or nil.
     static func adminConflict(_ settings: EchodSettings) -> String? {
         guard let admin = settings.adminListen else { return nil }
-        for (index, target) in settings.listen.enumerated()
-        where target.ipAddress.map({ echo in echo.family == admin.family && echo.port == admin.port
-            && (echo == admin || echo.isWildcard || admin.isWildcard) }) ?? false
-        {
+        for (index, target) in settings.listen.enumerated() {
+            guard let echo = target.ipAddress, echo.family == admin.family, echo.port == admin.port,
+                echo == admin || echo.isWildcard || admin.isWildcard
+            else { continue }
             return "collides with listen item \(index) (\(target)); the admin endpoint needs a port of its own"
         }
         return nil

@@ -7,7 +7,11 @@ import Testing
 struct ListenTargetTests {
     @Test func unixEntriesSitBesideTCPOnes() throws {
         let s = try #require(settings("listen: ['127.0.0.1:7', 'unix:/run/echod/echo.sock', 'unix:@echod']\n"))
-        #expect(s.listen == [.ip(try ListenAddress(parsing: "127.0.0.1:7")), .unix(UnixPath(path: "/run/echod/echo.sock", isAbstract: false)), .unix(UnixPath(path: "echod", isAbstract: true))])
+        #expect(
+            s.listen == [
+                .ip(try ListenAddress(parsing: "127.0.0.1:7")), .unix(UnixPath(path: "/run/echod/echo.sock", isAbstract: false)),
+                .unix(UnixPath(path: "echod", isAbstract: true)),
+            ])
         #expect(s.listen.map(\.description) == ["127.0.0.1:7", "unix:/run/echod/echo.sock", "unix:@echod"])
     }
 

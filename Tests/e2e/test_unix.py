@@ -1,5 +1,6 @@
-"""Unix-socket listeners end to end: real clients (Python AF_UNIX sockets, socat, nc -U, echod probe) against the real
-binary: echo, permissions, stale files, exit clean-up, abstract names, systemd-passed sockets, per-uid limits, reload."""
+"""Unix-socket listeners end to end: real clients (Python AF_UNIX sockets, socat, nc -U, echod probe) against the
+real binary: echo, permissions, stale files, exit clean-up, abstract names, systemd-passed sockets, per-uid limits,
+reload."""
 
 import os
 import shutil
@@ -88,13 +89,15 @@ def test_echo_is_byte_exact_over_a_unix_socket(start_echod, sockdir):
     payload = seeded_bytes(1 << 20, seed=12)
     assert echo_round_trip(path, payload) == payload
     # socat and OpenBSD netcat, the tools an operator would reach for.
-    out = subprocess.run(["socat", "-t", "5", "-", f"UNIX-CONNECT:{path}"], input=b"\x00\xffsocat\n", capture_output=True, timeout=10)
+    out = subprocess.run(
+        ["socat", "-t", "5", "-", f"UNIX-CONNECT:{path}"], input=b"\x00\xffsocat\n", capture_output=True, timeout=10
+    )
     assert out.stdout == b"\x00\xffsocat\n"
     out = subprocess.run(["nc", "-N", "-U", str(path)], input=b"netcat\n", capture_output=True, timeout=10)
     assert out.stdout == b"netcat\n"
     log = e.wait_log("connection closed")
     assert f"unix:{path}" in log  # the listener is named by its path
-    assert f"peer=unix:uid:0,pid:" in log  # and the peer by its credentials
+    assert "peer=unix:uid:0,pid:" in log  # and the peer by its credentials
 
 
 def test_abstract_names_echo_and_leave_no_file(start_echod, sockdir):
@@ -105,7 +108,9 @@ def test_abstract_names_echo_and_leave_no_file(start_echod, sockdir):
         s.connect("\0" + name)
         s.sendall(b"abstract\x00")
         assert recv_exactly(s, 9) == b"abstract\x00"
-    out = subprocess.run(["socat", "-t", "5", "-", f"ABSTRACT-CONNECT:{name}"], input=b"socat", capture_output=True, timeout=10)
+    out = subprocess.run(
+        ["socat", "-t", "5", "-", f"ABSTRACT-CONNECT:{name}"], input=b"socat", capture_output=True, timeout=10
+    )
     assert out.stdout == b"socat"
     assert probe(f"unix:@{name}").returncode == 0
     assert e.stop() == 0
@@ -137,7 +142,9 @@ def test_default_mode_is_0660_and_owner_unchanged(start_echod, sockdir):
 
 def test_mode_owner_and_group_are_applied(start_echod, sockdir):
     path = sockdir / "echo.sock"
-    start_echod(config=config(f"unix:{path}", extra='unix:\n  mode: "0640"\n  owner: nobody\n  group: "65534"\n'), ready=True)
+    start_echod(
+        config=config(f"unix:{path}", extra='unix:\n  mode: "0640"\n  owner: nobody\n  group: "65534"\n'), ready=True
+    )
     info = os.lstat(path)
     assert stat.S_IMODE(info.st_mode) == 0o640
     assert (info.st_uid, info.st_gid) == (NOBODY, NOBODY)
@@ -277,7 +284,9 @@ def test_reload_adds_keeps_and_removes_unix_listeners(start_echod, sockdir, port
 
 def test_max_connections_per_ip_counts_unix_peers_per_uid(start_echod, sockdir):
     path = sockdir / "echo.sock"
-    e = start_echod(config=config(f"unix:{path}", extra='limits:\n  max_connections_per_ip: 1\nunix:\n  mode: "0666"\n'), ready=True)
+    e = start_echod(
+        config=config(f"unix:{path}", extra='limits:\n  max_connections_per_ip: 1\nunix:\n  mode: "0666"\n'), ready=True
+    )
     first = connect(path)
     first.sendall(b"a")
     assert recv_exactly(first, 1) == b"a"
@@ -358,7 +367,16 @@ def test_a_unix_socket_passed_by_systemd_is_served_and_never_removed(sockdir):
 
 def test_check_config_shows_unix_entries(sockdir):
     done = subprocess.run(
-        [echod_binary(), "check-config", "--listen", f"unix:{sockdir}/a.sock", "--listen", "unix:@echod", "--listen", "127.0.0.1:7"],
+        [
+            echod_binary(),
+            "check-config",
+            "--listen",
+            f"unix:{sockdir}/a.sock",
+            "--listen",
+            "unix:@echod",
+            "--listen",
+            "127.0.0.1:7",
+        ],
         capture_output=True,
         text=True,
         timeout=30,
