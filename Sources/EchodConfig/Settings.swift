@@ -23,7 +23,7 @@ package struct EchodSettings: Sendable, Equatable {
     package var threadsIsAuto: Bool
     /// Connections open at once, over all listeners.
     package var maxConnections: Int
-    /// Connections open at once from one peer address; 0 = unlimited.
+    /// Connections open at once from one peer address (for Unix-socket peers, one uid); 0 = unlimited.
     package var maxConnectionsPerIP: Int
     /// A connection with no traffic for this long is closed; `.zero` = never.
     package var idleTimeout: Duration

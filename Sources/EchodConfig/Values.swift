@@ -114,8 +114,9 @@ enum Values {
         return text
     }
 
-    /// A listen address, with the parser's reason.
+    /// A listen address, with the parser's reason. A Unix socket is named as such, not as a malformed `HOST:PORT`.
     static func address(_ text: String) throws(InvalidValue) -> ListenAddress {
+        if UnixPath.isUnix(text) { throw InvalidValue(reason: "Unix sockets are not supported here; expected HOST:PORT") }
         do {
             return try ListenAddress(parsing: text)
         } catch {

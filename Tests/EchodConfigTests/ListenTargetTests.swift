@@ -53,6 +53,11 @@ struct ListenTargetTests {
         #expect(EchodSettings.defaults.unixMode == 0o660 && EchodSettings.defaults.unixOwner == nil)
     }
 
+    @Test func theAdminEndpointStaysTCPOnly() throws {
+        let found = try #require(problem("admin:\n  listen: unix:/run/echod/admin.sock\n"))
+        #expect(found.key == "admin.listen" && found.reason.contains("Unix sockets are not supported here"))
+    }
+
     @Test func theAdminPortCheckIgnoresUnixEntries() throws {
         #expect(settings("listen: ['unix:/a.sock']\nadmin:\n  listen: 127.0.0.1:9090\n") != nil)
     }
