@@ -52,8 +52,6 @@ package final class Daemon: @unchecked Sendable {
     var listeners: [Listener] = []
     var socketActivated = false
     var workers: [Worker] = []
-    /// How Unix socket files are made (`unix.*`), resolved at start and at each reload.
-    var unixFiles = UnixFileOptions()
     var limiter = ConnectionLimiter(maxConnections: 1, maxPerIP: 0)
     var signals: SignalSource?
     var status = StatusReport()
@@ -179,6 +177,7 @@ package final class Daemon: @unchecked Sendable {
         for warning in loaded.warnings { logger.warning("configuration", metadata: ["warning": .string(warning)]) }
         warnIfRoot(privileges)
         limiter = ConnectionLimiter(maxConnections: settings.maxConnections, maxPerIP: settings.maxConnectionsPerIP)
+        let unixFiles: UnixFileOptions
         if case .switchTo(let account) = privileges {
             unixFiles = try unixFileOptions(settings, switchingTo: account)
         } else {
@@ -191,12 +190,7 @@ package final class Daemon: @unchecked Sendable {
                 listeners = passed
             } else {
                 let result = try Listeners.bind(settings.listen, unix: unixFiles)
-                do throws(ListenerError) {
-                    try Listeners.requireSome(result.bound, skipped: result.skipped)
-                } catch {
-                    for l in result.bound { closeListener(l) }
-                    throw error
-                }
+                try Listeners.requireSome(result.bound, skipped: result.skipped)
                 logRemovedStale(result.removedStale)
                 logSkipped(result.skipped)
                 listeners = result.bound

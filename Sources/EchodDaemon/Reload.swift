@@ -83,7 +83,6 @@ extension Daemon {
         do { try backend.apply(logOptions(new)) } catch {
             logger.error("log settings not applied", metadata: ["error": .string("\(error)")])
         }
-        unixFiles = unix
         limiter.setLimits(maxConnections: new.maxConnections, maxPerIP: new.maxConnectionsPerIP)
         let echo = Self.echoSettings(new)
         for w in workers {
@@ -104,14 +103,7 @@ extension Daemon {
         let removed = listeners.filter { $0.configured.map { !wanted.contains($0) } ?? false }
         do throws(ListenerError) {
             let result = try Listeners.bind(addresses.filter { !current.contains($0) }, unix: options)
-            if listeners.count - removed.count == 0 {
-                do throws(ListenerError) {
-                    try Listeners.requireSome(result.bound, skipped: result.skipped)
-                } catch {
-                    for l in result.bound { closeListener(l) }
-                    throw error
-                }
-            }
+            if listeners.count - removed.count == 0 { try Listeners.requireSome(result.bound, skipped: result.skipped) }
             logRemovedStale(result.removedStale)
             logSkipped(result.skipped)
             added = result.bound

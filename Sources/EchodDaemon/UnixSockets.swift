@@ -7,9 +7,10 @@ extension Daemon {
     /// The owner, group and mode of the socket files echod creates, from `unix.*` and the user echod switches to.
     ///
     /// Left unset, owner and group are the user echod runs as once started: the `--user` it switches to (the files
-    /// are bound as root, before the switch, so they are given to that user and its primary group, which can then
-    /// still chmod them and whose group can connect) or else the user it runs as (nothing to change). A name that is
-    /// not in the user or group database is a configuration error (exit status 78), as for `user`.
+    /// are bound as root, before the switch, so they are given to that user and its primary group: the files then
+    /// look like every other file of the service, and in a sticky directory such as /tmp only their owner may remove
+    /// them at exit) or else the user it runs as (nothing to change). A name that is not in the user or group
+    /// database is a configuration error (exit status 78), as for `user`.
     func unixFileOptions(_ settings: EchodSettings, switchingTo account: UserAccount?) throws(StartError) -> UnixFileOptions {
         var options = UnixFileOptions(mode: settings.unixMode, uid: account?.uid, gid: account?.gid)
         if let owner = settings.unixOwner {
