@@ -136,6 +136,7 @@ enum Listeners {
             throw fail("\(error)")
         }
         var removedStale = false
+        var checked = false
         var fd: Int32 = -1
         while fd < 0 {
             do throws(IOError) {
@@ -144,9 +145,9 @@ enum Listeners {
                 switch error.errno {
                 case EADDRINUSE where path.isAbstract:
                     throw fail("address in use: another process serves \(path.displayName)")
-                case EADDRINUSE where !removedStale:
-                    try removeIfStale(path, address, fail)
-                    removedStale = true
+                case EADDRINUSE where !checked:
+                    removedStale = try removeIfStale(path, address, fail)
+                    checked = true
                 case EADDRINUSE:
                     throw fail("address in use: another process serves \(path.path)")
                 case ENOENT:
@@ -174,17 +175,17 @@ enum Listeners {
         return (listener, removedStale)
     }
 
-    /// `bind` found `path` in use: removes it if it is a socket nobody answers on, else says why not.
+    /// `bind` found `path` in use: removes it if it is a socket nobody answers on (true), else says why not.
     private static func removeIfStale(
         _ path: UnixPath, _ address: UnixSocketAddress, _ fail: (String) -> BindError
-    ) throws(BindError) {
+    ) throws(BindError) -> Bool {
         // Gone between bind and lstat or unlink (ENOENT): the next bind attempt says what is there now.
         let info: stat
         do throws(IOError) {
             info = try Syscall.linkStatus(path: path.path)
         } catch {
             guard error.errno == ENOENT else { throw fail("checking the existing \(path.path): \(error)") }
-            return
+            return false
         }
         guard Syscall.isSocket(info) else {
             throw fail("\(path.path) exists and is not a socket; echod removes only stale socket files, so it is left as it is")
@@ -200,7 +201,9 @@ enum Listeners {
             try Syscall.unlink(path: path.path)
         } catch {
             guard error.errno == ENOENT else { throw fail("cannot remove the stale socket file \(path.path): \(error)") }
+            return false
         }
+        return true
     }
 
     private static func directory(of path: String) -> String {
