@@ -18,6 +18,11 @@ enum Validation {
         }
     }
 
+    /// The same check for a list of IP addresses alone (items numbered from 0).
+    static func conflict(_ address: ListenAddress, with others: some Collection<ListenAddress>) -> String? {
+        conflict(address, with: others.enumerated().map { ($0.offset, $0.element) })
+    }
+
     private static func conflict(_ address: ListenAddress, with others: [(index: Int, address: ListenAddress)]) -> String? {
         for (index, other) in others where other.family == address.family && other.port == address.port {
             if other == address { return "listed twice (also item \(index))" }
