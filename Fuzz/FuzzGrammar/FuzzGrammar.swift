@@ -26,5 +26,14 @@ enum FuzzGrammar: FuzzTarget {
             let printed = address.description
             check((try? ListenAddress(parsing: printed)) == address, "ListenAddress prints as \(printed), which does not parse back to it")
         }
+        if let path = try? UnixPath(parsing: text) {
+            let printed = path.description
+            check((try? UnixPath(parsing: printed)) == path, "UnixPath prints as \(printed), which does not parse back to it")
+            check(path.path.utf8.count <= UnixPath.maximumBytes, "UnixPath \(printed) is longer than sun_path holds")
+        }
+        if let target = try? ListenTarget(parsing: text) {
+            let printed = target.description
+            check((try? ListenTarget(parsing: printed)) == target, "ListenTarget prints as \(printed), which does not parse back to it")
+        }
     }
 }

@@ -178,3 +178,13 @@ int echod_dgram_send(int fd, struct echod_dgram_batch *b, unsigned first, unsign
 size_t echod_dgram_reply_length(const struct echod_dgram_batch *b, unsigned position) {
     return b->reply_iov[position].iov_len;
 }
+
+int echod_peer_credentials(int fd, uint32_t *uid, uint32_t *gid, int32_t *pid) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    *uid = credentials.uid;
+    *gid = credentials.gid;
+    *pid = credentials.pid;
+    return 0;
+}

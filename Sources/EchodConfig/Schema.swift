@@ -94,6 +94,18 @@ extension SettingKey {
                 "admin.listen", flag: "--admin", expected: "HOST:PORT, or null",
                 set: { text, s throws(InvalidValue) in s.adminListen = try text.map(Values.address) },
                 render: { $0.adminListen.map { quoted($0.description) } ?? "null" }),
+            scalar(
+                "unix.mode", expected: "an octal mode such as \"0660\"",
+                set: { text, s throws(InvalidValue) in s.unixMode = try Values.octalMode(text) },
+                render: { quoted(Values.formatMode($0.unixMode)) }),
+            optional(
+                "unix.owner", expected: "a user name or numeric ID, or null",
+                set: { text, s throws(InvalidValue) in s.unixOwner = try text.map { t throws(InvalidValue) in try Values.accountName(t, kind: "user") } },
+                render: { $0.unixOwner.map(quoted) ?? "null" }),
+            optional(
+                "unix.group", expected: "a group name or numeric ID, or null",
+                set: { text, s throws(InvalidValue) in s.unixGroup = try text.map { t throws(InvalidValue) in try Values.accountName(t, kind: "group") } },
+                render: { $0.unixGroup.map(quoted) ?? "null" }),
             optional(
                 "user", flag: "--user", expected: "a user name, or null",
                 set: { text, s throws(InvalidValue) in s.user = try text.map(Values.userName) },
@@ -157,17 +169,17 @@ extension SettingKey {
     static var listenKey: SettingKey {
         SettingKey(
             name: "listen", flag: "--listen", isList: true, isOptional: false,
-            expected: "a list of HOST:PORT addresses, e.g. [\"127.0.0.1:8888\", \"[::1]:8888\"]",
+            expected: "a list of HOST:PORT addresses or unix:/PATH sockets, e.g. [\"127.0.0.1:8888\", \"[::1]:8888\", \"unix:/run/echod/echo.sock\"]",
             apply: { raw, settings in
                 guard case .list(let items) = raw else { return [ValueProblem(reason: "expected a list of addresses")] }
                 guard !items.isEmpty else {
                     return [ValueProblem(reason: "no address: list at least one HOST:PORT to listen on")]
                 }
                 var problems: [ValueProblem] = []
-                var addresses: [ListenAddress] = []
+                var addresses: [ListenTarget] = []
                 for (index, item) in items.enumerated() {
                     do throws(InvalidValue) {
-                        addresses.append(try Values.address(item))
+                        addresses.append(try Values.listenTarget(item))
                     } catch {
                         problems.append(ValueProblem(index: index, value: item, reason: error.reason))
                         continue

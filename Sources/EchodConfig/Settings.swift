@@ -15,15 +15,15 @@ package enum LogLevelName: String, Sendable, CaseIterable {
 
 /// The validated, effective configuration of the daemon. Every field is in range and ready to use.
 package struct EchodSettings: Sendable, Equatable {
-    /// Addresses to accept echo connections on; never empty, no duplicates.
-    package var listen: [ListenAddress]
+    /// Addresses (TCP, Unix) to accept echo connections on; never empty, no duplicates.
+    package var listen: [ListenTarget]
     /// Event-loop threads, resolved: `auto` becomes the number of online CPUs (at least 1).
     package var threads: Int
     /// Whether `threads` was `auto`, so that `check-config` can say so.
     package var threadsIsAuto: Bool
     /// Connections open at once, over all listeners.
     package var maxConnections: Int
-    /// Connections open at once from one peer address; 0 = unlimited.
+    /// Connections open at once from one peer address (for Unix-socket peers, one uid); 0 = unlimited.
     package var maxConnectionsPerIP: Int
     /// A connection with no traffic for this long is closed; `.zero` = never.
     package var idleTimeout: Duration
@@ -43,6 +43,12 @@ package struct EchodSettings: Sendable, Equatable {
     package var logQueueCapacity: Int
     /// Address of the HTTP health/metrics endpoint, or nil when it is off.
     package var adminListen: ListenAddress?
+    /// Unix socket files echod creates: their permission bits (at most 0777).
+    package var unixMode: UInt32
+    /// Their owner, a user name or numeric ID; nil = echod's user after start-up (the `user` it switches to).
+    package var unixOwner: String?
+    /// Their group, a name or numeric ID; nil = that user's primary group.
+    package var unixGroup: String?
     /// Started as root: the user to switch to once the listeners are bound and the log file is open; nil = stay.
     package var user: String?
     /// UDP echo: addresses to serve it on; empty (the default) = off. No duplicates.
@@ -64,8 +70,8 @@ package struct EchodSettings: Sendable, Equatable {
     /// `config/echod.yaml` documents exactly these values (a test keeps the two equal).
     package static let defaults = EchodSettings(
         listen: [
-            ListenAddress(host: "127.0.0.1", port: 8888, family: .ipv4),
-            ListenAddress(host: "::1", port: 8888, family: .ipv6),
+            .ip(ListenAddress(host: "127.0.0.1", port: 8888, family: .ipv4)),
+            .ip(ListenAddress(host: "::1", port: 8888, family: .ipv6)),
         ],
         threads: onlineCPUCount(),
         threadsIsAuto: true,
@@ -80,6 +86,9 @@ package struct EchodSettings: Sendable, Equatable {
         logReads: false,
         logQueueCapacity: 16_384,
         adminListen: nil,
+        unixMode: 0o660,
+        unixOwner: nil,
+        unixGroup: nil,
         user: nil)
 }
 

@@ -3,8 +3,28 @@ enum Validation {
     /// Why `address` cannot be bound next to `others`, or nil. Two listeners on the same port of the same
     /// family collide when the addresses are equal or either is the wildcard: without SO_REUSEPORT the second
     /// bind fails, and with it (echod's listeners use it) the kernel would split connections between them.
+    /// A Unix socket collides only with the same path or abstract name listed twice (two spellings of one file, such
+    /// as a path through a symbolic link, are caught by the second bind, which finds the first one's socket live).
+    static func conflict(_ target: ListenTarget, with others: some Collection<ListenTarget>) -> String? {
+        switch target {
+        case .unix(let path):
+            for (index, other) in others.enumerated() where other == .unix(path) {
+                return "listed twice (also item \(index))"
+            }
+            return nil
+        case .ip(let address):
+            let ip = others.enumerated().compactMap { item in item.element.ipAddress.map { (item.offset, $0) } }
+            return conflict(address, with: ip)
+        }
+    }
+
+    /// The same check for a list of IP addresses alone (items numbered from 0).
     static func conflict(_ address: ListenAddress, with others: some Collection<ListenAddress>) -> String? {
-        for (index, other) in others.enumerated() where other.family == address.family && other.port == address.port {
+        conflict(address, with: others.enumerated().map { ($0.offset, $0.element) })
+    }
+
+    private static func conflict(_ address: ListenAddress, with others: [(index: Int, address: ListenAddress)]) -> String? {
+        for (index, other) in others where other.family == address.family && other.port == address.port {
             if other == address { return "listed twice (also item \(index))" }
             if other.isWildcard || address.isWildcard {
                 return "overlaps item \(index) (\(other)): a wildcard address already covers every address of its family on that port"
@@ -16,11 +36,11 @@ enum Validation {
     /// Why the admin endpoint cannot share its address with the echo listeners, or nil.
     static func adminConflict(_ settings: EchodSettings) -> String? {
         guard let admin = settings.adminListen else { return nil }
-        for (index, echo) in settings.listen.enumerated()
-        where echo.family == admin.family && echo.port == admin.port
-            && (echo == admin || echo.isWildcard || admin.isWildcard)
-        {
-            return "collides with listen item \(index) (\(echo)); the admin endpoint needs a port of its own"
+        for (index, target) in settings.listen.enumerated() {
+            guard let echo = target.ipAddress, echo.family == admin.family, echo.port == admin.port,
+                echo == admin || echo.isWildcard || admin.isWildcard
+            else { continue }
+            return "collides with listen item \(index) (\(target)); the admin endpoint needs a port of its own"
         }
         return nil
     }

@@ -73,8 +73,50 @@ enum Values {
         return text
     }
 
-    /// A listen address, with the parser's reason.
+    /// A `listen` entry, TCP or Unix, with the parser's reason.
+    static func listenTarget(_ text: String) throws(InvalidValue) -> ListenTarget {
+        do {
+            return try ListenTarget(parsing: text)
+        } catch {
+            throw InvalidValue(reason: error.reason)
+        }
+    }
+
+    /// A permission mode in octal, as chmod takes it: `0660`, `660`, `0o660`; at most `0777` (no set-id or sticky
+    /// bits, which mean nothing on a socket).
+    static func octalMode(_ text: String) throws(InvalidValue) -> UInt32 {
+        let expected = "expected an octal mode between 0000 and 0777, e.g. \"0660\""
+        let digits = text.lowercased().hasPrefix("0o") ? text.dropFirst(2) : Substring(text)
+        guard (1...4).contains(digits.count), digits.allSatisfy({ ("0"..."7").contains($0) }), let value = UInt32(digits, radix: 8)
+        else { throw InvalidValue(reason: "not an octal mode; \(expected)") }
+        guard value <= 0o777 else { throw InvalidValue(reason: "out of range; \(expected)") }
+        return value
+    }
+
+    /// `0660`: four octal digits, how `octalMode` reads it back.
+    static func formatMode(_ mode: UInt32) -> String {
+        let digits = String(mode, radix: 8)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
+    /// A user or group for the socket file: a name (as ``userName(_:)`` checks it, with `kind` in the messages) or a
+    /// numeric ID. Whether it exists is checked at start, on the host that runs echod, as for `user`.
+    static func accountName(_ text: String, kind: String) throws(InvalidValue) -> String {
+        if !text.isEmpty && text.allSatisfy(\.isASCIIDigit) {
+            guard let id = UInt32(text), id != UInt32.max else { throw InvalidValue(reason: "\(kind) ID out of range") }
+            return String(id)
+        }
+        guard !text.isEmpty else { throw InvalidValue(reason: "empty \(kind) name") }
+        guard text.count <= 32 else { throw InvalidValue(reason: "longer than 32 characters; expected a \(kind) name or ID") }
+        guard text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isASCIIDigit || "_-.".contains($0)) }), text.first != "-" else {
+            throw InvalidValue(reason: "expected a \(kind) name (letters, digits, _, - and .) or a numeric ID")
+        }
+        return text
+    }
+
+    /// A listen address, with the parser's reason. A Unix socket is named as such, not as a malformed `HOST:PORT`.
     static func address(_ text: String) throws(InvalidValue) -> ListenAddress {
+        if UnixPath.isUnix(text) { throw InvalidValue(reason: "Unix sockets are not supported here; expected HOST:PORT") }
         do {
             return try ListenAddress(parsing: text)
         } catch {

@@ -122,7 +122,7 @@ package final class Daemon: @unchecked Sendable {
             logger.info("echod stopped")
         }
         stopAdmin()
-        for l in listeners { Syscall.close(l.fd) }
+        for l in listeners { closeListener(l) }
         listeners.removeAll()
         closeDatagramListeners()
         backend.shutdown(timeout: .seconds(2))
@@ -181,17 +181,24 @@ package final class Daemon: @unchecked Sendable {
         for warning in loaded.warnings { logger.warning("configuration", metadata: ["warning": .string(warning)]) }
         warnIfRoot(privileges)
         limiter = ConnectionLimiter(maxConnections: settings.maxConnections, maxPerIP: settings.maxConnectionsPerIP)
+        let unixFiles: UnixFileOptions
+        if case .switchTo(let account) = privileges {
+            unixFiles = try unixFileOptions(settings, switchingTo: account)
+        } else {
+            unixFiles = try unixFileOptions(settings, switchingTo: nil)
+        }
         let passedSockets = SocketActivation.takePassedSockets()
-        do {
+        do throws(ListenerError) {
             let passed = try Listeners.fromSystemd(passedSockets)
             socketActivated = !passedSockets.isEmpty
             if socketActivated {
                 listeners = passed
             } else {
-                let (bound, skipped) = try Listeners.bind(settings.listen)
-                try Listeners.requireSome(bound, skipped: skipped)
-                logSkipped(skipped)
-                listeners = bound
+                let result = try Listeners.bind(settings.listen, unix: unixFiles)
+                try Listeners.requireSome(result.bound, skipped: result.skipped)
+                logRemovedStale(result.removedStale)
+                logSkipped(result.skipped)
+                listeners = result.bound
             }
         } catch {
             throw StartError(description: error.description)

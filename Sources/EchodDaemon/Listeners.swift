@@ -2,6 +2,7 @@ import EchodConfig
 import EchodEventLoop
 import EchodSystem
 import EchodSystemd
+import EchodText
 import Glibc
 
 /// A listening socket echod serves, whether it bound it itself or systemd passed it in.
@@ -13,16 +14,36 @@ struct Listener: Sendable {
     /// Passed in by systemd: never re-configured, and closing our copy leaves systemd's open.
     let passed: Bool
     /// The configured address this socket was bound for (nil for passed sockets), to diff on reload.
-    let configured: ListenAddress?
+    let configured: ListenTarget?
+    /// For a Unix socket (bound or passed): its path or abstract name, for the logs.
+    var unixName: String? = nil
+    /// The socket file echod created, removed when the listener is closed (never one systemd passed).
+    var ownedFile: OwnedSocketFile? = nil
 
     var label: String {
-        let place = address?.description ?? "fd \(fd)"
+        let place = unixName.map { "unix:" + $0 } ?? address?.description ?? "fd \(fd)"
         return passed ? "\(place) (from systemd)" : place
     }
 }
 
+/// A socket file echod created by binding, identified by device and inode, so that closing removes exactly that file
+/// and never one another process has put at the same path since.
+struct OwnedSocketFile: Sendable {
+    let path: String
+    let device: UInt64
+    let inode: UInt64
+}
+
 struct ListenerError: Error, CustomStringConvertible {
     var description: String
+}
+
+/// How echod makes the socket files of `unix:/PATH` listeners: `unix.mode`, and `unix.owner`/`unix.group` resolved
+/// to IDs (nil: unchanged).
+struct UnixFileOptions: Sendable, Equatable {
+    var mode: UInt32 = 0o660
+    var uid: uid_t?
+    var gid: gid_t?
 }
 
 enum Listeners {
@@ -30,6 +51,14 @@ enum Listeners {
     struct Skipped {
         var address: ListenAddress
         var error: IOError
+    }
+
+    /// What binding a list of addresses came to.
+    struct Bound {
+        var bound: [Listener] = []
+        var skipped: [Skipped] = []
+        /// Socket files removed as stale (nothing answered on them) before binding, for an info line each.
+        var removedStale: [String] = []
     }
 
     /// Binds a listening socket for each configured address; all or nothing, except for IPv6 on a host without it.
@@ -42,23 +71,29 @@ enum Listeners {
     /// to start would make the default configuration (and the Debian package's start on install) fail there. Any
     /// other failure is an error, and so is an address that is merely absent (`[2001:db8::1]`: maybe not up yet).
     /// The caller decides whether what is left is enough (none at all is not).
-    static func bind(_ addresses: [ListenAddress]) throws(ListenerError) -> (bound: [Listener], skipped: [Skipped]) {
-        var result: [Listener] = []
-        var skipped: [Skipped] = []
-        for address in addresses {
+    static func bind(_ targets: [ListenTarget], unix options: UnixFileOptions) throws(ListenerError) -> Bound {
+        var result = Bound()
+        for target in targets {
             do throws(BindError) {
-                result.append(try bind(address))
+                switch target {
+                case .ip(let address):
+                    result.bound.append(try bind(address))
+                case .unix(let path):
+                    let (listener, removedStale) = try bind(path, options: options)
+                    result.bound.append(listener)
+                    if removedStale { result.removedStale.append(path.path) }
+                }
             } catch {
                 switch error {
                 case .noIPv6(let cause):
-                    skipped.append(Skipped(address: address, error: cause))
+                    if case .ip(let address) = target { result.skipped.append(Skipped(address: address, error: cause)) }
                 case .failed(let failure):
-                    for l in result { Syscall.close(l.fd) }
+                    for l in result.bound { _ = close(l) }
                     throw failure
                 }
             }
         }
-        return (result, skipped)
+        return result
     }
 
     /// Refuses a configuration of which no address could be bound (every one was IPv6 on a host without it).
@@ -79,12 +114,115 @@ enum Listeners {
         }
         do throws(IOError) {
             let fd = try Socket.listen(on: socketAddress)
-            return Listener(fd: fd, address: socketAddress, role: .echo, passed: false, configured: address)
+            return Listener(fd: fd, address: socketAddress, role: .echo, passed: false, configured: .ip(address))
         } catch {
             let noIPv6 =
                 address.family == .ipv6
                 && (error.errno == EAFNOSUPPORT || (error.errno == EADDRNOTAVAIL && address.host == "::1"))
             throw noIPv6 ? .noIPv6(error) : .failed(ListenerError(description: "listen \(address): \(error)"))
+        }
+    }
+
+    /// Binds a Unix socket. A path already in use is handled safely: a socket file on which a connect is refused
+    /// is what a crashed or killed run leaves behind, and is removed and bound again (reported in `removedStale`); a
+    /// socket on which something answers belongs to a live process, and anything that is not a socket is not ours:
+    /// both are errors, and neither is touched. Abstract names leave nothing behind, so in use means in use.
+    private static func bind(_ path: UnixPath, options: UnixFileOptions) throws(BindError) -> (Listener, removedStale: Bool) {
+        func fail(_ reason: String) -> BindError { .failed(ListenerError(description: "listen \(path): \(reason)")) }
+        let address: UnixSocketAddress
+        do throws(IOError) {
+            address = try UnixSocketAddress(name: path.path, isAbstract: path.isAbstract)
+        } catch {
+            throw fail("\(error)")
+        }
+        var removedStale = false
+        var checked = false
+        var fd: Int32 = -1
+        while fd < 0 {
+            do throws(IOError) {
+                fd = try Socket.listen(unix: address, mode: mode_t(options.mode))
+            } catch {
+                switch error.errno {
+                case EADDRINUSE where path.isAbstract:
+                    throw fail("address in use: another process serves \(path.displayName)")
+                case EADDRINUSE where !checked:
+                    removedStale = try removeIfStale(path, address, fail)
+                    checked = true
+                case EADDRINUSE:
+                    throw fail("address in use: another process serves \(path.path)")
+                case ENOENT:
+                    throw fail(
+                        "the directory \(directory(of: path.path)) does not exist; create it first (systemd's RuntimeDirectory=echod creates /run/echod)")
+                default:
+                    throw fail("\(error)")
+                }
+            }
+        }
+        var listener = Listener(
+            fd: fd, address: nil, role: .echo, passed: false, configured: .unix(path), unixName: path.displayName)
+        guard !path.isAbstract else { return (listener, removedStale) }
+        do throws(IOError) {
+            if options.uid != nil || options.gid != nil {
+                try Syscall.changeOwner(path: path.path, uid: options.uid, gid: options.gid)
+            }
+            let info = try Syscall.linkStatus(path: path.path)
+            listener.ownedFile = OwnedSocketFile(path: path.path, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+        } catch {
+            Syscall.close(fd)
+            try? Syscall.unlink(path: path.path)
+            throw fail("\(error)")
+        }
+        return (listener, removedStale)
+    }
+
+    /// `bind` found `path` in use: removes it if it is a socket nobody answers on (true), else says why not.
+    private static func removeIfStale(
+        _ path: UnixPath, _ address: UnixSocketAddress, _ fail: (String) -> BindError
+    ) throws(BindError) -> Bool {
+        // Gone between bind and lstat or unlink (ENOENT): the next bind attempt says what is there now.
+        let info: stat
+        do throws(IOError) {
+            info = try Syscall.linkStatus(path: path.path)
+        } catch {
+            guard error.errno == ENOENT else { throw fail("checking the existing \(path.path): \(error)") }
+            return false
+        }
+        guard Syscall.isSocket(info) else {
+            throw fail("\(path.path) exists and is not a socket; echod removes only stale socket files, so it is left as it is")
+        }
+        let refused: Bool
+        do throws(IOError) {
+            refused = try Socket.connectionRefused(address)
+        } catch {
+            throw fail("cannot tell whether a process serves the existing socket \(path.path): \(error)")
+        }
+        guard refused else { throw fail("address in use: another process serves \(path.path)") }
+        do throws(IOError) {
+            try Syscall.unlink(path: path.path)
+        } catch {
+            guard error.errno == ENOENT else { throw fail("cannot remove the stale socket file \(path.path): \(error)") }
+            return false
+        }
+        return true
+    }
+
+    private static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+        return String(path[..<slash])
+    }
+
+    /// Closes a listener and removes the socket file it created, if that file is still the one it created. Returns
+    /// what went wrong removing it, for a warning (e.g. the directory is no longer writable after `--user`).
+    static func close(_ listener: Listener) -> String? {
+        Syscall.close(listener.fd)
+        guard let file = listener.ownedFile else { return nil }
+        do throws(IOError) {
+            let info = try Syscall.linkStatus(path: file.path)
+            guard UInt64(info.st_dev) == file.device, UInt64(info.st_ino) == file.inode else { return nil }
+            try Syscall.unlink(path: file.path)
+            return nil
+        } catch {
+            return error.errno == ENOENT ? nil : "cannot remove the socket file \(file.path): \(error)"
         }
     }
 
@@ -101,7 +239,12 @@ enum Listeners {
             // bound socket (what broke Unbound under socket activation).
             Socket.prepareInherited(socket.fd)
             let role: Listener.Role = socket.name == "admin" ? .admin : .echo
-            result.append(Listener(fd: socket.fd, address: Socket.localAddress(socket.fd), role: role, passed: true, configured: nil))
+            // A Unix socket is named by its path (or abstract name), which echod never unlinks: systemd made it.
+            let unixName = UnixSocketAddress.local(of: socket.fd)?.displayName
+            result.append(
+                Listener(
+                    fd: socket.fd, address: unixName == nil ? Socket.localAddress(socket.fd) : nil, role: role, passed: true,
+                    configured: nil, unixName: unixName))
         }
         return result
     }

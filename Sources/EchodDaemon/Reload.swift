@@ -61,9 +61,12 @@ extension Daemon {
     private func apply(_ loaded: LoadedConfig) throws(StartError) {
         let old = config!.settings
         let new = loaded.settings
+        // Socket files bound from now on are made as the new unix.* says; the ones kept stay as they are. After a
+        // switch to --user, unset owner and group mean that user, which is who creates the files now anyway.
+        let unix = try unixFileOptions(new, switchingTo: nil)
         let addedDatagrams = try bindAddedDatagramListeners(old: old, new: new)
         if !socketActivated && new.listen != old.listen {
-            do { try changeListeners(to: new.listen) } catch {
+            do { try changeListeners(to: new.listen, unix: unix) } catch {
                 for l in addedDatagrams { Syscall.close(l.fd) }
                 throw error
             }
@@ -98,16 +101,17 @@ extension Daemon {
 
     /// Binds the added addresses (all or nothing), then has every loop accept on them; the removed ones are
     /// taken out of every loop and closed once all loops have let go. Established connections are untouched.
-    private func changeListeners(to addresses: [ListenAddress]) throws(StartError) {
+    private func changeListeners(to addresses: [ListenTarget], unix options: UnixFileOptions) throws(StartError) {
         let current = Set(listeners.compactMap(\.configured))
         let wanted = Set(addresses)
         let added: [Listener]
         let removed = listeners.filter { $0.configured.map { !wanted.contains($0) } ?? false }
-        do {
-            let (bound, skipped) = try Listeners.bind(addresses.filter { !current.contains($0) })
-            if listeners.count - removed.count == 0 { try Listeners.requireSome(bound, skipped: skipped) }
-            logSkipped(skipped)
-            added = bound
+        do throws(ListenerError) {
+            let result = try Listeners.bind(addresses.filter { !current.contains($0) }, unix: options)
+            if listeners.count - removed.count == 0 { try Listeners.requireSome(result.bound, skipped: result.skipped) }
+            logRemovedStale(result.removedStale)
+            logSkipped(result.skipped)
+            added = result.bound
         } catch {
             throw StartError(description: error.description)
         }
@@ -125,8 +129,8 @@ extension Daemon {
         }
         if !removed.isEmpty {
             let removedFDs = removed.map(\.fd)
-            whenAllLoops({ w in for fd in removedFDs { w.removeAcceptor(fd) } }) {
-                for fd in removedFDs { Syscall.close(fd) }
+            whenAllLoops({ w in for fd in removedFDs { w.removeAcceptor(fd) } }) { [unowned self] in
+                for l in removed { self.closeListener(l) }
             }
         }
         for l in added { logger.info("listening", metadata: ["address": .string(l.label)]) }

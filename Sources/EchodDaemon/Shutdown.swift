@@ -38,7 +38,7 @@ extension Daemon {
             listenersReleased: { [unowned self] in
                 // No loop accepts any more: closing the listeners now refuses new connections at once (socket
                 // activation: systemd keeps its copy, so new clients wait in the backlog for the next instance).
-                for l in self.listeners { Syscall.close(l.fd) }
+                for l in self.listeners { self.closeListener(l) }
                 self.listeners.removeAll()
                 self.closeDatagramListeners()
             },

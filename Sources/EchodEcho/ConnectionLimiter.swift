@@ -2,7 +2,8 @@ import EchodEventLoop
 import EchodSystem
 import Synchronization
 
-/// The global and per-IP connection limits, shared by every loop.
+/// The global and per-IP connection limits, shared by every loop. "Per IP" is per `SocketAddress.hostKey`: an IP
+/// address, or for Unix-socket peers a uid.
 ///
 /// Touched once at accept and once at close, never per read, so a mutex is fine here. The per-IP counts are kept
 /// under it even while the per-IP limit is off, so that a reload can switch the limit on with correct counts for the

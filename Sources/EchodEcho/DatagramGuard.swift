@@ -184,6 +184,8 @@ package struct DatagramGuard {
                 return isUnicastIPv4(UInt32(truncatingIfNeeded: second))
             }
             return true
+        case .unix:
+            return false  // a Unix peer is never a UDP source
         }
     }
 

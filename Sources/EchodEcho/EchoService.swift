@@ -92,7 +92,8 @@ package final class EchoService: EventHandler, @unchecked Sendable {
             warnLimit("connection refused: limits.max_connections_per_ip reached", peer: peer)
             return
         }
-        Socket.setNoDelay(fd)
+        // TCP only: a Unix socket has no Nagle delay (and would refuse the option, one wasted call per connection).
+        if peer.family != .unix { Socket.setNoDelay(fd) }
         do throws(IOError) {
             try loop.register(fd: fd, interest: .read, handler: self)
         } catch {

@@ -103,9 +103,9 @@ package final class Acceptor: EventHandler {
                     backoff = .zero
                     onEvent(.resumed)
                 }
-                let address = withUnsafePointer(to: &peer) { SocketAddress($0) }
+                let address = withUnsafePointer(to: &peer) { Socket.peerAddress(of: connection, accepted: $0) }
                 guard let address else {
-                    Syscall.close(connection)  // not TCP over IP: cannot happen on our listeners
+                    Syscall.close(connection)  // neither IP nor Unix, or a Unix peer whose credentials are unreadable
                     continue
                 }
                 onAccept(connection, address)

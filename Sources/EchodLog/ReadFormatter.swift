@@ -271,8 +271,16 @@ struct RawBytes {
     }
 
     /// `a.b.c.d:port` or `[v6]:port`, exactly as glibc's `inet_ntop` (what `SocketAddress.description` uses) writes
-    /// the address, without its `sprintf`.
+    /// the address, without its `sprintf`; a Unix-socket peer as `SocketAddress.description` writes it,
+    /// `unix:uid:1000,pid:4242` (uid in the low 32 bits of `high`, pid in those of `low`).
     mutating func peer(family: UInt8, port: UInt16, high: UInt64, low: UInt64) {
+        if family == 2 {
+            put("unix:uid:")
+            decimal(UInt(UInt32(truncatingIfNeeded: high)))
+            put(",pid:")
+            decimal(UInt(UInt32(truncatingIfNeeded: low)))
+            return
+        }
         if family == 0 {
             ipv4(UInt32(truncatingIfNeeded: high))
         } else {

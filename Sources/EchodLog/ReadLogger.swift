@@ -48,10 +48,11 @@ package struct ReadLogger: Sendable {
     ///
     /// - Parameters:
     ///   - loop: the event loop's index (printed as `loop=`).
-    ///   - peerFamily: 0 for IPv4, 1 for IPv6 (`SocketAddress.Family.rawValue`).
+    ///   - peerFamily: 0 for IPv4, 1 for IPv6, 2 for a Unix-socket peer (`SocketAddress.Family.rawValue`).
     ///   - peerPort: the peer's port, host byte order.
     ///   - peerHigh, peerLow: the address bytes in network order as `SocketAddress` stores them: bytes 0–7 and
-    ///     8–15 of the `in6_addr`; for IPv4, `in_addr.s_addr` in the low 32 bits of `peerHigh`.
+    ///     8–15 of the `in6_addr`; for IPv4, `in_addr.s_addr` in the low 32 bits of `peerHigh`; for a Unix peer,
+    ///     its uid in the low 32 bits of `peerHigh` and its pid in those of `peerLow`.
     ///   - data: the bytes read (only the first ``previewCapacity`` are copied; more marks the preview truncated).
     ///   - totalBytes: the byte count to print as `bytes=`.
     package func log(
@@ -161,7 +162,7 @@ struct ReadRecord: Sendable {
     var high: UInt64
     /// The read had more than `previewCapacity` bytes.
     var truncated = false
-    /// 0: IPv4, 1: IPv6 (anything else is printed as IPv6).
+    /// 0: IPv4, 1: IPv6, 2: Unix-socket peer (anything else is printed as IPv6).
     var family: UInt8
     var previewCount: UInt8 = 0
     var port: UInt16

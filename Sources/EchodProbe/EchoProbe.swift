@@ -7,11 +7,18 @@ extension Probe {
     /// every byte; then checks that nothing follows the last echo.
     static func runEcho(host: String, port: UInt16, options: ProbeOptions, deadline: Deadline) -> ProbeResult {
         let label = HostPort(host: host, port: port, bracketed: false).description
+        return runEcho(label: label, options: options, deadline: deadline) { ProbeConnection.open(host: host, port: port, deadline: deadline) }
+    }
+
+    /// The echo check over whatever connection `connect` opens (TCP or Unix); `label` names the target.
+    static func runEcho(
+        label: String, options: ProbeOptions, deadline: Deadline, connect: () -> Result<ProbeConnection, ProbeFailure>
+    ) -> ProbeResult {
         var result = ProbeResult(outcome: .unreachable, mode: "echo", target: label)
         result.bytes = options.payloadSize
         let connectStart = Syscall.monotonicNow()
         let connection: ProbeConnection
-        switch ProbeConnection.open(host: host, port: port, deadline: deadline) {
+        switch connect() {
         case .failure(let failure):
             result.reason = failure.reason
             return result

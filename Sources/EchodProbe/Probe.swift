@@ -16,6 +16,8 @@ package enum Probe {
             return runEcho(host: host, port: port, options: options, deadline: deadline)
         case .http(let url):
             return runHTTP(url, options: options, deadline: deadline)
+        case .unixEcho(let path):
+            return runEcho(label: path.description, options: options, deadline: deadline) { ProbeConnection.open(unix: path) }
         }
     }
 

@@ -1,4 +1,5 @@
 import EchodSystem
+import EchodText
 import Glibc
 
 /// Why a probe step failed, as the sentence the result reports.
@@ -7,11 +8,34 @@ struct ProbeFailure: Error {
     init(_ reason: String) { self.reason = reason }
 }
 
-/// A connected, non-blocking TCP socket of the probe, with the address it reached. Blocking waits are `poll`s
-/// bounded by the probe's deadline; every call goes through ``Syscall``, which retries EINTR.
+/// A connected, non-blocking TCP or Unix stream socket of the probe, with the address it reached (`127.0.0.1:7`,
+/// `unix:/run/echod/echo.sock`). Blocking waits are `poll`s bounded by the probe's deadline; every call goes through
+/// ``Syscall``, which retries EINTR.
 struct ProbeConnection {
     let fd: Int32
-    let address: SocketAddress
+    let address: String
+
+    init(fd: Int32, address: SocketAddress) {
+        self.fd = fd
+        self.address = address.description
+    }
+
+    init(fd: Int32, address: String) {
+        self.fd = fd
+        self.address = address
+    }
+
+    /// Connects to a Unix socket. A Unix connect completes at once or fails (refused: nothing listens; no such file;
+    /// permission denied: the socket file's mode; the backlog full), so there is nothing to wait for.
+    static func open(unix path: UnixPath) -> Result<ProbeConnection, ProbeFailure> {
+        do throws(IOError) {
+            let address = try UnixSocketAddress(name: path.path, isAbstract: path.isAbstract)
+            let attempt = try Socket.connect(unix: address)
+            return .success(ProbeConnection(fd: attempt.fd, address: path.description))
+        } catch {
+            return .failure(ProbeFailure("cannot connect: \(path): \(errorText(error))"))
+        }
+    }
 
     /// Resolves `host` (``Resolver/addresses(host:port:)``) and tries each address in turn until one accepts or
     /// the deadline passes. The failure lists what each address answered.

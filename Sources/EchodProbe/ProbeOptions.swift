@@ -8,10 +8,14 @@ package enum ProbeTarget: Sendable, Equatable {
     case echo(host: String, port: UInt16)
     /// An HTTP endpoint (the admin `/livez`, `/readyz`): healthy on status 200.
     case http(HTTPURL)
+    /// An echo listener on a Unix stream socket (`unix:/PATH` or `unix:@NAME`).
+    case unixEcho(UnixPath)
 
     /// `HOST:PORT`, `[IPV6]:PORT` or `NAME:PORT` in the one address grammar (``HostPort``); names are resolved
     /// when the probe runs, so that an unresolvable name is a result (exit 2), not a usage error.
+    /// `unix:/PATH` and `unix:@NAME` (``UnixPath``) select a Unix socket.
     package static func echo(parsing text: String) throws(InvalidValue) -> ProbeTarget {
+        if UnixPath.isUnix(text) { return .unixEcho(try UnixPath(parsing: text)) }
         let address = try HostPort(parsing: text)
         return .echo(host: address.host, port: address.port)
     }

@@ -1,13 +1,19 @@
 import CEchodLinux
 import Glibc
 
-/// An IPv4 or IPv6 address and port, stored inline in 20 bytes (no heap, no String), so that a connection table
-/// entry can hold its peer's address and an idle connection costs only a few dozen bytes.
+/// An IPv4 or IPv6 address and port, or a Unix-socket peer's credentials, stored inline in 24 bytes (no heap, no
+/// String), so that a connection table entry can hold its peer's address and an idle connection costs only a few
+/// dozen bytes.
+///
+/// A Unix-socket peer has no address worth keeping (a client socket is usually unbound), so it is identified by the
+/// credentials the kernel recorded when it connected (`SO_PEERCRED`, read once at accept): `high` holds the uid in
+/// its low 32 bits and the gid in its high 32 bits, `low` the pid; `port` is 0.
 package struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     // Raw values start at 0 so that an all-zero address is valid (FDTable entries start zeroed).
     package enum Family: UInt8, Sendable {
         case ipv4 = 0
         case ipv6 = 1
+        case unix = 2
     }
 
     package var family: Family
@@ -25,6 +31,16 @@ package struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         self.high = high
         self.low = low
     }
+
+    /// A Unix-socket peer, as `SO_PEERCRED` reports it.
+    package static func unixPeer(uid: UInt32, gid: UInt32, pid: Int32) -> SocketAddress {
+        SocketAddress(family: .unix, port: 0, high: UInt64(uid) | UInt64(gid) << 32, low: UInt64(UInt32(bitPattern: pid)))
+    }
+
+    /// A Unix-socket peer's user, group and process IDs (zero for an IP peer).
+    package var unixUID: UInt32 { family == .unix ? UInt32(truncatingIfNeeded: high) : 0 }
+    package var unixGID: UInt32 { family == .unix ? UInt32(truncatingIfNeeded: high >> 32) : 0 }
+    package var unixPID: Int32 { family == .unix ? Int32(bitPattern: UInt32(truncatingIfNeeded: low)) : 0 }
 
     /// Parses a numeric host (`127.0.0.1`, `::1`, no brackets) and a port.
     package init?(host: String, port: UInt16) {
@@ -67,12 +83,20 @@ package struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// The address without the port, as a hashable key (for per-IP connection limits).
-    package var hostKey: HostKey { HostKey(family: family, high: high, low: low) }
+    /// The address without the port, as a hashable key (for per-IP connection limits). For a Unix-socket peer, its
+    /// uid alone: the per-IP limit is per user there, since every local process of one user is one peer.
+    package var hostKey: HostKey {
+        family == .unix ? HostKey(family: .unix, high: UInt64(unixUID), low: 0) : HostKey(family: family, high: high, low: low)
+    }
 
-    /// Calls `body` with this address as a `sockaddr` for bind/connect.
+    /// Calls `body` with this address as a `sockaddr` for bind/connect. A Unix peer's credentials are no address:
+    /// they give an `AF_UNSPEC` one, which bind and connect refuse (``UnixSocketAddress`` is the Unix address).
     package func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R {
         switch family {
+        case .unix:
+            var none = sockaddr()
+            none.sa_family = sa_family_t(AF_UNSPEC)
+            return try body(&none, socklen_t(MemoryLayout<sa_family_t>.size))
         case .ipv4:
             var sin = sockaddr_in()
             sin.sin_family = sa_family_t(AF_INET)
@@ -95,10 +119,12 @@ package struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// The numeric host, e.g. `127.0.0.1` or `::1`.
+    /// The numeric host, e.g. `127.0.0.1` or `::1`; for a Unix peer, `unix:uid:1000,pid:4242`.
     package var host: String {
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         switch family {
+        case .unix:
+            return "unix:uid:\(unixUID),pid:\(unixPID)"
         case .ipv4:
             var a = in_addr(s_addr: UInt32(truncatingIfNeeded: high))
             inet_ntop(AF_INET, &a, &buffer, socklen_t(buffer.count))
@@ -113,9 +139,14 @@ package struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// `127.0.0.1:8888` or `[::1]:8888`.
+    /// `127.0.0.1:8888`, `[::1]:8888`, or `unix:uid:1000,pid:4242` for a Unix-socket peer (one token, no space or
+    /// `=`, so that a log line's `peer=` value needs no quoting).
     package var description: String {
-        family == .ipv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+        switch family {
+        case .ipv4: "\(host):\(port)"
+        case .ipv6: "[\(host)]:\(port)"
+        case .unix: host
+        }
     }
 }
 

@@ -22,7 +22,10 @@ struct ConfigOptions: ParsableArguments {
         name: .long, help: ArgumentHelp("Configuration file (default: \(ConfigLoader.defaultPath) when it exists, else embedded defaults).", valueName: "path"))
     var config: String?
 
-    @Option(name: .long, help: ArgumentHelp("Listen address, HOST:PORT or [IPV6]:PORT; repeatable; replaces the configured list.", valueName: "host:port"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Listen address, HOST:PORT, [IPV6]:PORT, unix:/PATH or unix:@NAME; repeatable; replaces the configured list.", valueName: "host:port"))
     var listen: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Event loop threads, or 'auto' (one per CPU).", valueName: "n"))

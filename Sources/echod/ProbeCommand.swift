@@ -19,10 +19,12 @@ struct ProbeCommand: ParsableCommand {
             timeout / (retries + 1) it sends a new one (--retries, default 2). No reply at all is exit 1; an ICMP
             port unreachable (nothing listens) is exit 2.
             Hostnames are resolved and each address is tried in turn. --timeout bounds the whole probe.
+            unix:/run/echod/echo.sock (or unix:@NAME, an abstract name) checks a Unix-socket listener the same way.
             Durations and sizes are written as in the configuration file: 500ms, 2s, 1m30s; 64, 16KiB, 1MiB.
             """)
 
-    @Argument(help: ArgumentHelp("Echo listener to check: HOST:PORT, [IPV6]:PORT or NAME:PORT.", valueName: "host:port"))
+    @Argument(
+        help: ArgumentHelp("Echo listener to check: HOST:PORT, [IPV6]:PORT, NAME:PORT, or a Unix socket unix:/PATH or unix:@NAME.", valueName: "host:port"))
     var target: String?
 
     @Option(help: ArgumentHelp("Give up after this long, connecting included: 1ms to 1h, e.g. 2s, 500ms, 1m30s.", valueName: "duration"))

@@ -9,7 +9,7 @@ import Testing
 struct DefaultsTests {
     @Test func embeddedDefaultsHaveTheDocumentedValues() throws {
         let d = EchodSettings.defaults
-        #expect(d.listen == [try ListenAddress(parsing: "127.0.0.1:8888"), try ListenAddress(parsing: "[::1]:8888")])
+        #expect(d.listen == [try ListenTarget(parsing: "127.0.0.1:8888"), try ListenTarget(parsing: "[::1]:8888")])
         #expect(d.threadsIsAuto && d.threads == onlineCPUCount() && d.threads >= 1)
         #expect(d.maxConnections == 50_000)
         #expect(d.maxConnectionsPerIP == 0)

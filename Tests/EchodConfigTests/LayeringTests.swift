@@ -23,6 +23,10 @@ struct LayeringTests {
           queue_capacity: 100
         admin:
           listen: 127.0.0.1:9090
+        unix:
+          mode: "0600"
+          owner: nobody
+          group: "65534"
         user: nobody
         udp:
           listen: ["0.0.0.0:7"]
@@ -35,7 +39,7 @@ struct LayeringTests {
         """
 
     static func expectEveryKeyChanged(_ s: EchodSettings) throws {
-        #expect(s.listen == [try ListenAddress(parsing: "0.0.0.0:7"), try ListenAddress(parsing: "[::]:7")])
+        #expect(s.listen == [try ListenTarget(parsing: "0.0.0.0:7"), try ListenTarget(parsing: "[::]:7")])
         #expect(s.threads == 3 && !s.threadsIsAuto)
         #expect(s.maxConnections == 1000)
         #expect(s.maxConnectionsPerIP == 10)
@@ -48,6 +52,7 @@ struct LayeringTests {
         #expect(s.logReads)
         #expect(s.logQueueCapacity == 100)
         #expect(s.adminListen == (try ListenAddress(parsing: "127.0.0.1:9090")))
+        #expect(s.unixMode == 0o600 && s.unixOwner == "nobody" && s.unixGroup == "65534")
         #expect(s.user == "nobody")
         #expect(s.udpListen == [try ListenAddress(parsing: "0.0.0.0:7")])
         #expect(s.udpMinSourcePort == 2000 && s.udpSourceRate == 10 && s.udpSourceBurst == 20)
@@ -75,6 +80,9 @@ struct LayeringTests {
         "ECHOD_LOG_READS": "true",
         "ECHOD_LOG_QUEUE_CAPACITY": "100",
         "ECHOD_ADMIN_LISTEN": "127.0.0.1:9090",
+        "ECHOD_UNIX_MODE": "0600",
+        "ECHOD_UNIX_OWNER": "nobody",
+        "ECHOD_UNIX_GROUP": "65534",
         "ECHOD_USER": "nobody",
         "ECHOD_UDP_LISTEN": "0.0.0.0:7",
         "ECHOD_UDP_MIN_SOURCE_PORT": "2000",

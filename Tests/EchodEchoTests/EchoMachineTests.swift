@@ -19,6 +19,12 @@ struct EchoMachineTests {
         }
     }
 
+    @Test("a connection table entry keeps its size with Unix peers in SocketAddress")
+    func entrySize() {
+        #expect(MemoryLayout<Connection>.size == 80)
+        #expect(Connection(peer: .unixPeer(uid: 1, gid: 2, pid: 3), openedAt: 0, tick: 0).peer.unixUID == 1)
+    }
+
     @Test("a read is written straight back, with no buffer held")
     func fastPath() {
         var machine = EchoMachine(readBufferSize: 1024, maxPending: 4096)

@@ -65,6 +65,18 @@ struct ReadFormatTests {
         #expect(object["bytes"]?.int == 9)
     }
 
+    @Test("a Unix-socket peer as SocketAddress names it: uid and pid, one token")
+    func unixPeer() {
+        let peer = SocketAddress.unixPeer(uid: 1000, gid: 100, pid: 4242)
+        var record = ReadRecord(
+            seconds: 1_700_000_000, nanoseconds: 123_456_789, loop: 0, label: Unmanaged.passUnretained(echoLabel),
+            high: peer.high, low: peer.low, totalBytes: 2, port: peer.port, family: peer.family.rawValue)
+        Array("hi".utf8).withUnsafeBytes { record.setPreview($0) }
+        #expect(ReadFormatter.text(record).hasSuffix(" peer=unix:uid:1000,pid:4242\n"))
+        #expect(ReadFormatter.json(record).hasSuffix(#","peer":"unix:uid:1000,pid:4242"}"# + "\n"))
+        #expect(peer.description == "unix:uid:1000,pid:4242")
+    }
+
     @Test("IPv6 peer in brackets; binary bytes, quotes and backslashes; negative loop index")
     func ipv6AndBinary() throws {
         let (high, low) = in6Addr("2001:db8::7:1")

@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -42,6 +44,9 @@ static inline int echod_fcntl_setfl(int fd, int flags) { return fcntl(fd, F_SETF
 // accept4's address parameter is a transparent union under _GNU_SOURCE, which Swift cannot pass.
 // Defined in shim.c, which is compiled with _GNU_SOURCE (the module's header is imported without it).
 int echod_accept4(int fd, struct sockaddr_storage *peer, socklen_t *length, int flags);
+
+// SO_PEERCRED's `struct ucred` is declared only under _GNU_SOURCE. Returns 0, or -1 with errno set.
+int echod_peer_credentials(int fd, uint32_t *uid, uint32_t *gid, int32_t *pid);
 
 // Names the thread (visible in top -H, /proc/PID/task/TID/comm and perf); Glibc's module lacks it.
 int echod_set_thread_name(pthread_t thread, const char *name);
