@@ -27,27 +27,49 @@ extension Syscall {
     /// lookup itself failed (an unreadable /etc/passwd, an unreachable directory service).
     /// The corresponding C functions are `getpwnam_r` and `getgrouplist`.
     package static func lookUpUser(_ name: String) throws(IOError) -> UserAccount? {
-        let suggested = sysconf(Int32(_SC_GETPW_R_SIZE_MAX))
+        var entry = passwd()
+        let found = try lookingUp("getpwnam_r", sizeHint: _SC_GETPW_R_SIZE_MAX) { buffer, size, found in
+            getpwnam_r(name, &entry, buffer, size, found)
+        }
+        guard found else { return nil }
+        return UserAccount(name: name, uid: entry.pw_uid, gid: entry.pw_gid, groups: try groupList(name, entry.pw_gid))
+    }
+
+    /// Looks `name` up in the group database: its gid, or nil when there is no such group; throws when the lookup
+    /// itself failed. The corresponding C function is `getgrnam_r`.
+    package static func lookUpGroup(_ name: String) throws(IOError) -> gid_t? {
+        var entry = group()
+        let found = try lookingUp("getgrnam_r", sizeHint: _SC_GETGR_R_SIZE_MAX) { buffer, size, found in
+            getgrnam_r(name, &entry, buffer, size, found)
+        }
+        return found ? entry.gr_gid : nil
+    }
+
+    /// The one loop of the reentrant NSS lookups (`getpwnam_r`, `getgrnam_r`): `call` fills an entry whose strings
+    /// live in `buffer`, grown while it is too small. Whether an entry was found; throws when the lookup failed.
+    private static func lookingUp<Entry>(
+        _ operation: StaticString, sizeHint: Int,
+        _ call: (UnsafeMutablePointer<CChar>, Int, UnsafeMutablePointer<UnsafeMutablePointer<Entry>?>) -> Int32
+    ) throws(IOError) -> Bool {
+        let suggested = sysconf(Int32(sizeHint))
         var size = suggested > 0 ? suggested : 4096
         while true {
-            var entry = passwd()
-            var found: UnsafeMutablePointer<passwd>?
+            var found: UnsafeMutablePointer<Entry>?
             var buffer = [CChar](repeating: 0, count: size)
-            // getpwnam_r returns the error number itself rather than -1 and errno.
-            let code = buffer.withUnsafeMutableBufferPointer { getpwnam_r(name, &entry, $0.baseAddress!, $0.count, &found) }
+            // These return the error number itself rather than -1 and errno.
+            let code = buffer.withUnsafeMutableBufferPointer { call($0.baseAddress!, $0.count, &found) }
             switch code {
             case 0:
-                guard found != nil else { return nil }
-                return UserAccount(name: name, uid: entry.pw_uid, gid: entry.pw_gid, groups: try groupList(name, entry.pw_gid))
+                return found != nil
             case EINTR:
                 continue
             case ERANGE where size < 1 << 20:
                 size *= 2
             // Not found is 0 with no entry, but glibc's NSS modules also report it as ENOENT or ESRCH (getpwnam_r(3)).
             case ENOENT, ESRCH:
-                return nil
+                return false
             default:
-                throw IOError("getpwnam_r", errno: code)
+                throw IOError(operation, errno: code)
             }
         }
     }

@@ -155,30 +155,4 @@ extension Syscall {
     package static func changeOwner(path: String, uid: uid_t?, gid: gid_t?) throws(IOError) {
         _ = try retryingInterrupts("lchown") { lchown(path, uid ?? uid_t.max, gid ?? gid_t.max) }
     }
-
-    /// Looks `name` up in the group database: its gid, or nil when there is no such group; throws when the lookup
-    /// itself failed. The corresponding C function is `getgrnam_r`.
-    package static func lookUpGroup(_ name: String) throws(IOError) -> gid_t? {
-        let suggested = sysconf(Int32(_SC_GETGR_R_SIZE_MAX))
-        var size = suggested > 0 ? suggested : 4096
-        while true {
-            var entry = group()
-            var found: UnsafeMutablePointer<group>?
-            var buffer = [CChar](repeating: 0, count: size)
-            // getgrnam_r returns the error number itself rather than -1 and errno.
-            let code = buffer.withUnsafeMutableBufferPointer { getgrnam_r(name, &entry, $0.baseAddress!, $0.count, &found) }
-            switch code {
-            case 0:
-                return found == nil ? nil : entry.gr_gid
-            case EINTR:
-                continue
-            case ERANGE where size < 1 << 20:
-                size *= 2
-            case ENOENT, ESRCH:
-                return nil
-            default:
-                throw IOError("getgrnam_r", errno: code)
-            }
-        }
-    }
 }
