@@ -2,7 +2,7 @@
 # name) with seeds in Fuzz/corpus/FuzzNAME. Built in release with AddressSanitizer in its own scratch path, with
 # ECHOD_FUZZ set (Package.swift declares the targets only then), so the normal build, tests and release never see it.
 #   make fuzz          FUZZ_SECONDS (600) per target, FUZZ_WORKERS (2) processes sharing one corpus
-#   make fuzz-short    FUZZ_SHORT_SECONDS (20) per target of FUZZ_SHORT_TARGETS, one process; part of make test
+#   make fuzz-short    FUZZ_SHORT_SECONDS (10) per target of FUZZ_SHORT_TARGETS, one process; part of make test
 # Generated corpora, crash inputs and logs stay in .build-fuzz; only the seeds are committed.
 FUZZ_TARGETS := $(patsubst Fuzz/%/,%,$(wildcard Fuzz/Fuzz*/))
 FUZZ_BUILD := .build-fuzz
@@ -11,7 +11,7 @@ FUZZ_BUILD_FLAGS := -c release --scratch-path $(FUZZ_BUILD) -Xswiftc -sanitize=f
 FUZZ_BIN := $(FUZZ_BUILD)/release
 FUZZ_SECONDS ?= 600
 FUZZ_WORKERS ?= 2
-FUZZ_SHORT_SECONDS ?= 20
+FUZZ_SHORT_SECONDS ?= 10
 FUZZ_SHORT_TARGETS ?= $(FUZZ_TARGETS)
 # The Swift runtime's backtracer would take over the crash from ASan and libFuzzer (and trip ASan itself): off, so
 # that libFuzzer prints the stack and saves the input. FuzzConfig writes its input files under TMPDIR.
