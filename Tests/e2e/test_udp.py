@@ -263,6 +263,10 @@ def test_many_sources_keep_memory_flat(start_echod):
     assert m["echod_udp_datagrams_received_total"] >= 50 + sent * 0.95
     # Each source's burst of 2 is answered and the next 2 dropped: evicted entries would come back full.
     assert m["echod_udp_dropped_total:source_rate"] >= sent * 0.45
+    if "ASAN_OPTIONS" in os.environ:
+        # Under AddressSanitizer (make sanitize-asan-e2e) RSS counts its shadow memory and freed-memory quarantine:
+        # 5 to 33 MiB here. The same traffic makes 10 mallocs in all in the debug and release builds (perf probe).
+        pytest.skip(f"RSS bound not checked under AddressSanitizer (grew by {after - before} KiB)")
     assert after - before < 4096, f"RSS grew by {after - before} KiB"
 
 
