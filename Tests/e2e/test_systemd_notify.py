@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import echod_binary, free_port, recv_exactly, wait_for_port
+from conftest import echod_binary, free_port, recv_exactly, sanitizer_setenv, wait_for_port
 
 
 class NotifyReceiver:
@@ -166,7 +166,7 @@ def _socket_activate(ports, names, extra_args=(), env=None):
     """systemd-socket-activate running echod on the given ports; killed (by PID) if still running at the end."""
     if not shutil.which("systemd-socket-activate"):
         pytest.fail("systemd-socket-activate is missing (Debian package systemd; make test installs it)")
-    cmd = ["systemd-socket-activate"]
+    cmd = ["systemd-socket-activate", *sanitizer_setenv()]
     for p in ports:
         cmd += ["-l", f"127.0.0.1:{p}"]
     cmd += [f"--fdname={':'.join(names)}", echod_binary(), *extra_args]
@@ -219,7 +219,15 @@ def test_socket_activation_two_echo_sockets(port):
 def test_passed_datagram_socket_is_refused_clearly(port):
     if not shutil.which("systemd-socket-activate"):
         pytest.fail("systemd-socket-activate is missing")
-    cmd = ["systemd-socket-activate", "--datagram", "-l", f"127.0.0.1:{port}", "--fdname=echo", echod_binary()]
+    cmd = [
+        "systemd-socket-activate",
+        *sanitizer_setenv(),
+        "--datagram",
+        "-l",
+        f"127.0.0.1:{port}",
+        "--fdname=echo",
+        echod_binary(),
+    ]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         time.sleep(0.3)

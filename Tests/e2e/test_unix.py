@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import echod_binary, recv_exactly, seeded_bytes
+from conftest import echod_binary, recv_exactly, sanitizer_setenv, seeded_bytes
 
 NOBODY = 65534  # nobody:nogroup on Debian
 
@@ -337,7 +337,16 @@ def test_a_unix_socket_passed_by_systemd_is_served_and_never_removed(sockdir):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_"))}
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            ["systemd-socket-activate", "-l", str(path), "--fdname=echo", echod_binary(), "--log-format", "text"],
+            [
+                "systemd-socket-activate",
+                *sanitizer_setenv(),
+                "-l",
+                str(path),
+                "--fdname=echo",
+                echod_binary(),
+                "--log-format",
+                "text",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,
