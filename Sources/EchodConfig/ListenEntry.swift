@@ -198,9 +198,9 @@ extension ListenEntry {
             }
             if field.name == "address" && !problems.isEmpty { return (nil, problems) }
         }
-        // Of an item with refused keys, only the values are checked: without those keys, their combination is not what
+        // Of an item with refused keys or values, only the values are checked: without them, the combination is not what
         // the file says.
-        guard case .mapping = item else { return (nil, problems) }
+        guard case .mapping = item, problems.isEmpty else { return (nil, problems) }
         problems += Validation.options(entry, item: item).map { field, reason in
             ValueProblem(index: index, reason: reason, field: field, line: item.line(of: field))
         }
