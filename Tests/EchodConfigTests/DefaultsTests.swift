@@ -1,4 +1,3 @@
-import EchodSystem
 import EchodTestSupport
 import EchodText
 import Foundation
@@ -12,7 +11,7 @@ struct DefaultsTests {
         let d = EchodSettings.defaults
         #expect(d.listen.map(\.target) == [try ListenTarget(parsing: "127.0.0.1:8888"), try ListenTarget(parsing: "[::1]:8888")])
         #expect(d.listen.allSatisfy { $0.isPlain })
-        let host = try Syscall.hostName()
+        let host = currentHostName()
         #expect(d.instanceIsHostName && d.instance == host && !host.isEmpty)
         #expect(d.threadsIsAuto && d.threads == onlineCPUCount() && d.threads >= 1)
         #expect(d.maxConnections == 50_000)
