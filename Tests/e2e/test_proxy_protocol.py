@@ -357,11 +357,12 @@ def test_malformed_headers_are_counted_and_logged_rate_limited(start_echod, port
             assert read_to_close(s)[0] == b""
     counts = wait_header_errors(admin, {"invalid": len(bad)})
     assert counts.get("invalid") == len(bad), counts
+    time.sleep(0.5)  # log records are written asynchronously
     log = e.log()
-    warnings = [line for line in log.splitlines() if "PROXY" in line or "proxy" in line.lower()]
+    warnings = [line for line in log.splitlines() if " warning " in line and "proxy" in line.lower()]
     assert warnings, f"no warning about the refused headers:\n{log}"
-    # Rate-limited: far fewer lines than refusals is fine, more than refusals is not.
-    assert len([w for w in warnings if "warn" in w.lower()]) <= len(bad), "\n".join(warnings)
+    # guard: the warning is rate-limited: a burst of bad headers costs a line or a few, not one line each.
+    assert len(warnings) < len(bad) // 2, "\n".join(warnings)
 
 
 def test_v2_header_error_reason_is_logged(start_echod, port):

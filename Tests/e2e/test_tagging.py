@@ -50,12 +50,16 @@ def nothing_yet(s: socket.socket, wait=0.3) -> bool:
     return False
 
 
-def listening_label(log: str, needle: str) -> str:
-    """The label of the listener whose `listening` log line contains `needle` (what `{listener}` expands to)."""
+def listener_label(log: str, needle: str) -> str:
+    """The label of the echo listener containing `needle`, as the `echod started` line lists it (`listeners="echo
+    127.0.0.1:9000, echo unix:/run/x.sock"`): what `{listener}` expands to."""
     for line in log.splitlines():
-        if "listening" in line and needle in line:
-            return line.split("address=", 1)[1].split()[0].strip('"')
-    raise AssertionError(f"no 'listening' line with {needle}:\n{log}")
+        if "echod started" in line and 'listeners="' in line:
+            for item in line.split('listeners="', 1)[1].split('"', 1)[0].split(", "):
+                label = item.removeprefix("echo ")
+                if needle in label:
+                    return label
+    raise AssertionError(f"no listener with {needle} in the 'echod started' line:\n{log}")
 
 
 # --- banner ---------------------------------------------------------------------------------------------------------
@@ -81,12 +85,13 @@ def test_banner_template_with_every_placeholder(start_echod, port):
         env={"POD_NAME": "echod-7d9c-xk2p", "NODE_NAME": "node-3"},
         ready=True,
     )
-    listener = listening_label(e.wait_log("listening"), f":{port}")
+    listener = listener_label(e.wait_log("echod started"), f":{port}")
     with connect(port) as s:
         client = f"127.0.0.1:{s.getsockname()[1]}"
         line = read_line(s)
         s.sendall(b"x")
         assert recv_exactly(s, 1) == b"x"
+    assert listener == f"127.0.0.1:{port}"
     expected = f"{HOST}|web-1|{listener}|{client}|{e.pid}|echod-7d9c-xk2p|node-3|{{literal}}\n"
     assert line.decode() == expected
 
@@ -131,7 +136,7 @@ def test_banner_on_a_unix_listener_names_the_peer_as_the_log_does(start_echod, t
         s.sendall(b"u")
         assert recv_exactly(s, 1) == b"u"
     peer = f"unix:uid:{os.getuid()},pid:{os.getpid()}"
-    assert line == f"{peer} on {listening_label(e.log(), str(path))}\n"
+    assert line == f"{peer} on {listener_label(e.log(), str(path))}\n"
     assert f"peer={peer}" in e.wait_log("connection opened")
 
 
