@@ -103,6 +103,21 @@ def test_banner_pod_and_node_are_empty_when_unset(start_echod, port):
     assert nc(port, b"") == f"[][] {HOST}\n".encode()
 
 
+def test_banner_expansion_is_cut_at_4096_bytes(start_echod):
+    """spec13: a template has at most 1024 bytes, its expansion is cut at 4096. {pod} (5 bytes of template) expands
+    to all of POD_NAME: 3000 bytes come whole, 5000 are cut."""
+    for length in (3000, 5000):
+        p = free_port()
+        start_echod(config=config(tagged(p, "banner", "{pod}")), env={"POD_NAME": "p" * length}, ready=True)
+        line = nc(p, b"")
+        assert line.endswith(b"\n") and set(line[:-1]) == {ord("p")}, line[:64]
+        shown = len(line) - 1
+        if length <= 4096:
+            assert shown == length, f"POD_NAME of {length} bytes gave a banner of {shown} bytes (+ newline)"
+        else:  # whether the newline counts in the 4096 is left open
+            assert shown in (4095, 4096), f"POD_NAME of {length} bytes gave a banner of {shown} bytes (+ newline)"
+
+
 def test_banner_that_ends_in_a_newline_gets_no_second_one(start_echod, port):
     start_echod(config=config(tagged(port, "banner", "one\n")), ready=True)
     assert nc(port, b"x") == b"one\nx"
