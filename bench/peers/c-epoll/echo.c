@@ -12,11 +12,14 @@
  *     | EPOLLRDHUP: backpressure never costs an epoll_ctl (level-triggered
  *     needs two per parked write, to switch to EPOLLOUT and back);
  *   - one static 256 KiB buffer shared by every connection: read, then send
- *     the bytes straight back. A read shorter than the buffer means the socket
- *     is drained (TCP copies all it has), so edge-triggering costs no extra
- *     read ending in EAGAIN; a full read is followed by another, at most
- *     READS_PER_TURN per event, then the connection goes on a ready list that
- *     is served after the other events (one streamer cannot starve the rest);
+ *     the bytes straight back (one send per read: there is never a second
+ *     buffer to gather, so writev has nothing to batch). A read shorter than
+ *     the buffer means the socket is drained (TCP copies all it has), so
+ *     edge-triggering costs no read ending in EAGAIN; after a full read the
+ *     connection goes on a ready list served after the next, non-blocking
+ *     epoll_wait: what level-triggering does, without the kernel polling
+ *     every returned socket again on each epoll_wait, and one streamer
+ *     cannot starve the others (READS_PER_TURN full reads per turn);
  *   - a partial send copies the unsent remainder into a per-connection heap
  *     buffer and stops reading that connection (backpressure: memory bounded
  *     by one read per connection, no loss); the EPOLLOUT edge flushes it and
@@ -29,7 +32,7 @@
  *     batches until EAGAIN (edge-triggered listener);
  *   - per-connection state is one 16-byte slot in a table indexed by fd,
  *     calloc'ed up front to the fd limit (an untouched anonymous mapping) and
- *     written only on a partial send or a ready-list entry: an idle
+ *     written only on a partial send, a ready-list entry or a half-close: an idle
  *     connection costs at most 16 B of user memory, in practice 0;
  *   - EMFILE/ENFILE: the reserve-fd trick (close the spare, accept, close,
  *     reopen the spare), so connections over the limit are refused, not left
@@ -55,7 +58,9 @@
 #define BUF_SIZE (256 * 1024)
 #endif
 #define MAX_EVENTS 256
-#define READS_PER_TURN 8
+#ifndef READS_PER_TURN
+#define READS_PER_TURN 1
+#endif
 
 struct conn {            /* 16 bytes per fd, all zero when idle */
     char *pend;          /* unsent remainder (heap), NULL when none */
@@ -216,18 +221,19 @@ int main(int argc, char **argv) {
             if (errno == EINTR) continue;
             die("epoll_wait");
         }
+        /* the ready list as the previous turn left it: served after this turn's events */
+        size_t m = nready;
+        memcpy(batch, readyq, m * sizeof *batch);
+        nready = 0;
         for (int i = 0; i < n; i++) {
             int fd = evs[i].data.fd;
             if (fd == lfd) { on_accept(); continue; }
             uint32_t ev = evs[i].events;
             if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conns[fd].rdhup = 1;
+            if (conns[fd].ready) continue; /* served from the ready list below */
             /* EPOLLOUT alone (the edge at registration, space freed) has nothing to do unless a send is parked */
             if ((ev & ~EPOLLOUT) || conns[fd].pend) service(fd);
         }
-        /* The ready list of the previous turns (and this one's, served next turn after a non-blocking poll). */
-        size_t m = nready;
-        memcpy(batch, readyq, m * sizeof *batch);
-        nready = 0;
         for (size_t i = 0; i < m; i++) {
             int fd = batch[i];
             if (!conns[fd].ready) continue;
