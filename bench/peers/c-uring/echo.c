@@ -60,10 +60,10 @@
 #include <unistd.h>
 
 #ifndef BUF_SIZE
-#define BUF_SIZE (32 * 1024)
+#define BUF_SIZE (64 * 1024)
 #endif
 #ifndef NBUF
-#define NBUF 2048 /* a power of two, at most 32768 */
+#define NBUF 1024 /* a power of two, at most 32768; one per connection of pp64-c1000 */
 #endif
 #define BGID 1
 #ifndef MAX_QUEUED
