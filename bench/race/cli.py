@@ -6,7 +6,7 @@
                          [--out DIR] [--retable DIR]
 
 What it does, unattended (about 8 minutes for the full field on 2 cores; see bench/README.md):
-  1. builds every peer (C epoll reference, C UDP reference, libuv, Go, SwiftNIO, the C client),
+  1. builds every peer (C epoll and io_uring references, C UDP reference, libuv, Go, SwiftNIO, the C client),
      checks the Python peers (pip-installs uvloop if missing), socat, xinetd,
      and echod (ECHOD_BIN or --echod; skipped with a message when missing);
   2. starts every peer on its own free loopback port and checks it with
