@@ -1,49 +1,40 @@
 /*
  * echo.c - the race's reference: the fastest honest single-threaded epoll TCP
  * echo server we could write in plain C (bench/run.py; bench/README.md gives
- * the measurements behind each choice below).
+ * the measurements behind each choice below, against edge-triggering, other
+ * read sizes and no TCP_NODELAY).
  *
  *   usage: echo PORT            (binds 127.0.0.1:PORT; PORT 0 = kernel picks,
  *                                the chosen port is printed on stdout)
  *
  * Design:
  *   - one thread, as echod-1 (the race compares it with echod --threads 1);
- *   - every connection registered ONCE, edge-triggered, for EPOLLIN | EPOLLOUT
- *     | EPOLLRDHUP: backpressure never costs an epoll_ctl (level-triggered
- *     needs two per parked write, to switch to EPOLLOUT and back);
- *   - one static 256 KiB buffer shared by every connection: read, then send
- *     the bytes straight back (one send per read: there is never a second
- *     buffer to gather, so writev has nothing to batch). A read shorter than
- *     the buffer means the socket is drained (TCP copies all it has), so
- *     edge-triggering costs no read ending in EAGAIN; after a full read the
- *     connection goes on a ready list served after the next, non-blocking
- *     epoll_wait: what level-triggering does, without the kernel polling
- *     every returned socket again on each epoll_wait, and one streamer
- *     cannot starve the others (READS_PER_TURN full reads per turn);
- *   - a partial send copies the unsent remainder into a per-connection heap
- *     buffer and stops reading that connection (backpressure: memory bounded
- *     by one read per connection, no loss); the EPOLLOUT edge flushes it and
- *     reading resumes;
- *   - EOF (read returns 0) is only ever read with nothing pending, so every
- *     byte read has been echoed: closing then is the end of a half-close;
- *     EPOLLRDHUP in an event makes the handler read on to the EOF, which a
- *     short read would otherwise leave unread behind its data;
- *   - TCP_NODELAY on every accepted socket; accept4(SOCK_NONBLOCK) in bounded
- *     batches until EAGAIN (edge-triggered listener);
+ *   - level-triggered epoll, non-blocking listener, accept4(SOCK_NONBLOCK),
+ *     TCP_NODELAY on every accepted socket;
+ *   - one static 256 KiB buffer shared by all connections: on EPOLLIN read
+ *     ONCE into it and send the bytes straight back (one send per read: there
+ *     is never a second buffer to gather, so writev has nothing to batch; a
+ *     socket with more data is reported again by the next epoll_wait, which
+ *     also keeps one streaming connection from starving the others);
+ *   - a partial write copies the unsent remainder into a per-connection heap
+ *     buffer and switches the connection's interest to EPOLLOUT only (so we
+ *     stop reading from a peer that does not read: backpressure, bounded
+ *     memory, no data loss); when the remainder is flushed, back to EPOLLIN;
+ *   - EOF is only ever seen while nothing is pending (we do not read while
+ *     pending), so "close on EOF after flushing" falls out of the design;
  *   - per-connection state is one 16-byte slot in a table indexed by fd,
- *     calloc'ed up front to the fd limit (an untouched anonymous mapping) and
- *     written only on a partial send, a ready-list entry or a half-close: an idle
- *     connection costs at most 16 B of user memory, in practice 0;
- *   - EMFILE/ENFILE: the reserve-fd trick (close the spare, accept, close,
- *     reopen the spare), so connections over the limit are refused, not left
- *     in the backlog.
+ *     calloc'ed up front to the fd limit (an untouched anonymous mapping)
+ *     and written only when a write is partial: an idle connection costs
+ *     at most 16 B of user memory, in practice 0 (bench/idle_rss.py);
+ *   - EMFILE/ENFILE: the classic reserve-fd trick (close the spare, accept,
+ *     close, reopen the spare) so a level-triggered listener cannot spin.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,28 +45,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#ifndef BUF_SIZE
 #define BUF_SIZE (256 * 1024)
-#endif
 #define MAX_EVENTS 256
-#ifndef READS_PER_TURN
-#define READS_PER_TURN 1
-#endif
 
 struct conn {            /* 16 bytes per fd, all zero when idle */
     char *pend;          /* unsent remainder (heap), NULL when none */
     uint32_t len;        /* bytes in pend */
-    uint16_t unused;
-    uint8_t ready;       /* on the ready list */
-    uint8_t rdhup;       /* peer half-closed: read on to EOF */
+    uint32_t off;        /* bytes of pend already written */
 };
 
 static char buf[BUF_SIZE];
 static struct conn *conns;
 static size_t nconns;
-static uint32_t *pend_off; /* bytes of pend already sent, per fd (touched only with pend) */
-static int *readyq;        /* connections whose last read filled the buffer */
-static size_t nready;
 static int epfd, lfd, spare_fd = -1;
 
 static void die(const char *what) {
@@ -83,15 +64,36 @@ static void die(const char *what) {
     exit(1);
 }
 
+static struct conn *slot(int fd) {
+    if ((size_t)fd >= nconns) {
+        size_t n = nconns ? nconns : 1024;
+        while (n <= (size_t)fd) n *= 2;
+        struct conn *c = realloc(conns, n * sizeof *c);
+        if (!c) return NULL;
+        memset(c + nconns, 0, (n - nconns) * sizeof *c);
+        conns = c;
+        nconns = n;
+    }
+    return &conns[fd];
+}
+
+static void set_interest(int fd, uint32_t ev) {
+    struct epoll_event e = {.events = ev, .data.fd = fd};
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &e) < 0) die("epoll_ctl MOD");
+}
+
 static void drop(int fd) {
     struct conn *c = &conns[fd];
-    if (c->pend) free(c->pend);
-    if (c->pend || c->ready || c->rdhup) memset(c, 0, sizeof *c); /* keep idle slots untouched */
+    if (c->pend) { /* slots stay untouched (no RSS) unless a write was ever partial */
+        free(c->pend);
+        c->pend = NULL;
+        c->len = c->off = 0;
+    }
     close(fd); /* also removes it from the epoll set */
 }
 
 static void on_accept(void) {
-    for (int i = 0; i < 64; i++) {
+    for (int i = 0; i < 64; i++) { /* bounded batch; LT brings us back */
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -106,68 +108,53 @@ static void on_accept(void) {
             perror("accept4");
             return;
         }
-        if ((size_t)fd >= nconns) { close(fd); continue; } /* table is sized to the fd limit */
-#ifndef NO_NODELAY
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-#endif
-        struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.fd = fd};
+        if (!slot(fd)) { close(fd); continue; }
+        struct epoll_event e = {.events = EPOLLIN, .data.fd = fd};
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0) { close(fd); continue; }
     }
-    /* 64 accepted and maybe more waiting: the edge will not fire again, so come back next turn */
-    struct conn *c = &conns[lfd];
-    if (!c->ready) { c->ready = 1; readyq[nready++] = lfd; }
 }
 
-/* Flush a parked remainder; 1 when nothing is pending any more, 0 when still parked, -1 when dropped. */
-static int flush(int fd, struct conn *c) {
-    uint32_t off = pend_off[fd];
-    while (off < c->len) {
-        ssize_t w = send(fd, c->pend + off, c->len - off, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) { pend_off[fd] = off; return 0; }
-            drop(fd);
-            return -1;
-        }
-        off += (uint32_t)w;
+static void on_readable(int fd) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n == 0) { drop(fd); return; }                  /* EOF, nothing pending */
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        drop(fd);
+        return;
     }
-    free(c->pend);
-    c->pend = NULL;
-    c->len = 0;
-    pend_off[fd] = 0;
-    return 1;
-}
-
-/* Echo what the socket holds: flush, then read and send back, at most READS_PER_TURN full reads. */
-static void service(int fd) {
+    ssize_t w = send(fd, buf, (size_t)n, MSG_NOSIGNAL);
+    if (w == n) return;
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) { drop(fd); return; }
+        w = 0;
+    }
     struct conn *c = &conns[fd];
-    if (c->pend && flush(fd, c) <= 0) return;
-    for (int i = 0; i < READS_PER_TURN; i++) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n == 0) { drop(fd); return; } /* EOF, nothing pending: everything read was echoed */
-        if (n < 0) {
-            if (errno == EINTR) { i--; continue; }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-            drop(fd);
-            return;
-        }
-        ssize_t w = send(fd, buf, (size_t)n, MSG_NOSIGNAL);
-        if (w < n) {
-            if (w < 0) {
-                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) { drop(fd); return; }
-                w = 0;
-            }
-            c->len = (uint32_t)(n - w);
-            c->pend = malloc(c->len);
-            if (!c->pend) { drop(fd); return; }
-            memcpy(c->pend, buf + w, c->len);
-            pend_off[fd] = 0;
-            return; /* parked: the EPOLLOUT edge resumes */
-        }
-        if (n < (ssize_t)sizeof buf && !c->rdhup) return; /* short read: drained */
+    c->len = (uint32_t)(n - w);
+    c->off = 0;
+    c->pend = malloc(c->len);
+    if (!c->pend) { drop(fd); return; }
+    memcpy(c->pend, buf + w, c->len);
+    set_interest(fd, EPOLLOUT);
+}
+
+static void on_writable(int fd) {
+    struct conn *c = &conns[fd];
+    if (!c->pend) { set_interest(fd, EPOLLIN); return; }
+    ssize_t w = send(fd, c->pend + c->off, c->len - c->off, MSG_NOSIGNAL);
+    if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        drop(fd);
+        return;
     }
-    if (!c->ready) { c->ready = 1; readyq[nready++] = fd; }
+    c->off += (uint32_t)w;
+    if (c->off == c->len) {
+        free(c->pend);
+        c->pend = NULL;
+        c->len = c->off = 0;
+        set_interest(fd, EPOLLIN);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -200,46 +187,32 @@ int main(int argc, char **argv) {
 
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) die("epoll_create1");
-    struct epoll_event e = {.events = EPOLLIN | EPOLLET, .data.fd = lfd};
+    struct epoll_event e = {.events = EPOLLIN, .data.fd = lfd};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &e) < 0) die("epoll_ctl ADD");
-    /* Tables sized to the fd limit up front: a large calloc is an untouched anonymous mapping, so only the slots
-     * of fds actually used cost RSS. */
+    /* Table sized to the fd limit up front: a large calloc is an untouched
+     * anonymous mapping, so only slots of fds actually used cost RSS. */
     size_t want = (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
                    rl.rlim_cur < (1u << 24)) ? (size_t)rl.rlim_cur : 1024;
-    conns = calloc(want, sizeof *conns);
-    pend_off = calloc(want, sizeof *pend_off);
-    readyq = calloc(want, sizeof *readyq);
-    if (!conns || !pend_off || !readyq) die("calloc");
+    if (!(conns = calloc(want, sizeof *conns))) die("calloc");
     nconns = want;
 
     struct epoll_event evs[MAX_EVENTS];
-    int *batch = calloc(want, sizeof *batch);
-    if (!batch) die("calloc");
     for (;;) {
-        int n = epoll_wait(epfd, evs, MAX_EVENTS, nready ? 0 : -1);
+        int n = epoll_wait(epfd, evs, MAX_EVENTS, -1);
         if (n < 0) {
             if (errno == EINTR) continue;
             die("epoll_wait");
         }
-        /* the ready list as the previous turn left it: served after this turn's events */
-        size_t m = nready;
-        memcpy(batch, readyq, m * sizeof *batch);
-        nready = 0;
         for (int i = 0; i < n; i++) {
             int fd = evs[i].data.fd;
-            if (fd == lfd) { on_accept(); continue; }
             uint32_t ev = evs[i].events;
-            if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conns[fd].rdhup = 1;
-            if (conns[fd].ready) continue; /* served from the ready list below */
-            /* EPOLLOUT alone (the edge at registration, space freed) has nothing to do unless a send is parked */
-            if ((ev & ~EPOLLOUT) || conns[fd].pend) service(fd);
-        }
-        for (size_t i = 0; i < m; i++) {
-            int fd = batch[i];
-            if (!conns[fd].ready) continue;
-            conns[fd].ready = 0;
-            if (fd == lfd) on_accept();
-            else service(fd);
+            if (fd == lfd) { on_accept(); continue; }
+            if (conns[fd].pend) {
+                /* waiting for EPOLLOUT; EPOLLERR/EPOLLHUP make send() fail */
+                if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_writable(fd);
+            } else if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+                on_readable(fd);
+            }
         }
     }
 }
