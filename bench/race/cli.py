@@ -244,7 +244,7 @@ def run_one_workload(
     warning = f" (warning: background CPU use {busy}%)" if busy > r.opts.quiet_limit else ""
     r.log(f"workload {w.name}: {w.label} — {rounds} round(s) over {len(live)} peers{warning}")
     measure.run_workload(r, live, w, plan)
-    r.schedule.done(measure.estimate_workload(*counts.of(w), r.opts, plan, sweep))
+    r.schedule.done(measure.estimate_workload(*counts.of(w), r.opts, plan, sweep, w.connections))
 
 
 def write_outputs(run_dir: str, res: model.Results, log: Log) -> int:

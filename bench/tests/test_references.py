@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from race import measure, options, peers, workloads
+from race.context import Plan
 from race.peers import FORK_MAX_CONNECTIONS, Builder, PeerSpec, Tools
 from race.phases import slow_reader_check
 from race.procs import free_port, wait_listening
@@ -44,6 +45,20 @@ def test_fork_per_connection_peers_skip_workloads_over_their_connection_limit():
     counts = measure.PeerCounts([one, specs["socat"], specs["xinetd"]])
     assert counts.of(workloads.BY_NAME["pp64-c1000"]) == (1, 0)
     assert counts.of(workloads.BY_NAME["pp64-c300"]) == (3, 2)
+
+
+def test_the_time_estimate_counts_opening_many_connections():
+    opts = options.parse(["--client", "c", "--no-perf"])
+    plan = Plan([], 4, 0)
+    one = measure.estimate_workload(2, 0, opts, plan, connections=1)
+    many = measure.estimate_workload(2, 0, opts, plan, connections=1000)
+    assert round(many - one, 6) == round(2 * 4 * 999 * 2e-4, 6)  # 2 peers x 4 runs, 0.2 ms per connection
+    whole = measure.estimate(Plan([workloads.BY_NAME["pp64-c1000"]], 4, 0), measure.PeerCounts([_spec()] * 2), opts)
+    assert whole > measure.estimate(Plan([workloads.BY_NAME["pp64-c1"]], 4, 0), measure.PeerCounts([_spec()] * 2), opts)
+
+
+def _spec():
+    return PeerSpec("c-epoll", lambda p: [], 1, "c")
 
 
 def test_c_uring_is_a_single_threaded_peer_and_can_be_chosen():
