@@ -238,7 +238,7 @@ def _native(t: Tools) -> list[PeerSpec]:
     out = []
     if t.c_epoll:
         c = t.c_epoll
-        desc = "C, epoll ET, 1 thread, 256 KiB static buffer (reference)"
+        desc = "C, epoll LT, 1 thread, 256 KiB static buffer (reference)"
         out.append(PeerSpec("c-epoll", lambda p: [c, str(p)], 1, desc))
     if t.c_uring:
         r = t.c_uring
