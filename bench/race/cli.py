@@ -5,7 +5,7 @@
                          [--pin auto|split|none] [--no-sweep] [--no-perf] [--budget SECS]
                          [--out DIR] [--retable DIR]
 
-What it does, unattended (about 8 minutes for the full field on 2 cores; see bench/README.md):
+What it does, unattended (about 9.5 minutes for the full field on 2 cores; see bench/README.md):
   1. builds every peer (C epoll and io_uring references, C UDP reference, libuv, Go, SwiftNIO, the C client),
      checks the Python peers (pip-installs uvloop if missing), socat, xinetd,
      and echod (ECHOD_BIN or --echod; skipped with a message when missing);
