@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := pkg-config libsystemd-dev libhttp-parser-dev libyaml-dev prometheus netcat-openbsd telnet socat curl systemd systemd-container iproute2 procps python3-pytest python3-pexpect haproxy nginx libnginx-mod-stream
 PIP_PACKAGES := pytest pexpect
 # The peers of the benchmark race (make bench only).
-BENCH_APT_PACKAGES := gcc libuv1-dev golang-go xinetd linux-perf
+BENCH_APT_PACKAGES := gcc libuv1-dev golang-go xinetd linux-perf liburing-dev
 
 # Installs those of the given Debian packages that are missing (apt-get, with sudo when not root).
 define apt_install

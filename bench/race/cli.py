@@ -5,8 +5,8 @@
                          [--pin auto|split|none] [--no-sweep] [--no-perf] [--budget SECS]
                          [--out DIR] [--retable DIR]
 
-What it does, unattended (about 8 minutes for the full field on 2 cores; see bench/README.md):
-  1. builds every peer (C epoll reference, C UDP reference, libuv, Go, SwiftNIO, the C client),
+What it does, unattended (about 9.5 minutes for the full field on 2 cores; see bench/README.md):
+  1. builds every peer (C epoll and io_uring references, C UDP reference, libuv, Go, SwiftNIO, the C client),
      checks the Python peers (pip-installs uvloop if missing), socat, xinetd,
      and echod (ECHOD_BIN or --echod; skipped with a message when missing);
   2. starts every peer on its own free loopback port and checks it with
@@ -244,7 +244,7 @@ def run_one_workload(
     warning = f" (warning: background CPU use {busy}%)" if busy > r.opts.quiet_limit else ""
     r.log(f"workload {w.name}: {w.label} — {rounds} round(s) over {len(live)} peers{warning}")
     measure.run_workload(r, live, w, plan)
-    r.schedule.done(measure.estimate_workload(*counts.of(w), r.opts, plan, sweep))
+    r.schedule.done(measure.estimate_workload(*counts.of(w), r.opts, plan, sweep, w.connections))
 
 
 def write_outputs(run_dir: str, res: model.Results, log: Log) -> int:

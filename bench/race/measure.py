@@ -207,12 +207,15 @@ class PeerCounts:
         return len(idle), sum(1 for s in idle if s.tree)
 
 
-def estimate_workload(n: int, n_fork: int, opts: Options, plan: Plan, sweep: bool = False) -> float:
-    """Seconds one workload takes over n servers (measured here: 58 s for 14 peers at the defaults)."""
+def estimate_workload(
+    n: int, n_fork: int, opts: Options, plan: Plan, sweep: bool = False, connections: int = 0
+) -> float:
+    """Seconds one workload takes over n servers (measured here: 58 s for 14 peers at the defaults). Each run also
+    opens its connections one by one and drains them: about 0.2 s more per run at 1,000 connections (measured)."""
     repeats = min(plan.repeats, opts.sweep_repeats) if sweep else plan.repeats
     runs = repeats + (min(plan.echod_client_repeats, repeats) if opts.client == "both" else 0)
-    perf = 0 if (sweep or opts.no_perf) else (n - n_fork) * (opts.perf_duration + 0.3)
-    return n * runs * (opts.duration + opts.warmup + 0.06) + perf
+    perf = 0 if (sweep or opts.no_perf) else (n - n_fork) * (opts.perf_duration + 0.3 + connections * 2e-4)
+    return n * runs * (opts.duration + opts.warmup + 0.06 + connections * 2e-4) + perf
 
 
 def estimate_idle(n: int, n_fork: int, opts: Options) -> float:
@@ -222,7 +225,10 @@ def estimate_idle(n: int, n_fork: int, opts: Options) -> float:
 
 def estimate(plan: Plan, counts: PeerCounts, opts: Options) -> float:
     """Seconds of the whole plan: every workload, idle memory, and a few seconds of start and stop."""
-    wl = sum(estimate_workload(*counts.of(w), opts, plan, w.name in workloads.SWEEP_NAMES) for w in plan.workloads)
+    wl = sum(
+        estimate_workload(*counts.of(w), opts, plan, w.name in workloads.SWEEP_NAMES, w.connections)
+        for w in plan.workloads
+    )
     return wl + estimate_idle(*counts.idle(), opts) + 3.0
 
 

@@ -22,9 +22,13 @@ REFERENCE = "c-epoll"
 # The reference of the UDP workloads (workloads.UDP), which only the UDP peers race.
 UDP_REFERENCE = "c-udp"
 UDP_PEERS = ("c-udp", "echod-udp", "socat-udp")
+# Fork-per-connection peers (socat, xinetd) race workloads of at most this many connections: 1,000 connections would
+# be 1,000 to 2,000 processes (the idle-memory phase gives them 500 for the same reason).
+FORK_MAX_CONNECTIONS = 500
 
 ORDER = (
     "c-epoll",
+    "c-uring",
     "echod-1",
     "echod-1-reads",
     "echod",
@@ -48,6 +52,7 @@ class Tools:
 
     client: str
     c_epoll: str | None = None
+    c_uring: str | None = None  # None also where io_uring is unavailable (notes["c-uring"] says why)
     c_udp: str | None = None
     libuv: str | None = None
     go: str | None = None
@@ -74,9 +79,13 @@ class PeerSpec:
     idle: bool = True  # measured in the idle-memory phase
     logfile: str | None = None  # a log file the race empties after each run and counts (echod-1-reads)
     udp: bool = False  # a UDP echo server: it races the UDP workloads only, and only UDP peers race those
+    max_connections: int | None = None  # workloads with more connections are not raced (fork per connection)
 
     def runs(self, workload: str) -> bool:
         if (workload in workloads.UDP_NAMES) != self.udp:
+            return False
+        w = workloads.BY_NAME.get(workload)
+        if self.max_connections is not None and w is not None and w.connections > self.max_connections:
             return False
         return self.workloads is None or workload in self.workloads
 
@@ -118,6 +127,8 @@ def build(peers: list[str], echod: str | None, logf: TextIO, log: Log) -> Tools:
         sys.exit("cannot build the client: see build.log")
     t = Tools(client=client, notes=b.notes)
     t.c_epoll = b.cc("c-epoll", ("peers", "c-epoll", "echo.c"), "c-epoll-echo")
+    if "c-uring" in peers:
+        t.c_uring = _build_uring(b, log)
     t.c_udp = b.cc("c-udp", ("peers", "c-udp", "echo.c"), "c-udp-echo", "-pthread")
     t.libuv = b.cc("libuv", ("peers", "libuv", "echo.c"), "libuv-echo", "-luv")
     t.go = _build_go(b)
@@ -132,6 +143,30 @@ def build(peers: list[str], echod: str | None, logf: TextIO, log: Log) -> Tools:
             b.notes[tool] = f"{tool} not installed"
     _find_echod(t, echod)
     return t
+
+
+def _build_uring(b: Builder, log: Log) -> str | None:
+    """The io_uring reference, built against liburing (Debian liburing-dev), if io_uring can run it here."""
+    path = b.cc("c-uring", ("peers", "c-uring", "echo.c"), "c-uring-echo", "-luring")
+    if path is None:
+        b.notes["c-uring"] += " (liburing-dev missing? `make bench-deps` installs it)"
+        return None
+    why = uring_unavailable(path)
+    if why:
+        b.notes["c-uring"] = f"io_uring unavailable on this machine, not raced: {why}"
+        log(f"SKIPPING c-uring: {b.notes['c-uring']}")
+        return None
+    return path
+
+
+def uring_unavailable(path: str) -> str | None:
+    """None when the io_uring reference can run here (its `--probe` sets up a ring with a buffer ring and tries a
+    multishot receive), else why not: kernel.io_uring_disabled, a seccomp filter, an old kernel."""
+    rc, out, err = run_cmd([path, "--probe"], 20)
+    if rc == 0:
+        return None
+    lines = (err or out).strip().splitlines()
+    return lines[-1] if lines else f"--probe exited with {rc}"
 
 
 def _build_go(b: Builder) -> str | None:
@@ -203,8 +238,12 @@ def _native(t: Tools) -> list[PeerSpec]:
     out = []
     if t.c_epoll:
         c = t.c_epoll
-        desc = "C, epoll LT, 1 thread, 64 KiB static buffer (reference)"
+        desc = "C, epoll LT, 1 thread, 256 KiB static buffer (reference)"
         out.append(PeerSpec("c-epoll", lambda p: [c, str(p)], 1, desc))
+    if t.c_uring:
+        r = t.c_uring
+        desc = "C, io_uring (liburing): multishot accept and receive, provided buffers, 1 thread"
+        out.append(PeerSpec("c-uring", lambda p: [r, str(p)], 1, desc))
     if t.nio:
         n = t.nio
         out.append(PeerSpec("nio-1", lambda p: [n, str(p), "1"], 1, "SwiftNIO 2.101 echo, 1 event loop"))
@@ -279,6 +318,7 @@ def _forking(t: Tools, run_dir: str) -> list[PeerSpec]:
                 1,
                 "socat fork + EXEC:cat (2 processes per connection)",
                 tree=True,
+                max_connections=FORK_MAX_CONNECTIONS,
             )
         )
     if t.xinetd:
@@ -290,7 +330,8 @@ def _forking(t: Tools, run_dir: str) -> list[PeerSpec]:
                 f.write(XINETD_CONF.format(port=p))
             return [x, "-dontfork", "-filelog", os.path.join(run_dir, "logs", f"xinetd-{p}.log"), "-f", conf]
 
-        out.append(PeerSpec("xinetd", xinetd_argv, 1, "xinetd INTERNAL echo-stream (fork per connection)", tree=True))
+        desc = "xinetd INTERNAL echo-stream (fork per connection)"
+        out.append(PeerSpec("xinetd", xinetd_argv, 1, desc, tree=True, max_connections=FORK_MAX_CONNECTIONS))
     return out
 
 

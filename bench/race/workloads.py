@@ -16,6 +16,9 @@ class Workload:
 MAIN = (
     Workload("pp64-c1", "pingpong", 1, 64, "pingpong 64 B, 1 conn"),
     Workload("pp64-c50", "pingpong", 50, 64, "pingpong 64 B, 50 conns"),
+    # Many connections, where completion-based I/O (c-uring) is expected to pull ahead of epoll.
+    Workload("pp64-c300", "pingpong", 300, 64, "pingpong 64 B, 300 conns"),
+    Workload("pp64-c1000", "pingpong", 1000, 64, "pingpong 64 B, 1,000 conns"),
     Workload("pp1k-c50", "pingpong", 50, 1024, "pingpong 1 KiB, 50 conns"),
     Workload("pp16k-c10", "pingpong", 10, 16384, "pingpong 16 KiB, 10 conns"),
     Workload("st64k-c10", "stream", 10, 65536, "stream 64 KiB, 10 conns"),
@@ -37,6 +40,7 @@ UDP = (
 UDP_NAMES = frozenset(w.name for w in UDP)
 # Every workload in table order: the sweep points sit among the pingpong 64 B ones; UDP last.
 ALL = (MAIN[0], SWEEP[0], MAIN[1], SWEEP[1], *MAIN[2:], *UDP)
+BY_NAME = {w.name: w for w in ALL}
 IDLE = "idle-10k"
 
 # The workloads of the throughput targets, where echod-1-reads runs too (its ratio to echod-1).

@@ -1,16 +1,21 @@
 /*
- * echo.c - minimal single-threaded epoll TCP echo server: the "close to the
- * limit" reference for the echod race (bench/run.py) and a quick comparison
- * point for the core engineers.
+ * echo.c - the race's reference: the fastest honest single-threaded epoll TCP
+ * echo server we could write in plain C (bench/run.py; bench/README.md gives
+ * the measurements behind each choice below, against edge-triggering, other
+ * read sizes and no TCP_NODELAY).
  *
  *   usage: echo PORT            (binds 127.0.0.1:PORT; PORT 0 = kernel picks,
  *                                the chosen port is printed on stdout)
  *
- * Design (deliberately the simplest correct thing):
+ * Design:
+ *   - one thread, as echod-1 (the race compares it with echod --threads 1);
  *   - level-triggered epoll, non-blocking listener, accept4(SOCK_NONBLOCK),
  *     TCP_NODELAY on every accepted socket;
- *   - one static 64 KiB buffer shared by all connections: on EPOLLIN read
- *     ONCE into it and write the bytes straight back;
+ *   - one static 256 KiB buffer shared by all connections: on EPOLLIN read
+ *     ONCE into it and send the bytes straight back (one send per read: there
+ *     is never a second buffer to gather, so writev has nothing to batch; a
+ *     socket with more data is reported again by the next epoll_wait, which
+ *     also keeps one streaming connection from starving the others);
  *   - a partial write copies the unsent remainder into a per-connection heap
  *     buffer and switches the connection's interest to EPOLLOUT only (so we
  *     stop reading from a peer that does not read: backpressure, bounded
@@ -40,7 +45,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define BUF_SIZE (64 * 1024)
+#define BUF_SIZE (256 * 1024)
 #define MAX_EVENTS 256
 
 struct conn {            /* 16 bytes per fd, all zero when idle */
