@@ -44,9 +44,11 @@ package struct ListenerPolicy: Sendable {
     package var tag: Tag
     package var tagPieces: [TagPiece]
 
-    /// The longest tag line (banner, host name) echod sends, and the longest line prefix; a longer expansion is cut.
-    /// Kept small so that the tag always fits in a connection's pending buffer (`max_pending_bytes` is at least 4 KiB)
-    /// next to the output of one read.
+    /// The longest tag line (banner, host name) echod sends, and the longest line prefix, newline or space included; a
+    /// longer expansion is cut on a character boundary. EchodText's `TagTemplate.maximumExpansionBytes` is the same
+    /// bound. Kept small so that a tag always fits in a connection's pending buffer (`max_pending_bytes` is at least
+    /// 4 KiB), and so that `prefix` mode, which reads at most `room / (prefix + 1)` bytes, reads at least a byte
+    /// whenever reading is not paused (reading pauses when less room than a prefix and a byte is left).
     package static let maximumTagBytes = 1024
 
     package init(
@@ -86,7 +88,10 @@ package struct ListenerPolicy: Sendable {
         case .banner, .hostnameOnly: suffix = bytes.last == UInt8(ascii: "\n") ? [] : [UInt8(ascii: "\n")]
         }
         if bytes.count + suffix.count > Self.maximumTagBytes {
-            bytes.removeLast(bytes.count + suffix.count - Self.maximumTagBytes)
+            // Cut on a character boundary: never inside a UTF-8 sequence (continuation bytes are 10xxxxxx).
+            var end = Self.maximumTagBytes - suffix.count
+            while end > 0 && bytes[end] & 0xC0 == 0x80 { end -= 1 }
+            bytes.removeLast(bytes.count - end)
         }
         return bytes + suffix
     }

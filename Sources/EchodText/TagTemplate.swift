@@ -28,8 +28,10 @@ package struct TagTemplate: Sendable, Hashable, CustomStringConvertible {
 
     /// The longest template accepted, in bytes of UTF-8.
     package static let maximumBytes = 1024
-    /// The longest expansion ``render(_:)`` returns, in bytes of UTF-8: a long `{pod}` cannot make a tag unbounded.
-    package static let maximumExpansionBytes = 4096
+    /// The longest expansion ``render(_:)`` returns, in bytes of UTF-8: a long `{pod}` cannot make a tag unbounded. The
+    /// echo layer cuts the tag it sends at the same bound (`ListenerPolicy.maximumTagBytes`, newline or space included),
+    /// which keeps a tag within any connection's pending buffer.
+    package static let maximumExpansionBytes = 1024
 
     /// `{hostname}`: the default `tag_text`.
     package static let hostname = TagTemplate(segments: [.placeholder(.hostname)])
