@@ -213,14 +213,14 @@ package final class Daemon: @unchecked Sendable {
         try startAdmin(settings.adminListen, passed: passedAdmin)
         // Every socket is bound and the log file open: the rest (loops, READY=1) runs as the configured user.
         try dropPrivileges(privileges)
+        assignPolicies(settings)
         if socketActivated {
             logger.info(
                 "using sockets passed by systemd; the configured listen addresses are not bound",
                 metadata: [
-                    "sockets": .string(listeners.map(\.label).joined(separator: ", "))
+                    "sockets": .string(listeners.map(\.summary).joined(separator: ", "))
                 ])
         }
-        assignPolicies(settings)
         let echoListeners = listeners.filter { $0.role == .echo }.map { ($0.fd, $0.policy, $0.policyIndex) }
         let echoSettings = Self.echoSettings(settings)
         let datagramShare = Self.datagramSettings(settings).share(datagramListeners.count)
