@@ -167,7 +167,7 @@ let package = Package(
         .testTarget(name: "EchodTextTests", dependencies: ["EchodText"]),
         .testTarget(name: "EchodProxyProtocolTests", dependencies: ["EchodProxyProtocol"]),
         .testTarget(name: "EchodSystemTests", dependencies: ["EchodSystem"]),
-        .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop", "EchodSystem"]),
+        .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop", "EchodProxyProtocol", "EchodSystem"]),
         .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodText", "EchodTestSupport"]),
         .testTarget(
             name: "EchodLogTests",

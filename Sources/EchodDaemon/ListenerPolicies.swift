@@ -1,6 +1,5 @@
 import EchodConfig
 import EchodEcho
-import EchodProxyProtocol
 import EchodSystem
 import EchodText
 import Glibc
