@@ -2,9 +2,9 @@
 reproducibility, and the package's contents against the repository's own files.
 
 The package under test is dist/echod_VERSION-1_ARCH.deb, or $ECHOD_DEB (a package built from this checkout);
-`make test` builds it with `make deb` first, and this module skips loudly when there is none. The module builds two
-more from the same release binary with `make deb-package` (the packaging step alone, about 20 s, both at once):
-revision 2, the "upgrade", and revision 1 again, whose bytes must equal the first build's.
+`make test-shipping` builds it with `make deb` first, and this module skips loudly when there is none. The module
+builds two more from the same release binary with `make deb-package` (the packaging step alone, about 20 s, both at
+once): revision 2, the "upgrade", and revision 1 again, whose bytes must equal the first build's.
 
 In the container (the machine's own root file system, read-only under a tmpfs overlay, private network), the
 package's directory is bound read-only and installed with `apt-get install /opt/deb/1/echod_*.deb`: the dependencies

@@ -10,7 +10,6 @@ import tempfile
 import time
 
 import pytest
-
 from conftest import echod_binary, free_port, recv_exactly, sanitizer_setenv
 
 
