@@ -174,8 +174,8 @@ def test_through_haproxy_echo_instances_and_the_clients_address(haproxy_and_two_
     assert sorted(seen) == ["one", "two"], f"round robin over both instances: {seen}"
     # Each echod logs the client (its address and port) as peer, and HAProxy's own connection as proxy.
     for name, e in (("one", one), ("two", two)):
-        log = e.wait_log("connection closed")
         for peer in seen[name]:
+            log = e.wait_log(f"peer={peer} proxy=")
             lines = [ln for ln in log.splitlines() if "connection opened" in ln and f"peer={peer} " in ln + " "]
             assert lines, f"echod {name}: no 'connection opened' for peer={peer}:\n{log}"
             proxy = lines[0].split("proxy=", 1)[1].split()[0]

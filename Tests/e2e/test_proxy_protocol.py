@@ -234,10 +234,12 @@ def echo_through(port, header: bytes, data: bytes, how="same", family=socket.AF_
         return read_to_close(s)
 
 
-def keeper(port, header=None) -> socket.socket:
-    """A well-behaved client on the listener, open across a test, that must keep its echo."""
+def keeper(port, mode="any") -> socket.socket:
+    """A well-behaved client on the listener (a header of the listener's version), open across a test, that must
+    keep its echo."""
     s = connect(port)
-    s.sendall((header or v1("TCP4", "198.51.100.9", "192.0.2.1", 40000, 9000)) + b"keep")
+    good = ("198.51.100.9", "192.0.2.1", 40000, 9000)
+    s.sendall((v2(PROXY, TCP4, v2_addresses(TCP4, *good)) if mode == "v2" else v1("TCP4", *good)) + b"keep")
     assert recv_exactly(s, 4, timeout=5) == b"keep"
     return s
 
@@ -324,7 +326,7 @@ def test_malformed_header_is_closed_with_nothing_echoed(start_echod, port, name,
     header timeout), not one byte of it is echoed (data after the bad header included), and a good client on the same
     listener keeps its echo."""
     e = start_echod(config=config(proxied(port, mode, proxy_protocol_timeout="10s")), ready=True)
-    good = keeper(port)
+    good = keeper(port, mode)
     with connect(port) as bad:
         t0 = time.monotonic()
         bad.sendall(payload)
