@@ -237,7 +237,7 @@ def test_through_nginx_stream_with_proxy_protocol(start_echod, tmp_path):
     if shutil.which("nginx") is None or not NGINX_STREAM_MODULE.exists():
         pytest.skip(
             "nginx stream test SKIPPED: nginx or its stream module is not installed (Debian packages nginx and "
-            "libnginx-mod-stream; make deps installs them)"
+            "libnginx-mod-stream: not in make deps, because installing nginx starts a web server on port 80)"
         )
     e, echod_port = echod_behind(start_echod, "solo", "v1")
     port = free_port()

