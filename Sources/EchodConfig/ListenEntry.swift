@@ -177,14 +177,14 @@ extension ListenEntry {
                 return (nil, [ValueProblem(index: index, value: text, reason: error.reason)])
             }
         case .mapping(let found, let line), .partial(let found, let line):
-            guard let address = found.first(where: { $0.name == "address" }) else {
+            guard found.contains(where: { $0.name == "address" }) else {
                 guard case .mapping = item else { return (nil, []) }  // an address the file walk refused
                 let reason = "no address: a mapping entry needs address: HOST:PORT, unix:/PATH or unix:@NAME"
                 return (nil, [ValueProblem(index: index, reason: reason, line: line)])
             }
-            fields = [address] + found.filter { $0.name != "address" }
+            fields = found
         }
-        // The address is parsed first, so that the other keys are checked against a real target.
+        // A stand-in target until the `address` field sets the real one; an entry whose address fails is not returned.
         var entry = ListenEntry(.unix(UnixPath(path: "/", isAbstract: false)))
         var problems: [ValueProblem] = []
         for field in fields {
@@ -196,7 +196,6 @@ extension ListenEntry {
                         index: index, value: found.value, reason: found.reason,
                         field: field.name + (found.item.map { "[\($0)]" } ?? ""), line: line))
             }
-            if field.name == "address" && !problems.isEmpty { return (nil, problems) }
         }
         // Of an item with refused keys or values, only the values are checked: without them, the combination is not what
         // the file says.

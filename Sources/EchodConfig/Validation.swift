@@ -1,5 +1,3 @@
-import EchodText
-
 /// Checks that involve more than one value. Single values are checked by their parsers in ``Values``.
 enum Validation {
     /// Why `address` cannot be bound next to `others`, or nil. Two listeners on the same port of the same
@@ -81,8 +79,8 @@ enum Validation {
                 "limits.max_connections_per_ip (\(settings.maxConnectionsPerIP)) is above limits.max_connections (\(settings.maxConnections)): the global limit is reached first"
             )
         }
-        let plain = ListenEntry(.unix(UnixPath(path: "/", isAbstract: false)))
         for (index, entry) in settings.listen.enumerated() {
+            let plain = ListenEntry(entry.target)
             let proxyOptions = entry.proxyFrom != plain.proxyFrom || entry.proxyUntrusted != plain.proxyUntrusted || entry.proxyTimeout != plain.proxyTimeout
             if entry.proxyProtocol == .off && proxyOptions {
                 warnings.append("listen[\(index)] (\(entry.target)): proxy_protocol is off, so its other proxy_protocol_* keys do nothing")

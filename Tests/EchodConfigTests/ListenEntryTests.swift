@@ -193,6 +193,12 @@ struct ListenEntryTests {
             ], "\(found)")
     }
 
+    /// A bad address does not hide the item's other bad values.
+    @Test func badAddressAndBadOptionBothReported() {
+        let found = problems("listen:\n  - tag: bannr\n    address: 127.0.0.1\n    proxy_protocol_timeout: 0s\n")
+        #expect(found.map { "\($0.line ?? 0) \($0.key)" } == ["2 listen[0].tag", "3 listen[0].address", "4 listen[0].proxy_protocol_timeout"])
+    }
+
     /// The environment and the command line give plain strings, and `--listen` replaces the file's whole list, mapping
     /// entries included.
     @Test func environmentAndCommandLineGivePlainEntries() throws {
