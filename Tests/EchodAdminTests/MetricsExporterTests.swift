@@ -28,6 +28,7 @@ func sampleSnapshot(scale: UInt64 = 1) -> MetricsSnapshot {
         "peer_closed": 30 * scale, "reset": 2 * scale, "idle_timeout": 1 * scale, "drain_timeout": 0, "connection_limit": 4 * scale, "per_ip_limit": 0,
     ]
     s.rejectedByLimit = ["max_connections": 4 * scale, "max_connections_per_ip": 0]
+    s.proxyHeaderErrors = ["invalid": 6 * scale, "timeout": 1 * scale, "untrusted": 0]
     s.bytesIn = 123_456 * scale
     s.bytesOut = 123_400 * scale
     s.reads = 999 * scale
@@ -63,6 +64,7 @@ struct MetricsExporterTests {
         #expect(v[#"echod_connections_closed_total{reason="peer_closed"}"#] == 30)
         #expect(v[#"echod_connections_closed_total{reason="drain_timeout"}"#] == 0)
         #expect(v[#"echod_connections_rejected_total{limit="max_connections"}"#] == 4)
+        #expect(v[#"echod_proxy_header_errors_total{reason="invalid"}"#] == 6)
         #expect(v["echod_received_bytes_total"] == 123_456)
         #expect(v["echod_sent_bytes_total"] == 123_400)
         #expect(v["echod_reads_total"] == 999)
