@@ -164,7 +164,7 @@ let package = Package(
         .target(name: "EchodTestSupport", path: "Tests/EchodTestSupport"),
         .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop", "EchodSystem", "EchodTestSupport"]),
         .testTarget(name: "EchodTextTests", dependencies: ["EchodText"]),
-        .testTarget(name: "EchodProxyProtocolTests", dependencies: ["EchodProxyProtocol"]),
+        .testTarget(name: "EchodProxyProtocolTests", dependencies: ["EchodProxyProtocol", "EchodText", "EchodTestSupport"]),
         .testTarget(name: "EchodSystemTests", dependencies: ["EchodSystem"]),
         .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop", "EchodSystem"]),
         .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodText", "EchodTestSupport"]),
