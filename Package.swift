@@ -120,7 +120,7 @@ let package = Package(
         // `echod probe`: a health-check client for scripts and orchestrators.
         .target(
             name: "EchodProbe",
-            dependencies: ["EchodSystem", "EchodText"]
+            dependencies: ["EchodSystem", "EchodText", "EchodProxyProtocol"]
         ),
         // `echod bench`: the load generator, on echod's own event loop.
         .target(
@@ -177,7 +177,7 @@ let package = Package(
             dependencies: [
                 "EchodAdmin", "EchodEventLoop", "EchodSystem", "EchodTestSupport", .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodText", "EchodTestSupport"]),
+        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodProxyProtocol", "EchodText", "EchodTestSupport"]),
         .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem", "EchodText", "EchodTestSupport"]),
         .testTarget(
             name: "EchodDaemonTests",
