@@ -129,6 +129,7 @@ let package = Package(
                 "EchodSystem",
                 "EchodText",
                 "EchodEventLoop",
+                "EchodProxyProtocol",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
@@ -178,7 +179,8 @@ let package = Package(
                 "EchodAdmin", "EchodEventLoop", "EchodSystem", "EchodTestSupport", .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodProxyProtocol", "EchodText", "EchodTestSupport"]),
-        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem", "EchodText", "EchodTestSupport"]),
+        .testTarget(
+            name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodProxyProtocol", "EchodSystem", "EchodText", "EchodTestSupport"]),
         .testTarget(
             name: "EchodDaemonTests",
             dependencies: [
