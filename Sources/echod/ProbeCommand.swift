@@ -20,8 +20,8 @@ struct ProbeCommand: ParsableCommand {
             port unreachable (nothing listens) is exit 2.
             Hostnames are resolved and each address is tried in turn. --timeout bounds the whole probe.
             unix:/run/echod/echo.sock (or unix:@NAME, an abstract name) checks a Unix-socket listener the same way.
-            --proxy-protocol v2 (or v1) sends a PROXY protocol header first, as a proxy's own health check does
-            (v2 LOCAL, v1 PROXY UNKNOWN), to probe a listener with proxy_protocol directly; not for udp:// or --http.
+            --proxy-protocol v2 (or v1) first sends the header a proxy's own health check sends (v2 LOCAL, v1 PROXY
+            UNKNOWN), to probe a listener with proxy_protocol directly; not for udp:// or --http.
             Durations and sizes are written as in the configuration file: 500ms, 2s, 1m30s; 64, 16KiB, 1MiB.
             """)
 

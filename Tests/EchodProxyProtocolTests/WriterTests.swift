@@ -204,3 +204,32 @@ struct WriterTests {
         }
     }
 }
+
+@Suite("The writer allocates nothing into a caller's buffer")
+struct WriterAllocationTests {
+    /// Measured in release, like the parser's AllocationTests (its header says how to preload the counter).
+    @Test(
+        "v1 and v2 headers of IPv4 and IPv6 addresses (what bench writes per connection), and v2 with TLVs and a CRC32C",
+        .enabled(if: threadAllocations != nil, "needs LD_PRELOAD of Tests/malloc-count/malloc_count.c"))
+    func noAllocation() throws {
+        let count = try #require(threadAllocations)
+        let v4 = Writer.Addresses.inet(source: WriterTests.source4, destination: WriterTests.destination4)
+        let v6 = Writer.Addresses.inet(source: WriterTests.source6, destination: WriterTests.destination6)
+        let tlvs = Writer.TLVs(authority: Array("echo.example".utf8), uniqueID: Array("id-1".utf8), crc32c: true)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 8)
+        defer { buffer.deallocate() }
+        _ = try Writer.v2(.proxy, v4, tlvs: tlvs, into: buffer)  // the CRC32C table, once per process
+        let before = count()
+        var written = 0
+        for _ in 0..<100 {
+            written += try Writer.v1(v4, into: buffer)
+            written += try Writer.v1(v6, into: buffer)
+            written += try Writer.v2(.proxy, v4, into: buffer)
+            written += try Writer.v2(.proxy, v6, into: buffer)
+            written += try Writer.v2(.local, .unspecified, into: buffer)
+            written += try Writer.v2(.proxy, v4, tlvs: tlvs, into: buffer)
+        }
+        let allocated = count() - before
+        #expect(allocated == 0, "\(allocated) allocations writing \(written) bytes")
+    }
+}
