@@ -197,7 +197,7 @@ if Context.environment["ECHOD_FUZZ"] != nil {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         ("FuzzConfig", ["EchodConfig", "EchodSystem"]),
         ("FuzzAdmin", ["EchodAdmin", "EchodEventLoop", "EchodSystem", .product(name: "Logging", package: "swift-log")]),
-        ("FuzzGrammar", ["EchodText", "EchodConfig"]),
+        ("FuzzGrammar", ["EchodText", "EchodConfig", "EchodSystem"]),
         ("FuzzDatagramGuard", ["EchodEcho", "EchodSystem"]),
         ("FuzzProxyProtocol", ["EchodProxyProtocol"]),
     ]

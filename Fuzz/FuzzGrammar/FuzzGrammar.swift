@@ -2,6 +2,7 @@
 // goes to each parser; each must return a value or throw its error, and what it prints of a value parses back to the
 // same value.
 import EchodConfig
+import EchodSystem
 import EchodText
 import FuzzSupport
 
@@ -34,6 +35,21 @@ enum FuzzGrammar: FuzzTarget {
         if let target = try? ListenTarget(parsing: text) {
             let printed = target.description
             check((try? ListenTarget(parsing: printed)) == target, "ListenTarget prints as \(printed), which does not parse back to it")
+        }
+        if let range = try? AddressRange(parsing: text) {
+            let printed = range.description
+            check((try? AddressRange(parsing: printed)) == range, "AddressRange prints as \(printed), which does not parse back to it")
+            let network = SocketAddress(host: String(printed.prefix { $0 != "/" }), port: 1)
+            check(network.map(range.contains) == true, "AddressRange \(printed) does not contain its own network address")
+        }
+        if let template = try? TagTemplate(parsing: text) {
+            let printed = template.description
+            check((try? TagTemplate(parsing: printed)) == template, "TagTemplate prints as \(printed), which does not parse back to it")
+            check(text.utf8.count <= TagTemplate.maximumBytes, "TagTemplate accepted \(text.utf8.count) bytes")
+            check(template.usesClient == template.segments.contains(.placeholder(.client)), "TagTemplate.usesClient disagrees with its segments")
+            // Every placeholder as the input itself: the longest values a template can be given here.
+            let expansion = template.render { _ in text }
+            check(expansion.utf8.count <= TagTemplate.maximumExpansionBytes, "TagTemplate expanded to \(expansion.utf8.count) bytes")
         }
     }
 }

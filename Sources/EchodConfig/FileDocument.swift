@@ -17,6 +17,8 @@ struct FileDocument {
         var itemLines: [Int?]
         /// The text of a scalar, or of a list's items; nil for a null.
         var content: ConfigContent?
+        /// A list whose items may be mappings (``SettingKey/itemKeys``): its items, in place of `content`.
+        var items: [ListItem]? = nil
     }
 
     let path: String
@@ -99,22 +101,87 @@ struct FileDocument {
             }
             entries[key.name] = Entry(line: line, isNull: false, itemLines: [], content: .string(scalar.text))
         case .sequence(let sequence, _) where key.isList:
-            var items: [String] = []
+            var items: [ListItem] = []
             for (index, item) in sequence.enumerated() {
+                let name = "\(key.name)[\(index)]"
                 if let scalar = item.scalar, !item.isNull {
-                    items.append(scalar.text)
+                    items.append(.text(scalar.text))
+                } else if case .mapping(let pairs, let itemLine) = item, !key.itemKeys.isEmpty {
+                    let (fields, complete) = fields(of: pairs, in: name, keys: key.itemKeys)
+                    items.append(complete ? .mapping(fields, line: itemLine) : .partial(fields, line: itemLine))
                 } else {
-                    report(
-                        item.line, "\(key.name)[\(index)]", value: Self.flow(item),
-                        reason: item.isNull ? "empty item" : "wrong type: expected a HOST:PORT string, got \(Self.kind(of: item))")
+                    var reason = item.isNull ? "empty item" : "wrong type: expected a HOST:PORT string, got \(Self.kind(of: item))"
+                    if case .mapping = item {
+                        reason += "; per-listener options (proxy_protocol, tag) are for TCP and Unix stream listeners, under listen:"
+                    }
+                    report(item.line, name, value: Self.flow(item), reason: reason)
                 }
             }
-            if items.count == sequence.count {
-                entries[key.name] = Entry(line: line, isNull: false, itemLines: sequence.map(\.line), content: .stringArray(items))
+            guard items.count == sequence.count else { return }
+            var entry = Entry(line: line, isNull: false, itemLines: sequence.map(\.line))
+            if key.itemKeys.isEmpty {
+                entry.content = .stringArray(items.map { if case .text(let text) = $0 { text } else { "" } })
+            } else {
+                entry.items = items
             }
+            entries[key.name] = entry
         default:
             report(line, key.name, value: Self.flow(value), reason: wrongType)
         }
+    }
+
+    /// The keys of a mapping item (`listen: [{address: ..., tag: banner}]`), checked against `keys` as the file's own
+    /// keys are against the table: unknown keys (with the nearest one), nulls and wrong shapes are reported under the
+    /// item's name (`listen[1].proxy_protocl`) with their lines. The keys that passed, and whether all did.
+    private mutating func fields(
+        of pairs: [(key: YAMLNode, value: YAMLNode)], in item: String, keys: [ItemKey]
+    ) -> (fields: [ItemField], complete: Bool) {
+        var fields: [ItemField] = []
+        let before = problems.count
+        for (keyNode, value) in pairs {
+            let line = keyNode.line
+            guard let scalar = keyNode.scalar else {
+                report(line, item, reason: "a key must be a plain name, not \(Self.kind(of: keyNode))")
+                continue
+            }
+            let name = "\(item).\(scalar.text)"
+            guard let key = keys.first(where: { $0.name == scalar.text }) else {
+                let names = keys.map(\.name)
+                let reason =
+                    Suggestions.closest(to: scalar.text, among: names).map { "unknown key (did you mean \(quoted($0))?)" }
+                    ?? "unknown key; valid keys here: " + names.joined(separator: ", ")
+                report(line, name, reason: reason)
+                continue
+            }
+            let wrongType = "wrong type: expected \(key.expected), got \(Self.kind(of: value))"
+            switch value {
+            case _ where value.isNull:
+                report(line, name, reason: "no value; give \(key.expected), or remove the key to use the default")
+            case .scalar(let text) where !key.isList:
+                fields.append(ItemField(name: scalar.text, value: .text(text.text), line: line))
+            case .scalar(let text):
+                // One shape per key, as for `listen` itself: what check-config prints is what the file says.
+                report(line, name, value: text.text, reason: wrongType + "; write [\(quoted(text.text))] for a list of one")
+            case .sequence(let sequence, _) where key.isList:
+                var texts: [String] = []
+                let reported = problems.count
+                for (index, element) in sequence.enumerated() {
+                    if let text = element.scalar, !element.isNull {
+                        texts.append(text.text)
+                    } else {
+                        report(
+                            element.line, "\(name)[\(index)]", value: Self.flow(element),
+                            reason: element.isNull ? "empty item" : "wrong type: expected a single value, got \(Self.kind(of: element))")
+                    }
+                }
+                if problems.count == reported {
+                    fields.append(ItemField(name: scalar.text, value: .list(texts), line: line, itemLines: sequence.map(\.line)))
+                }
+            default:
+                report(line, name, value: Self.flow(value), reason: wrongType)
+            }
+        }
+        return (fields, problems.count == before)
     }
 
     private func childNames(of prefix: [String]) -> [String] {

@@ -38,6 +38,7 @@ enum Layer {
         set("admin.listen", overrides.adminListen.map { .string($0) })
         set("user", overrides.user.map { .string($0) })
         set("udp.listen", overrides.udpListen.map { .stringArray($0) })
+        set("instance", overrides.instance.map { .string($0) })
         return .commandLine(InMemoryProvider(name: "command line", values: values))
     }
 
@@ -61,6 +62,10 @@ enum Layer {
             var candidate = Candidate(
                 raw: .null, origin: .file(document.path), source: document.path, line: entry.line,
                 itemLines: entry.itemLines)
+            if let items = entry.items {
+                candidate.raw = .items(items)
+                return candidate
+            }
             guard let content = entry.content else { return candidate }
             candidate.raw = Self.raw(content, key)
             return candidate

@@ -14,12 +14,15 @@ package struct ConfigOverrides: Sendable {
     package var user: String?
     /// `--udp`, repeatable: replaces the whole `udp.listen` list.
     package var udpListen: [String]?
+    /// `--instance`: the name in `{instance}`; an empty string means the host name.
+    package var instance: String?
 
     /// Creates overrides; every value is text exactly as typed, validated by the loader like any other layer.
     package init(
         listen: [String]? = nil, threads: String? = nil, logLevel: String? = nil, logFormat: String? = nil, adminListen: String? = nil,
-        user: String? = nil, udpListen: [String]? = nil
+        user: String? = nil, udpListen: [String]? = nil, instance: String? = nil
     ) {
+        self.instance = instance
         self.udpListen = udpListen
         self.listen = listen
         self.threads = threads

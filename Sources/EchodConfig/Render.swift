@@ -1,3 +1,5 @@
+import EchodText
+
 extension LoadedConfig {
     /// The effective configuration for `echod check-config`: every key in config syntax (the output is itself
     /// a valid configuration file), each with where its value came from as a trailing comment.
@@ -20,6 +22,9 @@ extension LoadedConfig {
             var comment = (origins[key.name] ?? .defaultValue).description
             if key.name == "threads" && settings.threadsIsAuto {
                 comment += "; auto = \(settings.threads) (online CPUs)"
+            }
+            if key.name == "instance" && settings.instanceIsHostName {
+                comment += "; null = the host name, \(quoted(settings.instance))"
             }
             lines.append(("\(indent)\(path.last!): \(key.render(settings))", comment))
         }

@@ -53,9 +53,9 @@ struct Resolution {
         let itemLine = found.index.flatMap { $0 < candidate.itemLines.count ? candidate.itemLines[$0] : nil }
         return ConfigProblem(
             source: candidate.source,
-            key: key.name + (found.index.map { "[\($0)]" } ?? ""),
+            key: key.name + (found.index.map { "[\($0)]" } ?? "") + (found.field.map { ".\($0)" } ?? ""),
             value: found.value,
             reason: found.reason,
-            line: itemLine ?? candidate.line)
+            line: found.line ?? itemLine ?? candidate.line)
     }
 }

@@ -6,13 +6,60 @@ enum RawValue {
     case list([String])
     /// YAML `null` (or `~`, or nothing after the colon); an empty environment variable or option for an optional key.
     case null
+    /// A list whose items may be mappings (`listen` in the file), with the items' keys as the file walk found them.
+    case items([ListItem])
 }
 
-/// One refused value inside a key: for a list, which item.
+/// One item of a list key whose items may be mappings (``SettingKey/itemKeys``): a plain string, or a mapping whose
+/// keys the file walk has checked against the item keys (names and shapes; the values are parsed by the key).
+enum ListItem {
+    case text(String)
+    case mapping([ItemField], line: Int?)
+    /// A mapping in which the file walk refused (and reported) some keys: the keys it kept are still parsed, and the item
+    /// keeps its place so that the other items are checked and numbered as in the file; it gives no entry.
+    case partial([ItemField], line: Int?)
+
+    /// The line of `field` in a mapping item, else of the item.
+    func line(of field: String) -> Int? {
+        switch self {
+        case .text: nil
+        case .mapping(let fields, let line), .partial(let fields, let line): fields.first { $0.name == field }?.line ?? line
+        }
+    }
+
+    /// Whether a mapping item sets `field`.
+    func has(_ field: String) -> Bool {
+        switch self {
+        case .text: false
+        case .mapping(let fields, _), .partial(let fields, _): fields.contains { $0.name == field }
+        }
+    }
+}
+
+/// One key of a mapping item, with its value and lines.
+struct ItemField {
+    var name: String
+    var value: FieldValue
+    var line: Int?
+    /// Lines of a list's items.
+    var itemLines: [Int?] = []
+}
+
+/// The value of an item's key: one text, or a list of texts.
+enum FieldValue {
+    case text(String)
+    case list([String])
+}
+
+/// One refused value inside a key: for a list, which item; for a mapping item, which of its keys and where.
 struct ValueProblem {
     var index: Int?
     var value: String?
     var reason: String
+    /// The key inside a mapping item (`proxy_protocol`, `proxy_protocol_from[2]`), named after the item in messages.
+    var field: String? = nil
+    /// Where that key is, when it is not the item's own line.
+    var line: Int? = nil
 }
 
 /// One configuration key: its name, how it is written, how it is parsed into ``EchodSettings`` and
@@ -33,6 +80,8 @@ struct SettingKey {
     let apply: (RawValue, inout EchodSettings) -> [ValueProblem]
     /// The effective value in config syntax, for `check-config`.
     let render: (EchodSettings) -> String
+    /// For a list key whose items may be mappings (`listen`): the keys of such a mapping. Empty: items are strings.
+    var itemKeys: [ItemKey] = []
 
     var path: [String] { name.split(separator: ".").map(String.init) }
 }
@@ -42,6 +91,13 @@ extension SettingKey {
     static var all: [SettingKey] {
         [
             listenKey,
+            optional(
+                "instance", flag: "--instance", expected: "a name for this echod such as web-1, or null for the host name",
+                set: { text, s throws(InvalidValue) in
+                    s.instance = try text.map(Values.instanceName) ?? currentHostName()
+                    s.instanceIsHostName = text == nil
+                },
+                render: { $0.instanceIsHostName ? "null" : quoted($0.instance) }),
             scalar(
                 "threads", flag: "--threads", expected: "\"auto\" or a whole number between 1 and 1024",
                 set: { text, s throws(InvalidValue) in
@@ -165,33 +221,49 @@ extension SettingKey {
             render: { "[" + $0.udpListen.map { quoted($0.description) }.joined(separator: ", ") + "]" })
     }
 
-    /// `listen`: every item is checked, and the list as a whole must be non-empty and free of duplicates.
+    /// `listen`: every item is checked, and the list as a whole must be non-empty and free of duplicate addresses and
+    /// names. In the file an item may be a mapping with per-listener options (``ListenEntry``).
     static var listenKey: SettingKey {
         SettingKey(
             name: "listen", flag: "--listen", isList: true, isOptional: false,
             expected: "a list of HOST:PORT addresses or unix:/PATH sockets, e.g. [\"127.0.0.1:8888\", \"[::1]:8888\", \"unix:/run/echod/echo.sock\"]",
             apply: { raw, settings in
-                guard case .list(let items) = raw else { return [ValueProblem(reason: "expected a list of addresses")] }
+                let items: [ListItem]
+                switch raw {
+                case .list(let texts): items = texts.map(ListItem.text)
+                case .items(let found): items = found
+                default: return [ValueProblem(reason: "expected a list of addresses")]
+                }
                 guard !items.isEmpty else {
                     return [ValueProblem(reason: "no address: list at least one HOST:PORT to listen on")]
                 }
                 var problems: [ValueProblem] = []
-                var addresses: [ListenTarget] = []
+                var entries: [ListenEntry] = []
+                var complete = true
                 for (index, item) in items.enumerated() {
-                    do throws(InvalidValue) {
-                        addresses.append(try Values.listenTarget(item))
-                    } catch {
-                        problems.append(ValueProblem(index: index, value: item, reason: error.reason))
-                        continue
+                    let parsed = ListenEntry.parse(item, index: index)
+                    complete = complete && parsed.entry != nil
+                    problems += parsed.problems
+                    guard let entry = parsed.entry else { continue }
+                    if let reason = Validation.conflict(entry.target, with: entries.map(\.target)) {
+                        let field = item.has("address") ? "address" : nil
+                        problems.append(
+                            ValueProblem(
+                                index: index, value: entry.target.description, reason: reason, field: field, line: item.line(of: "address")))
                     }
-                    if let reason = Validation.conflict(addresses.last!, with: addresses.dropLast()) {
-                        problems.append(ValueProblem(index: index, value: item, reason: reason))
+                    if let name = entry.name, let other = entries.firstIndex(where: { $0.name == name }) {
+                        problems.append(
+                            ValueProblem(
+                                index: index, value: name, reason: "this name is given twice (also item \(other))", field: "name",
+                                line: item.line(of: "name")))
                     }
+                    entries.append(entry)
                 }
-                if problems.isEmpty { settings.listen = addresses }
+                if problems.isEmpty && complete { settings.listen = entries }
                 return problems
             },
-            render: { "[" + $0.listen.map { quoted($0.description) }.joined(separator: ", ") + "]" })
+            render: { "[" + $0.listen.map(\.yaml).joined(separator: ", ") + "]" },
+            itemKeys: ListenEntry.keys)
     }
 
     private static func scalar(
@@ -225,7 +297,7 @@ extension SettingKey {
                 switch raw {
                 case .text(let value): text = value
                 case .null: text = nil
-                case .list: return [ValueProblem(reason: "expected \(expected)")]
+                case .list, .items: return [ValueProblem(reason: "expected \(expected)")]
                 }
                 do throws(InvalidValue) {
                     try set(text, &settings)

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+    import EchodSystem
     import Glibc
 #endif
 
@@ -15,8 +16,13 @@ package enum LogLevelName: String, Sendable, CaseIterable {
 
 /// The validated, effective configuration of the daemon. Every field is in range and ready to use.
 package struct EchodSettings: Sendable, Equatable {
-    /// Addresses (TCP, Unix) to accept echo connections on; never empty, no duplicates.
-    package var listen: [ListenTarget]
+    /// Addresses (TCP, Unix) to accept echo connections on, each with its options; never empty, no duplicate addresses
+    /// or names.
+    package var listen: [ListenEntry]
+    /// How this echod names itself (`{instance}` in tags): the `instance` key, or the host name when it is null.
+    package var instance = currentHostName()
+    /// Whether `instance` is the host name (the key is null), so that `check-config` can say so.
+    package var instanceIsHostName = true
     /// Event-loop threads, resolved: `auto` becomes the number of online CPUs (at least 1).
     package var threads: Int
     /// Whether `threads` was `auto`, so that `check-config` can say so.
@@ -70,8 +76,8 @@ package struct EchodSettings: Sendable, Equatable {
     /// `config/echod.yaml` documents exactly these values (a test keeps the two equal).
     package static let defaults = EchodSettings(
         listen: [
-            .ip(ListenAddress(host: "127.0.0.1", port: 8888, family: .ipv4)),
-            .ip(ListenAddress(host: "::1", port: 8888, family: .ipv6)),
+            ListenEntry(.ip(ListenAddress(host: "127.0.0.1", port: 8888, family: .ipv4))),
+            ListenEntry(.ip(ListenAddress(host: "::1", port: 8888, family: .ipv6))),
         ],
         threads: onlineCPUCount(),
         threadsIsAuto: true,
@@ -96,4 +102,10 @@ package struct EchodSettings: Sendable, Equatable {
 /// were brought online sees them; only a restart applies a changed thread count anyway.
 func onlineCPUCount() -> Int {
     max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+}
+
+/// The kernel's host name, read on every call (not cached) so that a reload sees a renamed host. gethostname cannot
+/// fail with the buffer `Syscall.hostName` gives it; should it ever, `localhost` stands in rather than stopping a load.
+func currentHostName() -> String {
+    (try? Syscall.hostName()) ?? "localhost"
 }

@@ -123,4 +123,32 @@ enum Values {
             throw InvalidValue(reason: error.reason)
         }
     }
+
+    /// `instance`: how this echod names itself in tags (`{instance}`) and for people reading them. Any text of 1 to 253
+    /// bytes (a DNS name's limit, so a pod or host name fits) without control characters: it is sent and logged as is,
+    /// and a line feed would split a tag in two.
+    static func instanceName(_ text: String) throws(InvalidValue) -> String {
+        guard !text.isEmpty else { throw InvalidValue(reason: "empty name; give a name such as web-1, or null for the host name") }
+        guard text.utf8.count <= 253 else { throw InvalidValue(reason: "longer than 253 bytes") }
+        guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+            throw InvalidValue(reason: "contains a control character (such as a line feed); an instance name is one line of text")
+        }
+        return text
+    }
+
+    /// A listener's `name`, as systemd accepts it in `FileDescriptorName=` (so that it can match one): 1 to 255
+    /// printable ASCII characters other than `:`. `admin` and `udp` are taken: echod gives passed sockets of those
+    /// names to the admin endpoint and the UDP echo.
+    static func socketName(_ text: String) throws(InvalidValue) -> String {
+        guard !text.isEmpty else { throw InvalidValue(reason: "empty name") }
+        guard text.utf8.count <= 255 else { throw InvalidValue(reason: "longer than 255 characters (systemd's limit for FileDescriptorName=)") }
+        guard text.utf8.allSatisfy({ (0x20..<0x7F).contains($0) && $0 != UInt8(ascii: ":") }) else {
+            throw InvalidValue(reason: "expected printable ASCII without \":\", as systemd's FileDescriptorName= takes it")
+        }
+        guard !ListenEntry.reservedNames.contains(text) else {
+            let role = text == "admin" ? "admin endpoint" : "UDP echo"
+            throw InvalidValue(reason: "reserved: a socket named \(quoted(text)) is echod's \(role) under socket activation")
+        }
+        return text
+    }
 }

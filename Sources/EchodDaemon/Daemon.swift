@@ -194,7 +194,7 @@ package final class Daemon: @unchecked Sendable {
             if socketActivated {
                 listeners = passed
             } else {
-                let result = try Listeners.bind(settings.listen, unix: unixFiles)
+                let result = try Listeners.bind(settings.listen.map(\.target), unix: unixFiles)
                 try Listeners.requireSome(result.bound, skipped: result.skipped)
                 logRemovedStale(result.removedStale)
                 logSkipped(result.skipped)

@@ -65,12 +65,12 @@ extension Daemon {
         // switch to --user, unset owner and group mean that user, which is who creates the files now anyway.
         let unix = try unixFileOptions(new, switchingTo: nil)
         let addedDatagrams = try bindAddedDatagramListeners(old: old, new: new)
-        if !socketActivated && new.listen != old.listen {
-            do { try changeListeners(to: new.listen, unix: unix) } catch {
+        if !socketActivated && new.listen.map(\.target) != old.listen.map(\.target) {
+            do { try changeListeners(to: new.listen.map(\.target), unix: unix) } catch {
                 for l in addedDatagrams { Syscall.close(l.fd) }
                 throw error
             }
-        } else if socketActivated && new.listen != old.listen {
+        } else if socketActivated && new.listen.map(\.target) != old.listen.map(\.target) {
             logger.notice("listen addresses changed in the file, but the sockets come from systemd: change the .socket unit instead")
         }
         if new.threads != old.threads {

@@ -51,10 +51,15 @@ struct ConfigOptions: ParsableArguments {
         name: .long, help: ArgumentHelp("UDP echo address, HOST:PORT or [IPV6]:PORT; repeatable; replaces the configured udp.listen.", valueName: "host:port"))
     var udp: [String] = []
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp("This echod's name in listener tags ({instance}); an empty name means the host name (the default).", valueName: "name"))
+    var instance: String?
+
     var overrides: ConfigOverrides {
         ConfigOverrides(
             listen: listen.isEmpty ? nil : listen, threads: threads, logLevel: logLevel, logFormat: logFormat, adminListen: admin, user: user,
-            udpListen: udp.isEmpty ? nil : udp)
+            udpListen: udp.isEmpty ? nil : udp, instance: instance)
     }
 }
 

@@ -9,7 +9,10 @@ import Testing
 struct DefaultsTests {
     @Test func embeddedDefaultsHaveTheDocumentedValues() throws {
         let d = EchodSettings.defaults
-        #expect(d.listen == [try ListenTarget(parsing: "127.0.0.1:8888"), try ListenTarget(parsing: "[::1]:8888")])
+        #expect(d.listen.map(\.target) == [try ListenTarget(parsing: "127.0.0.1:8888"), try ListenTarget(parsing: "[::1]:8888")])
+        #expect(d.listen.allSatisfy { $0.isPlain })
+        let host = currentHostName()
+        #expect(d.instanceIsHostName && d.instance == host && !host.isEmpty)
         #expect(d.threadsIsAuto && d.threads == onlineCPUCount() && d.threads >= 1)
         #expect(d.maxConnections == 50_000)
         #expect(d.maxConnectionsPerIP == 0)
@@ -41,6 +44,22 @@ struct DefaultsTests {
         for key in SettingKey.all {
             #expect(loaded.origins[key.name] == .file(path), "config/echod.yaml does not set \(key.name)")
         }
+    }
+
+    /// The mapping form's example in config/echod.yaml, uncommented, is a valid file with the options it shows.
+    @Test func shippedListenExampleIsValid() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: repo.appendingPathComponent("config/echod.yaml"), encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let start = try #require(lines.firstIndex(of: "# listen:"), "no commented listen: example in config/echod.yaml")
+        let example = lines[start...].prefix { $0 != "#" }.map { $0.dropFirst(2) }.joined(separator: "\n")
+        let s = try #require(settings(example + "\n"))
+        #expect(s.listen.count == 2 && s.listen[0].isPlain)
+        let entry = s.listen[1]
+        #expect(entry.target == (try ListenTarget(parsing: "0.0.0.0:9000")) && entry.name == "proxied")
+        #expect(entry.proxyProtocol == .v2 && entry.proxyFrom.map(\.description) == ["10.0.0.0/8", "127.0.0.1/32", "::1/128"])
+        #expect(entry.proxyUntrusted == .refuse && entry.proxyTimeout == .seconds(3))
+        #expect(entry.tag == .banner && entry.tagText.description == "{hostname} {instance}")
     }
 
     @Test func emptyOrCommentOnlyFileSetsNothing() throws {

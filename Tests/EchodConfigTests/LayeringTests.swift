@@ -7,6 +7,7 @@ import Testing
 struct LayeringTests {
     static let everyKeyChanged = """
         listen: ["0.0.0.0:7", "[::]:7"]
+        instance: web-1
         threads: 3
         limits:
           max_connections: 1000
@@ -39,7 +40,8 @@ struct LayeringTests {
         """
 
     static func expectEveryKeyChanged(_ s: EchodSettings) throws {
-        #expect(s.listen == [try ListenTarget(parsing: "0.0.0.0:7"), try ListenTarget(parsing: "[::]:7")])
+        #expect(s.listen == [ListenEntry(try ListenTarget(parsing: "0.0.0.0:7")), ListenEntry(try ListenTarget(parsing: "[::]:7"))])
+        #expect(s.instance == "web-1" && !s.instanceIsHostName)
         #expect(s.threads == 3 && !s.threadsIsAuto)
         #expect(s.maxConnections == 1000)
         #expect(s.maxConnectionsPerIP == 10)
@@ -68,6 +70,7 @@ struct LayeringTests {
 
     static let environmentForEveryKey = [
         "ECHOD_LISTEN": "0.0.0.0:7, [::]:7",
+        "ECHOD_INSTANCE": "web-1",
         "ECHOD_THREADS": "3",
         "ECHOD_LIMITS_MAX_CONNECTIONS": "1000",
         "ECHOD_LIMITS_MAX_CONNECTIONS_PER_IP": "10",

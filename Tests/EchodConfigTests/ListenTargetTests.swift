@@ -8,7 +8,7 @@ struct ListenTargetTests {
     @Test func unixEntriesSitBesideTCPOnes() throws {
         let s = try #require(settings("listen: ['127.0.0.1:7', 'unix:/run/echod/echo.sock', 'unix:@echod']\n"))
         #expect(
-            s.listen == [
+            s.listen.map(\.target) == [
                 .ip(try ListenAddress(parsing: "127.0.0.1:7")), .unix(UnixPath(path: "/run/echod/echo.sock", isAbstract: false)),
                 .unix(UnixPath(path: "echod", isAbstract: true)),
             ])
