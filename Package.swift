@@ -6,7 +6,7 @@
 //
 //   echod (CLI: parses the command line and calls a layer below; check-config calls EchodConfig itself)
 //     ├─ EchodDaemon (wires everything together: loops, echo, config, logging, systemd, admin)
-//     │    ├─ EchodEcho       (the echo service: connection table, RFC 862 state machine)
+//     │    ├─ EchodEcho       (the echo service: connection table, RFC 862 state machine, PROXY header phase, tags)
 //     │    ├─ EchodAdmin      (HTTP /livez /readyz /metrics on an event loop; http-parser, swift-prometheus)
 //     │    ├─ EchodConfig     (swift-configuration: env + CLI; the YAML file through libyaml (CYAML); validation)
 //     │    ├─ EchodLog        (swift-log backend: bounded queue, writer thread, sinks; journal through CSystemd)
@@ -20,7 +20,7 @@
 //                   clock, threads, name resolution, the rate limiter), under everything above; on CEchodLinux
 //   EchodText       (what users type and read: durations, sizes, HOST:PORT, escaping, numbers), pure Swift
 //   EchodProxyProtocol (the PROXY protocol v1/v2 header parser: bytes in, addresses and TLVs out), pure Swift on
-//                   EchodText; not wired yet (issue 13)
+//                   EchodText; used by EchodEcho (listeners that take a header) and by bench and probe
 import PackageDescription
 
 let package = Package(
@@ -68,6 +68,7 @@ let package = Package(
             dependencies: [
                 "EchodSystem",
                 "EchodEventLoop",
+                "EchodProxyProtocol",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -66,6 +66,10 @@ package final class MetricsExporter: Sendable {
         ("echod_connections_active", "gauge", [], "Echo connections open now."),
         ("echod_connections_closed_total", "counter", ["reason"], "Echo connections closed, by reason."),
         ("echod_connections_rejected_total", "counter", ["limit"], "Echo connections closed at once because a connection limit was reached, by limit."),
+        (
+            "echod_proxy_header_errors_total", "counter", ["reason"],
+            "Connections to PROXY protocol listeners closed before their echo: header invalid, timeout, or untrusted source."
+        ),
         ("echod_received_bytes_total", "counter", [], "Bytes read from echo clients."),
         ("echod_sent_bytes_total", "counter", [], "Bytes written back to echo clients."),
         ("echod_reads_total", "counter", [], "Reads on echo connections that returned data."),
@@ -122,6 +126,9 @@ package final class MetricsExporter: Sendable {
         }
         for (limit, value) in s.rejectedByLimit.sorted(by: { $0.key < $1.key }) {
             counter(&st, "echod_connections_rejected_total", [("limit", limit)], value)
+        }
+        for (reason, value) in s.proxyHeaderErrors.sorted(by: { $0.key < $1.key }) {
+            counter(&st, "echod_proxy_header_errors_total", [("reason", reason)], value)
         }
         counter(&st, "echod_received_bytes_total", [], s.bytesIn)
         counter(&st, "echod_sent_bytes_total", [], s.bytesOut)

@@ -46,11 +46,15 @@ package struct MetricsSnapshot: Sendable {
     /// Echo connections open now.
     package var active: UInt64 = 0
     /// Echo connections closed, by reason: `CloseReason.description` (`peer_closed`, `reset`, `idle_timeout`,
-    /// `drain_timeout`, `connection_limit`, `per_ip_limit`) → count. Include every reason, zeros too, so that
+    /// `drain_timeout`, `connection_limit`, `per_ip_limit`, `proxy_header_invalid`, `proxy_header_timeout`,
+    /// `proxy_untrusted`) → count. Include every reason, zeros too, so that
     /// the series exist from the start.
     package var closedByReason: [String: UInt64] = [:]
     /// Echo connections refused by a limit, by limit: `max_connections`, `max_connections_per_ip` → count.
     package var rejectedByLimit: [String: UInt64] = [:]
+    /// Connections to PROXY protocol listeners closed for their header, by reason: `invalid`, `timeout`, `untrusted` →
+    /// count (the same connections are in `closedByReason` as `proxy_header_invalid`, ...).
+    package var proxyHeaderErrors: [String: UInt64] = [:]
     /// Bytes read from echo clients.
     package var bytesIn: UInt64 = 0
     /// Bytes written back to echo clients.

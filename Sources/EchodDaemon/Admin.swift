@@ -90,6 +90,10 @@ extension Daemon {
         }
         for reason in CloseReason.allCases { s.closedByReason[reason.description] = closed[reason.rawValue] }
         s.rejectedByLimit = ["max_connections": rejectedTotal, "max_connections_per_ip": rejectedPerIP]
+        s.proxyHeaderErrors = [
+            "invalid": closed[CloseReason.proxyHeaderInvalid.rawValue], "timeout": closed[CloseReason.proxyHeaderTimeout.rawValue],
+            "untrusted": closed[CloseReason.proxyUntrusted.rawValue],
+        ]
         s.logWritten = backend.recordsWritten
         s.logDropped = backend.recordsDropped
         s.reloadsOK = reloads.succeeded

@@ -66,6 +66,8 @@ package final class Daemon: @unchecked Sendable {
     /// The admin endpoint (control loop only).
     var admin: AdminServer?
     var adminListener: Listener?
+    /// Numbers the echo listeners' policies (control loop only).
+    var policies = PolicyRegistry()
 
     /// Runs echod in the foreground until SIGTERM/SIGINT; returns the process exit status.
     package static func run(_ options: DaemonOptions) -> Int32 {
@@ -218,7 +220,8 @@ package final class Daemon: @unchecked Sendable {
                     "sockets": .string(listeners.map(\.label).joined(separator: ", "))
                 ])
         }
-        let echoFDs = listeners.filter { $0.role == .echo }.map(\.fd)
+        assignPolicies(settings)
+        let echoListeners = listeners.filter { $0.role == .echo }.map { ($0.fd, $0.policy, $0.policyIndex) }
         let echoSettings = Self.echoSettings(settings)
         let datagramShare = Self.datagramSettings(settings).share(datagramListeners.count)
         let started = Counter()
@@ -243,7 +246,7 @@ package final class Daemon: @unchecked Sendable {
             worker.loop.execute { [unowned self] in
                 do throws(IOError) {
                     try worker.startService(limiter: limiter, settings: echoSettings, logger: logger, readLogger: readLogger)
-                    for fd in echoFDs { try worker.addAcceptor(fd) }
+                    for (fd, policy, index) in echoListeners { try worker.addAcceptor(fd, policy: policy, index: index) }
                     for fd in udpFDs { try worker.addDatagram(fd, settings: datagramShare, logger: Logger(label: "echod.udp")) }
                     self.control.execute {
                         started.value += 1
@@ -258,6 +261,25 @@ package final class Daemon: @unchecked Sendable {
             interval: SystemdWatchdog.interval(), loops: workers.map(\.loop),
             notifier: SystemdNotifier(environment: options.environment),
             logger: logger)
+    }
+
+    /// Gives each echo listener (or only those in `only`) the policy of its `listen` entry
+    /// (``ListenerPolicies/entry(for:in:)``). Returns the listeners whose policy changed (a reload), for the loops to
+    /// be told.
+    @discardableResult
+    func assignPolicies(_ settings: EchodSettings, only: Set<Int32>? = nil) -> [Listener] {
+        let values = TagValues(instance: settings.instance, environment: options.environment)
+        var changed: [Listener] = []
+        for i in listeners.indices where listeners[i].role == .echo && only.map({ $0.contains(listeners[i].fd) }) ?? true {
+            let entry = ListenerPolicies.entry(for: listeners[i], in: settings.listen)
+            let (index, policy) = policies.policy(for: entry, label: listeners[i].label, values: values)
+            let previous = listeners[i].policyIndex
+            listeners[i].optionsNote = entry.map(ListenerPolicies.optionsNote) ?? ""
+            listeners[i].policy = policy
+            listeners[i].policyIndex = index
+            if index != previous { changed.append(listeners[i]) }
+        }
+        return changed
     }
 
     /// One warning per configured IPv6 address this host cannot serve (``Listeners/bind(_:)`` says when that is).
@@ -285,7 +307,7 @@ package final class Daemon: @unchecked Sendable {
             "echod started",
             metadata: [
                 "version": .string(Self.version),
-                "listeners": .string((listeners.map { "\($0.role.rawValue) \($0.label)" } + datagramListeners.map(\.label)).joined(separator: ", ")),
+                "listeners": .string((listeners.map { "\($0.role.rawValue) \($0.summary)" } + datagramListeners.map(\.label)).joined(separator: ", ")),
                 "threads": .stringConvertible(settings.threads),
                 "config": .string(config!.filePath ?? "embedded defaults"),
                 "startup_ms": .string(NumberText.fixed(elapsed, decimals: 1)),

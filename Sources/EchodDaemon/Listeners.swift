@@ -1,4 +1,5 @@
 import EchodConfig
+import EchodEcho
 import EchodEventLoop
 import EchodSystem
 import EchodSystemd
@@ -19,10 +20,23 @@ struct Listener: Sendable {
     var unixName: String? = nil
     /// The socket file echod created, removed when the listener is closed (never one systemd passed).
     var ownedFile: OwnedSocketFile? = nil
+    /// For a socket systemd passed: its `FileDescriptorName=`, which a `listen` entry's `name` may match.
+    var passedName: String? = nil
+    /// How its connections are served (its `listen` entry's options), and that policy's index in the loops' tables
+    /// (``PolicyRegistry``); set once the listener is known, before any loop accepts on it.
+    var policy: ListenerPolicy = .plain(label: "")
+    var policyIndex: UInt16 = 0
+    /// The options that differ from a plain echo, for the start-up line (`proxy_protocol v2, tag banner`).
+    var optionsNote: String = ""
 
     var label: String {
         let place = unixName.map { "unix:" + $0 } ?? address?.description ?? "fd \(fd)"
         return passed ? "\(place) (from systemd)" : place
+    }
+
+    /// The label, with the options that differ from a plain echo.
+    var summary: String {
+        optionsNote.isEmpty ? label : "\(label) (\(optionsNote))"
     }
 }
 
@@ -244,7 +258,7 @@ enum Listeners {
             result.append(
                 Listener(
                     fd: socket.fd, address: unixName == nil ? Socket.localAddress(socket.fd) : nil, role: role, passed: true,
-                    configured: nil, unixName: unixName))
+                    configured: nil, unixName: unixName, passedName: socket.name))
         }
         return result
     }

@@ -65,13 +65,19 @@ extension Daemon {
         // switch to --user, unset owner and group mean that user, which is who creates the files now anyway.
         let unix = try unixFileOptions(new, switchingTo: nil)
         let addedDatagrams = try bindAddedDatagramListeners(old: old, new: new)
-        if !socketActivated && new.listen.map(\.target) != old.listen.map(\.target) {
-            do { try changeListeners(to: new.listen.map(\.target), unix: unix) } catch {
+        let oldTargets = old.listen.map(\.target)
+        let newTargets = new.listen.map(\.target)
+        if !socketActivated && newTargets != oldTargets {
+            do { try changeListeners(to: newTargets, unix: unix, settings: new) } catch {
                 for l in addedDatagrams { Syscall.close(l.fd) }
                 throw error
             }
-        } else if socketActivated && new.listen.map(\.target) != old.listen.map(\.target) {
+        } else if socketActivated && newTargets != oldTargets {
             logger.notice("listen addresses changed in the file, but the sockets come from systemd: change the .socket unit instead")
+        }
+        // Options (PROXY protocol, tags) apply to the listeners kept, passed ones too; new connections only.
+        if new.listen != old.listen || new.instance != old.instance {
+            changePolicies(new)
         }
         if new.threads != old.threads {
             logger.warning(
@@ -101,7 +107,7 @@ extension Daemon {
 
     /// Binds the added addresses (all or nothing), then has every loop accept on them; the removed ones are
     /// taken out of every loop and closed once all loops have let go. Established connections are untouched.
-    private func changeListeners(to addresses: [ListenTarget], unix options: UnixFileOptions) throws(StartError) {
+    private func changeListeners(to addresses: [ListenTarget], unix options: UnixFileOptions, settings: EchodSettings) throws(StartError) {
         let current = Set(listeners.compactMap(\.configured))
         let wanted = Set(addresses)
         let added: [Listener]
@@ -117,11 +123,13 @@ extension Daemon {
         }
         listeners.removeAll { l in removed.contains { $0.fd == l.fd } }
         listeners.append(contentsOf: added)
+        let addedFDs = Set(added.map(\.fd))
+        assignPolicies(settings, only: addedFDs)
+        let addedListeners = listeners.filter { addedFDs.contains($0.fd) }.map { ($0.fd, $0.policy, $0.policyIndex) }
         for w in workers {
-            let addedFDs = added.map(\.fd)
             w.loop.execute { [unowned self] in
-                for fd in addedFDs {
-                    do throws(IOError) { try w.addAcceptor(fd) } catch {
+                for (fd, policy, index) in addedListeners {
+                    do throws(IOError) { try w.addAcceptor(fd, policy: policy, index: index) } catch {
                         self.logger.error("cannot accept on new listener", metadata: ["error": .stringConvertible(error)])
                     }
                 }
@@ -133,7 +141,19 @@ extension Daemon {
                 for l in removed { self.closeListener(l) }
             }
         }
-        for l in added { logger.info("listening", metadata: ["address": .string(l.label)]) }
+        for l in listeners where addedFDs.contains(l.fd) { logger.info("listening", metadata: ["address": .string(l.summary)]) }
         for l in removed { logger.info("stopped listening", metadata: ["address": .string(l.label)]) }
+    }
+
+    /// Serves new connections of the listeners whose options changed by their new policy.
+    private func changePolicies(_ settings: EchodSettings) {
+        let changed = assignPolicies(settings).map { ($0.fd, $0.policy, $0.policyIndex, $0.summary) }
+        guard !changed.isEmpty else { return }
+        for w in workers {
+            w.loop.execute {
+                for (fd, policy, index, _) in changed { w.changePolicy(fd, policy: policy, index: index) }
+            }
+        }
+        for (_, _, _, summary) in changed { logger.info("listener options changed", metadata: ["address": .string(summary)]) }
     }
 }

@@ -16,6 +16,8 @@ final class Worker: @unchecked Sendable {
     var thread: LoopThread?
     var service: EchoService?
     var acceptors: [Int32: Acceptor] = [:]
+    /// Which policy each listener's new connections get (loop thread only).
+    var policySlots: [Int32: PolicySlot] = [:]
     /// The UDP echo counters of this loop, readable from any thread; its UDP sockets (loop thread only).
     let datagramStats = DatagramStats()
     var datagrams: [Int32: DatagramEcho] = [:]
@@ -31,13 +33,16 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    /// On the loop thread: starts accepting on `listener`.
-    func addAcceptor(_ fd: Int32) throws(IOError) {
+    /// On the loop thread: starts accepting on `listener`, its connections served by `policy` (numbered `index` by
+    /// the daemon's ``PolicyRegistry``).
+    func addAcceptor(_ fd: Int32, policy: ListenerPolicy, index: UInt16) throws(IOError) {
         guard acceptors[fd] == nil, let service else { return }
+        service.setPolicy(policy, at: index)
+        let slot = PolicySlot(index)
         let acceptor = Acceptor(
             loop: loop, listenerFD: fd,
             onAccept: { [unowned service] fd, peer in
-                service.adopt(fd: fd, peer: peer)
+                service.adopt(fd: fd, peer: peer, policy: slot.index)
             },
             onEvent: { [unowned service, unowned self] event in
                 switch event {
@@ -49,11 +54,21 @@ final class Worker: @unchecked Sendable {
             })
         try acceptor.start()
         acceptors[fd] = acceptor
+        policySlots[fd] = slot
+    }
+
+    /// On the loop thread: serves the listener's new connections by another policy (a reload changed its options);
+    /// open connections keep the one they were accepted with.
+    func changePolicy(_ fd: Int32, policy: ListenerPolicy, index: UInt16) {
+        guard let slot = policySlots[fd], let service else { return }
+        service.setPolicy(policy, at: index)
+        slot.index = index
     }
 
     /// On the loop thread: stops accepting on `listener`.
     func removeAcceptor(_ fd: Int32) {
         acceptors.removeValue(forKey: fd)?.stop()
+        policySlots[fd] = nil
     }
 
     /// On the loop thread: stops accepting on every listener, and serving every UDP socket.
@@ -61,6 +76,7 @@ final class Worker: @unchecked Sendable {
         removeAllDatagrams()
         for a in acceptors.values { a.stop() }
         acceptors.removeAll()
+        policySlots.removeAll()
         acceptPaused.store(false, ordering: .relaxed)
     }
 }
@@ -88,6 +104,12 @@ extension Worker {
             }
         }
     }
+}
+
+/// The policy index an acceptor gives its connections, changed by a reload (loop thread only).
+final class PolicySlot {
+    var index: UInt16
+    init(_ index: UInt16) { self.index = index }
 }
 
 /// A value handed between threads whose own synchronisation (the loop queues) makes it safe.

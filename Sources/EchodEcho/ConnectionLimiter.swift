@@ -33,28 +33,49 @@ package final class ConnectionLimiter: Sendable {
 
     /// Counts a new connection from `host` if the limits allow it.
     package func admit(_ host: HostKey) -> Verdict {
-        let now = total.wrappingAdd(1, ordering: .relaxed).newValue
-        if now > maxTotal.load(ordering: .relaxed) {
-            total.wrappingSubtract(1, ordering: .relaxed)
-            return .overTotal
-        }
-        let limit = maxPerIP.load(ordering: .relaxed)
-        let admitted = perIP.withLock { counts -> Bool in
-            let current = counts[host, default: 0]
-            if limit > 0 && Int(current) >= limit { return false }
-            counts[host] = current + 1
-            return true
-        }
-        if !admitted {
-            total.wrappingSubtract(1, ordering: .relaxed)
+        guard admitTotal() else { return .overTotal }
+        guard admitPerIP(host) else {
+            releaseTotal()
             return .overPerIP
         }
         return .admitted
     }
 
+    /// Counts a new connection against `max_connections` only: one whose client is not known yet (a PROXY protocol
+    /// header will name it; ``admitPerIP(_:)`` then counts it for that client).
+    package func admitTotal() -> Bool {
+        let now = total.wrappingAdd(1, ordering: .relaxed).newValue
+        if now > maxTotal.load(ordering: .relaxed) {
+            total.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    /// Counts a connection from `host` against `max_connections_per_ip`, if the limit allows it.
+    package func admitPerIP(_ host: HostKey) -> Bool {
+        let limit = maxPerIP.load(ordering: .relaxed)
+        return perIP.withLock { counts -> Bool in
+            let current = counts[host, default: 0]
+            if limit > 0 && Int(current) >= limit { return false }
+            counts[host] = current + 1
+            return true
+        }
+    }
+
     /// Forgets a connection that `admit` admitted.
     package func release(_ host: HostKey) {
+        releaseTotal()
+        releasePerIP(host)
+    }
+
+    /// Forgets a connection counted by ``admitTotal()`` alone.
+    package func releaseTotal() {
         total.wrappingSubtract(1, ordering: .relaxed)
+    }
+
+    /// Forgets a connection counted by ``admitPerIP(_:)``.
+    package func releasePerIP(_ host: HostKey) {
         perIP.withLock { counts in
             guard let current = counts[host] else { return }
             if current <= 1 { counts[host] = nil } else { counts[host] = current - 1 }

@@ -7,6 +7,10 @@ import Glibc
 package protocol EchoIO {
     mutating func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> IOOutcome
     mutating func write(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int) -> IOOutcome
+    /// Like `read`, but leaves the bytes waiting: the next read returns them again.
+    mutating func peek(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> IOOutcome
+    /// Ends the sending direction (FIN) once what was written is sent; reading goes on.
+    mutating func shutdownWrite(_ fd: Int32)
     /// False when the loop could not change what it watches (the machine then closes the connection).
     mutating func setInterest(_ fd: Int32, _ interest: Interest) -> Bool
 }
@@ -48,6 +52,22 @@ package struct SocketIO: EchoIO {
         } catch {
             return .failed(error)
         }
+    }
+
+    package mutating func peek(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> IOOutcome {
+        do throws(IOError) {
+            switch try Syscall.peek(fd, buffer, count) {
+            case .processed(0): return .endOfFile
+            case .processed(let n): return .bytes(n)
+            case .wouldBlock: return .wouldBlock
+            }
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    package mutating func shutdownWrite(_ fd: Int32) {
+        Syscall.shutdown(fd, Int32(SHUT_WR))
     }
 
     package mutating func setInterest(_ fd: Int32, _ interest: Interest) -> Bool {

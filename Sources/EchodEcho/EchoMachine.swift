@@ -13,11 +13,14 @@ package struct EchoMachine {
         case close(CloseReason)
     }
 
-    private let readBuffer: UnsafeMutableRawPointer
+    let readBuffer: UnsafeMutableRawPointer
     package let readBufferSize: Int
-    package private(set) var pool: BufferPool
+    /// Where `prefix` mode builds a read's output (the read with a tag before each line); as large as `readBuffer`,
+    /// allocated with the first prefixing connection (a loop without one never has it).
+    var outBuffer: UnsafeMutableRawPointer?
+    package internal(set) var pool: BufferPool
     /// Bytes of the most recent successful read, for the optional per-read log (valid until the next call).
-    package private(set) var lastRead: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
+    package internal(set) var lastRead: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
 
     /// - Parameters:
     ///   - readBufferSize: the loop's shared read buffer (one per loop, not per connection), and so the most
@@ -38,6 +41,8 @@ package struct EchoMachine {
     /// Frees the read buffer and the pool. Call once, when the loop is done.
     package mutating func destroy() {
         readBuffer.deallocate()
+        outBuffer?.deallocate()
+        outBuffer = nil
         pool.drain()
     }
 
@@ -69,6 +74,14 @@ package struct EchoMachine {
         }
         c.bytesIn &+= UInt64(n)
         c.lastActiveTick = tick
+        return echoReadBuffer(&c, fd: fd, io: &io, count: n)
+    }
+
+    /// Writes back the first `n` bytes of the read buffer, which the connection has just received (a read, or the
+    /// client's bytes that came in the same read as its PROXY header); what the socket does not take waits in the
+    /// connection's pending buffer (it fits: `n` is at most `maxPending`, and nothing else is pending).
+    @inline(__always)
+    package mutating func echoReadBuffer<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO, count n: Int) -> Outcome {
         lastRead = UnsafeRawBufferPointer(start: readBuffer, count: n)
         let written: Int
         switch io.write(fd, from: readBuffer, count: n) {
@@ -135,13 +148,16 @@ package struct EchoMachine {
         return updateInterest(&c, fd: fd, io: &io)
     }
 
-    /// Releases the connection's buffer (closing it, or abandoning pending data on a reset or timeout).
+    /// Releases the connection's buffers (closing it, or abandoning pending data on a reset or timeout): the pending
+    /// buffer, and in `prefix` mode its prefix.
     package mutating func release(_ c: inout Connection) {
         pool.detach(&c.pending)
+        c.prefixBytes?.deallocate()
+        c.prefixBytes = nil
     }
 
     /// EOF from the peer (half-close): echo what is still pending, then close our side too.
-    private mutating func peerFinished<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO) -> Outcome {
+    mutating func peerFinished<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO) -> Outcome {
         c.flags.insert(.readClosed)
         if c.pending.isEmpty { return finish(&c, fd: fd, io: &io) }
         return updateInterest(&c, fd: fd, io: &io)
@@ -154,7 +170,7 @@ package struct EchoMachine {
         .close(.peerClosed)
     }
 
-    private mutating func releaseIfEmpty(_ c: inout Connection) {
+    mutating func releaseIfEmpty(_ c: inout Connection) {
         if c.pending.isEmpty && c.pending.hasStorage { pool.detach(&c.pending) }
     }
 
@@ -162,13 +178,16 @@ package struct EchoMachine {
     /// cannot change it (epoll_ctl failed), the connection is closed: one the loop no longer watches for writing
     /// would hold its pending bytes until the idle timeout.
     ///
-    /// Reading pauses when `maxPending` bytes are held and resumes once they are below half of it; the gap keeps
-    /// a connection streaming at the bound from flipping its interest on every write.
-    private mutating func updateInterest<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO) -> Outcome {
+    /// Reading pauses when no room is left for one more read (`maxPending` bytes held; in `prefix` mode, less room
+    /// than a prefix and a byte) and resumes once at most half of `maxPending` is held; the gap keeps a connection
+    /// streaming at the bound from flipping its interest on every write.
+    mutating func updateInterest<IO: EchoIO>(_ c: inout Connection, fd: Int32, io: inout IO) -> Outcome {
         let held = c.pending.count
+        // Room one more read needs: a byte, or in `prefix` mode a byte and a whole prefix (`readablePrefixed`).
+        let reserve = c.flags.contains(.prefixing) ? Int(c.prefixCount) + 1 : 1
         if c.flags.contains(.readPaused) {
             if held <= maxPending / 2 { c.flags.remove(.readPaused) }
-        } else if held >= maxPending {
+        } else if held > maxPending - reserve {
             c.flags.insert(.readPaused)
         }
         let wantRead = !c.flags.contains(.readClosed) && !c.flags.contains(.readPaused)

@@ -15,7 +15,7 @@ package struct PendingBuffer {
     /// Bytes waiting to be written.
     package var count: Int { Int(tail - head) }
     package var isEmpty: Bool { tail == head }
-    var hasStorage: Bool { base != nil }
+    package var hasStorage: Bool { base != nil }
 
     /// Where the next unwritten byte is.
     var readable: UnsafeRawPointer { UnsafeRawPointer(base!) + Int(head) }
@@ -23,6 +23,17 @@ package struct PendingBuffer {
     /// Free space after the tail, after moving the data to the front if that makes room.
     mutating func writableSpace() -> (UnsafeMutableRawPointer, Int) {
         if tail == capacity && head > 0 {
+            memmove(base!, base! + Int(head), Int(tail - head))
+            tail -= head
+            head = 0
+        }
+        return (base! + Int(tail), Int(capacity - tail))
+    }
+
+    /// Free space after the tail, at least `needed` bytes if the buffer has that much free in all (the data is moved
+    /// to the front when the space after it is shorter).
+    mutating func writableSpace(atLeast needed: Int) -> (UnsafeMutableRawPointer, Int) {
+        if Int(capacity - tail) < needed && head > 0 {
             memmove(base!, base! + Int(head), Int(tail - head))
             tail -= head
             head = 0

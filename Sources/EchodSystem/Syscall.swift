@@ -21,6 +21,20 @@ package enum Syscall {
         }
     }
 
+    /// `recv(2)` with `MSG_PEEK` on a non-blocking socket: copies what is waiting without taking it, so that the next
+    /// read returns the same bytes. Used where a reader must not consume past a boundary it cannot know in advance (the
+    /// end of a PROXY protocol header). `.processed(0)` is end of file.
+    package static func peek(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) throws(IOError) -> IOResult {
+        while true {
+            let n = Glibc.recv(fd, buffer, count, Int32(MSG_PEEK))
+            if n >= 0 { return .processed(n) }
+            let code = echod_errno()
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            throw IOError("recv", errno: code)
+        }
+    }
+
     /// `write(2)` on a non-blocking descriptor. The corresponding C function is `write`.
     @inline(__always)
     package static func write(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) throws(IOError) -> IOResult {

@@ -37,7 +37,7 @@ import Testing
                 let failure: String = running.sync(on: w.loop) {
                     do throws(IOError) {
                         try w.startService(limiter: limiter, settings: settings, logger: quietLogger, readLogger: readLogger)
-                        try w.addAcceptor(listener)
+                        try w.addAcceptor(listener, policy: .plain(label: "test"), index: 0)
                         return ""
                     } catch {
                         return "\(error)"

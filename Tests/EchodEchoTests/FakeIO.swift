@@ -29,6 +29,17 @@ struct FakeIO: EchoIO {
         return .bytes(n)
     }
 
+    mutating func peek(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> IOOutcome {
+        if inbound.isEmpty { return peerEOF ? .endOfFile : .wouldBlock }
+        let n = min(count, inbound.count)
+        inbound.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: n) }
+        return .bytes(n)
+    }
+
+    /// The machine ended its sending direction.
+    var writeShut = false
+    mutating func shutdownWrite(_ fd: Int32) { writeShut = true }
+
     mutating func write(_ fd: Int32, from buffer: UnsafeRawPointer, count: Int) -> IOOutcome {
         if failWrites { return .failed(IOError("write", errno: 104)) }
         var n = count

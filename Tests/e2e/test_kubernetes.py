@@ -24,6 +24,8 @@ What podman 4.3 (Debian 12) does differently from a kubelet, and what the tests 
   `|| exit 1`): the image has no shell and no curl, so that check can only fail. The tests hand podman no probes
   and probe as the kubelet does: an HTTP GET from the host to the pod's IP on the probe's port (named ports
   resolved from the container's ports) and path, with the probe's timeout, 2xx/3xx passing;
+- it fills the Downward API's metadata.name but refuses the pod over spec.nodeName (a pod under podman is on no
+  node): the tests give NODE_NAME a plain value;
 - `podman kube down` and `kube play --replace` kill the pod with SIGKILL at once, ignoring the stop signal and
   timeout (podman issue 22397, fixed in podman 5.1); `podman pod stop` stops the pod's infra container alongside
   the app and with it the pod's network, resetting the very connections a drain is for. So the tests stop the
@@ -356,6 +358,10 @@ def for_podman(docs: list[dict], name: str, echo_port: int, admin_port: int) -> 
         p["hostPort"] = {"echo": echo_port, "admin": admin_port}[p["name"]]
     for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
         del container[kind]
+    for var in container.get("env", []):
+        if var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
+            del var["valueFrom"]
+            var["value"] = "podman"
     return docs
 
 
