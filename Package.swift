@@ -121,7 +121,7 @@ let package = Package(
         // `echod probe`: a health-check client for scripts and orchestrators.
         .target(
             name: "EchodProbe",
-            dependencies: ["EchodSystem", "EchodText"]
+            dependencies: ["EchodSystem", "EchodText", "EchodProxyProtocol"]
         ),
         // `echod bench`: the load generator, on echod's own event loop.
         .target(
@@ -130,6 +130,7 @@ let package = Package(
                 "EchodSystem",
                 "EchodText",
                 "EchodEventLoop",
+                "EchodProxyProtocol",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
@@ -165,7 +166,7 @@ let package = Package(
         .target(name: "EchodTestSupport", path: "Tests/EchodTestSupport"),
         .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop", "EchodSystem", "EchodTestSupport"]),
         .testTarget(name: "EchodTextTests", dependencies: ["EchodText"]),
-        .testTarget(name: "EchodProxyProtocolTests", dependencies: ["EchodProxyProtocol"]),
+        .testTarget(name: "EchodProxyProtocolTests", dependencies: ["EchodProxyProtocol", "EchodText", "EchodTestSupport"]),
         .testTarget(name: "EchodSystemTests", dependencies: ["EchodSystem"]),
         .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop", "EchodProxyProtocol", "EchodSystem"]),
         .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodText", "EchodTestSupport"]),
@@ -178,8 +179,9 @@ let package = Package(
             dependencies: [
                 "EchodAdmin", "EchodEventLoop", "EchodSystem", "EchodTestSupport", .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodText", "EchodTestSupport"]),
-        .testTarget(name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodSystem", "EchodText", "EchodTestSupport"]),
+        .testTarget(name: "EchodProbeTests", dependencies: ["EchodProbe", "EchodProxyProtocol", "EchodText", "EchodTestSupport"]),
+        .testTarget(
+            name: "EchodBenchTests", dependencies: ["EchodBench", "EchodEventLoop", "EchodProxyProtocol", "EchodSystem", "EchodText", "EchodTestSupport"]),
         .testTarget(
             name: "EchodDaemonTests",
             dependencies: [

@@ -1,8 +1,9 @@
-// libFuzzer target: the PROXY protocol header parser (Fuzz/README.md). The input is the first bytes of a connection;
-// it is parsed in each mode and with two v2 limits, whole and cut at every length before the decision.
+// libFuzzer target: the PROXY protocol header parser and writer (Fuzz/README.md). The input is the first bytes of a
+// connection; it is parsed in each mode and with two v2 limits, whole and cut at every length before the decision.
 // Properties: a complete header lies within the input and the limit, and its byte ranges within the header; `needMore`
 // asks for more than it was given; a cut input decides nothing or decides what the whole input decides; `any` agrees
-// with `v1` and `v2`; a v2 header encoded again from what was parsed parses to the same values.
+// with `v1` and `v2`; a header written again by `ProxyHeaderWriter` from what was parsed parses to the same values.
+// The same input, read as the writer's arguments (`WriterArguments`), gives a header the parser reads back equal.
 import EchodProxyProtocol
 import FuzzSupport
 
@@ -16,8 +17,9 @@ enum FuzzProxyProtocol: FuzzTarget {
         if case .complete(let header, _) = any {
             check((header.version == .v1 ? v1 : v2) == any, "mode any says \(any), the version's own mode does not")
             check((header.version == .v1 ? v2 : v1) == .invalid(.versionNotAccepted(header.version)), "the other mode accepts \(header.version)")
-            if header.version == .v2 { reencode(header, input) }
+            reencode(header, input)
         }
+        roundTrip(WriterArguments(input))
     }
 
     /// Parses `input` whole and cut, checks the properties that hold in every mode, returns the whole input's result.
@@ -64,80 +66,121 @@ enum FuzzProxyProtocol: FuzzTarget {
         }
     }
 
-    /// Encodes `header` again from its values (no unknown TLVs, a fresh checksum) and parses the encoding.
+    /// Writes `header` again from its values (no unknown TLVs, a fresh checksum) and parses what was written.
     static func reencode(_ header: ProxyHeader, _ input: UnsafeRawBufferPointer) {
-        let encoded = V2Encoder.encode(header, from: input)
-        let result = encoded.withUnsafeBytes { ProxyHeaderParser.parse($0, mode: .v2, v2Limit: ProxyHeaderParser.v2MaximumLength) }
-        guard case .complete(let again, let consumed) = result else {
-            check(false, "the encoding of \(header) does not parse: \(result)")
+        let addresses = ProxyHeaderWriter.Addresses(header.addresses, in: input)
+        let tlvs = ProxyHeaderWriter.TLVs(header.tlvs, in: input)
+        let written: [UInt8]
+        do throws(ProxyHeaderWriter.Failure) {
+            written = try header.version == .v1 ? ProxyHeaderWriter.v1(addresses) : ProxyHeaderWriter.v2(header.command, addresses, tlvs: tlvs)
+        } catch {
+            check(false, "the writer refuses what the parser accepted (\(header)): \(error)")
             return
         }
-        check(consumed == encoded.count, "the encoding has \(encoded.count) bytes, the parser took \(consumed)")
-        check(again.command == header.command, "command \(header.command) came back as \(again.command)")
-        let bytes = Array(input[0..<header.length])
-        switch (header.addresses, again.addresses) {
-        case (.unix(let s1, let d1), .unix(let s2, let d2)):
-            check(bytes[s1] == encoded[s2] && bytes[d1] == encoded[d2], "unix paths changed")
-        default:
-            check(header.addresses == again.addresses, "addresses \(header.addresses) came back as \(again.addresses)")
+        expectReadBack(written, header.version, header.command, addresses, tlvs)
+    }
+
+    /// Writes the header the arguments describe; it must parse back to them (v1 refuses only Unix addresses).
+    static func roundTrip(_ arguments: WriterArguments) {
+        let written: [UInt8]
+        do throws(ProxyHeaderWriter.Failure) {
+            written =
+                try arguments.version == .v1
+                ? ProxyHeaderWriter.v1(arguments.addresses) : ProxyHeaderWriter.v2(arguments.command, arguments.addresses, tlvs: arguments.tlvs)
+        } catch {
+            guard case .unix = arguments.addresses, arguments.version == .v1, error == .unixInV1 else {
+                check(false, "the writer refuses \(arguments): \(error)")
+                return
+            }
+            return
         }
-        let same = { (a: Range<Int>?, b: Range<Int>?) -> Bool in a.map { bytes[$0] } == b.map { encoded[$0] } }
-        check(same(header.tlvs.alpn, again.tlvs.alpn) && same(header.tlvs.authority, again.tlvs.authority), "ALPN or authority changed")
-        check(same(header.tlvs.uniqueID, again.tlvs.uniqueID) && same(header.tlvs.netns, again.tlvs.netns), "unique id or netns changed")
-        check((header.tlvs.crc32c == nil) == (again.tlvs.crc32c == nil), "CRC32C presence changed")
-        check(header.tlvs.ssl?.client == again.tlvs.ssl?.client && header.tlvs.ssl?.verify == again.tlvs.ssl?.verify, "SSL flags changed")
-        check(same(header.tlvs.ssl?.version, again.tlvs.ssl?.version) && same(header.tlvs.ssl?.commonName, again.tlvs.ssl?.commonName), "SSL changed")
-        check(same(header.tlvs.ssl?.cipher, again.tlvs.ssl?.cipher), "SSL cipher changed")
+        let command = arguments.version == .v1 ? ProxyCommand.proxy : arguments.command
+        let addresses = command == .local ? .unspecified : arguments.addresses
+        expectReadBack(written, arguments.version, command, addresses, arguments.version == .v1 ? ProxyHeaderWriter.TLVs() : arguments.tlvs)
+    }
+
+    /// `written` is exactly one header of `version` that says `command`, `addresses` and `tlvs`.
+    static func expectReadBack(
+        _ written: [UInt8], _ version: ProxyVersion, _ command: ProxyCommand, _ addresses: ProxyHeaderWriter.Addresses, _ tlvs: ProxyHeaderWriter.TLVs
+    ) {
+        let result = ProxyHeaderParser.parse(written, mode: version == .v1 ? .v1 : .v2, v2Limit: ProxyHeaderParser.v2MaximumLength)
+        guard case .complete(let again, let consumed) = result else {
+            check(false, "the writer's \(written) does not parse: \(result)")
+            return
+        }
+        check(consumed == written.count, "the writer wrote \(written.count) bytes, the parser took \(consumed)")
+        check(again.version == version && again.command == command, "\(version) \(command) came back as \(again.version) \(again.command)")
+        written.withUnsafeBytes { bytes in
+            let back = ProxyHeaderWriter.Addresses(again.addresses, in: bytes)
+            check(back == addresses, "addresses \(addresses) came back as \(back)")
+            let backTLVs = ProxyHeaderWriter.TLVs(again.tlvs, in: bytes)
+            check(backTLVs == tlvs, "TLVs \(tlvs) came back as \(backTLVs)")
+        }
     }
 }
 
-/// A v2 encoder from parsed values, for the round trip only (echod receives headers, it never sends one).
-enum V2Encoder {
-    static func encode(_ header: ProxyHeader, from input: UnsafeRawBufferPointer) -> [UInt8] {
-        var out: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]
-        out.append(header.command == .local ? 0x20 : 0x21)
-        var body: [UInt8] = []
-        switch header.command == .local ? .none : header.addresses {
-        case .none:
-            out.append(0x00)
-        case .inet(let source, let destination):
-            out.append(source.family == .ipv4 ? 0x11 : 0x21)
-            for address in [source, destination] {
-                withUnsafeBytes(of: (address.high, address.low)) { body += $0.prefix(source.family == .ipv4 ? 4 : 16) }
-            }
-            body += be16(source.port) + be16(destination.port)
-        case .unix(let source, let destination):
-            out.append(0x31)
-            for path in [source, destination] {
-                body += input[path] + [UInt8](repeating: 0, count: 108 - path.count)
-            }
+/// The fuzz input read as the writer's arguments: a flags byte (version, command, family, Unix abstract names, which
+/// TLVs), then the addresses' bytes and each TLV's length and bytes, zeros once the input runs out. Shaped into what
+/// the parser can read back equal: lengths within the TLVs' bounds, Unix paths without NULs after their first byte
+/// and not ending in one.
+struct WriterArguments: CustomStringConvertible {
+    var version: ProxyVersion
+    var command: ProxyCommand
+    var addresses: ProxyHeaderWriter.Addresses
+    var tlvs = ProxyHeaderWriter.TLVs()
+
+    init(_ input: UnsafeRawBufferPointer) {
+        var reader = Reader(input: input)
+        let flags = reader.byte()
+        let tlvFlags = reader.byte()
+        version = flags & 1 == 0 ? .v1 : .v2
+        command = flags & 2 == 0 ? .proxy : .local
+        switch flags >> 2 & 3 {
+        case 0:
+            addresses = .unspecified
+        case 1:
+            let source = ProxyAddress(ipv4: reader.uint32(), port: reader.uint16())
+            addresses = .inet(source: source, destination: ProxyAddress(ipv4: reader.uint32(), port: reader.uint16()))
+        case 2:
+            let source = ProxyAddress(ipv6: reader.uint128(), port: reader.uint16())
+            addresses = .inet(source: source, destination: ProxyAddress(ipv6: reader.uint128(), port: reader.uint16()))
+        default:
+            addresses = .unix(source: reader.path(abstract: flags & 16 != 0), destination: reader.path(abstract: flags & 32 != 0))
         }
-        func tlv(_ type: UInt8, _ range: Range<Int>?) {
-            if let range { body += [type] + be16(UInt16(range.count)) + input[range] }
+        if tlvFlags & 1 != 0 { tlvs.alpn = reader.bytes(Int(reader.byte())) }
+        if tlvFlags & 2 != 0 { tlvs.authority = reader.bytes(Int(reader.byte())) }
+        if tlvFlags & 4 != 0 { tlvs.uniqueID = reader.bytes(Int(reader.byte()) % 129) }
+        if tlvFlags & 8 != 0 { tlvs.netns = reader.bytes(Int(reader.byte())) }
+        if tlvFlags & 16 != 0 {
+            var ssl = ProxyHeaderWriter.SSL(client: reader.byte(), verify: reader.uint32())
+            if tlvFlags & 32 != 0 { ssl.version = reader.bytes(Int(reader.byte())) }
+            if tlvFlags & 64 != 0 { ssl.commonName = reader.bytes(Int(reader.byte())) }
+            if flags & 64 != 0 { ssl.cipher = reader.bytes(Int(reader.byte())) }
+            tlvs.ssl = ssl
         }
-        tlv(0x01, header.tlvs.alpn)
-        tlv(0x02, header.tlvs.authority)
-        tlv(0x05, header.tlvs.uniqueID)
-        tlv(0x30, header.tlvs.netns)
-        if let ssl = header.tlvs.ssl {
-            var value: [UInt8] = [ssl.client] + be16(UInt16(ssl.verify >> 16)) + be16(UInt16(ssl.verify & 0xffff))
-            for (type, range) in [(UInt8(0x21), ssl.version), (0x22, ssl.commonName), (0x23, ssl.cipher)] {
-                if let range { value += [type] + be16(UInt16(range.count)) + input[range] }
-            }
-            body += [0x20] + be16(UInt16(value.count)) + value
-        }
-        var crcAt: Int?
-        if header.tlvs.crc32c != nil {
-            crcAt = out.count + 2 + body.count + 3  // after the length field and the TLV's type and length
-            body += [0x03, 0, 4, 0, 0, 0, 0]
-        }
-        out += be16(UInt16(body.count)) + body
-        if let crcAt {
-            let crc = out.withUnsafeBytes { CRC32C.checksum($0) }
-            out[crcAt..<crcAt + 4] = [UInt8(crc >> 24), UInt8(crc >> 16 & 0xff), UInt8(crc >> 8 & 0xff), UInt8(crc & 0xff)]
-        }
-        return out
+        tlvs.crc32c = tlvFlags & 128 != 0
     }
 
-    static func be16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xff)] }
+    var description: String { "\(version) \(command) \(addresses) \(tlvs)" }
+
+    struct Reader {
+        let input: UnsafeRawBufferPointer
+        var position = 0
+
+        mutating func byte() -> UInt8 {
+            defer { position += 1 }
+            return position < input.count ? input[position] : 0
+        }
+
+        mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in byte() } }
+        mutating func uint16() -> UInt16 { UInt16(byte()) << 8 | UInt16(byte()) }
+        mutating func uint32() -> UInt32 { UInt32(uint16()) << 16 | UInt32(uint16()) }
+        mutating func uint128() -> UInt128 { (0..<4).reduce(UInt128(0)) { value, _ in value << 32 | UInt128(uint32()) } }
+
+        /// A path the parser reads back whole: no NUL in it, or (abstract) a leading NUL and a name not ending in one.
+        mutating func path(abstract: Bool) -> [UInt8] {
+            let name = bytes(Int(byte()) % (abstract ? 108 : 109)).map { $0 == 0 ? 1 : $0 }
+            return abstract ? [0] + (name.isEmpty ? [1] : name) : name
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import EchodEventLoop
+import EchodProxyProtocol
 import EchodSystem
 import EchodText
 import Glibc
@@ -51,6 +52,13 @@ final class BenchConnection: EventHandler {
     private var stamps: UnsafeMutablePointer<Int64>?
     private var stampCapacity: UInt64 = 0
 
+    /// `--proxy-protocol`: the header this socket sends before any payload (written again for each socket, since
+    /// it carries the socket's own port), its length, and how much of it has gone out. Not payload: the server
+    /// does not echo it, and `sent`/`received` do not count it.
+    private let header: UnsafeMutableRawBufferPointer?
+    private var headerLength = 0
+    private var headerSent = 0
+
     init(worker: BenchWorker, id: Int) {
         self.worker = worker
         self.pattern = worker.pattern
@@ -59,6 +67,7 @@ final class BenchConnection: EventHandler {
         self.size = worker.size
         self.maxChunk = UInt64(worker.pattern.maxChunk)
         self.patternStart = BenchPattern.start(id: id)
+        self.header = worker.proxyProtocol == nil ? nil : .allocate(byteCount: BenchProxyHeader.capacity, alignment: 8)
         super.init()
         if mode == .stream {
             stampCapacity = worker.window / size + 2
@@ -67,7 +76,10 @@ final class BenchConnection: EventHandler {
         }
     }
 
-    deinit { stamps?.deallocate() }
+    deinit {
+        stamps?.deallocate()
+        header?.deallocate()
+    }
 
     var isWaitingForRetry: Bool { state == .retryWait }
 
@@ -105,6 +117,7 @@ final class BenchConnection: EventHandler {
             worker.setupFailed("cannot register a socket with epoll")
             return
         }
+        guard prepareHeader() else { return }
         state = .connecting
         if result.connected { connectCompleted() }
     }
@@ -139,13 +152,52 @@ final class BenchConnection: EventHandler {
             }
             return
         }
-        state = .active
         if worker.phase == .setup {
+            // The header goes out during set-up, so that the load starts on connections past the server's header phase.
+            guard sendHeader() else { return }
+            if headerSent < headerLength {
+                setInterest(.write)  // still connecting, as far as the load is concerned: the rest when writable
+                return
+            }
+            state = .active
             setInterest(.read)
             worker.setupConnected()
         } else {
+            state = .active
             _ = send(upTo: opEnd)
         }
+    }
+
+    /// `--proxy-protocol`: writes this socket's header into `header` (connect mode: inside the measured operation,
+    /// since a proxy pays it per connection too). False when it cannot be written (already counted, socket closed).
+    private func prepareHeader() -> Bool {
+        headerSent = 0
+        headerLength = 0
+        guard let header, let version = worker.proxyProtocol else { return true }
+        do throws(ProxyHeaderWriter.Failure) {
+            headerLength = try BenchProxyHeader.write(version, id: id, fd: fd, target: worker.target, into: header)
+            return true
+        } catch {
+            fail(.other, "connection \(id): cannot write the PROXY protocol header: \(error)")
+            return false
+        }
+    }
+
+    /// Writes what is left of the PROXY protocol header; false when the connection failed (already handled).
+    private func sendHeader() -> Bool {
+        guard let header else { return true }
+        while headerSent < headerLength {
+            let result: IOResult
+            do throws(IOError) {
+                result = try Syscall.write(fd, header.baseAddress! + headerSent, headerLength - headerSent)
+            } catch {
+                failed(error, during: "write of the PROXY protocol header")
+                return false
+            }
+            guard case .processed(let n) = result else { return true }
+            headerSent += n
+        }
+        return true
     }
 
     // MARK: Load
@@ -303,6 +355,7 @@ final class BenchConnection: EventHandler {
             enterRetryWait()
             return
         }
+        guard prepareHeader() else { return }
         if result.connected {
             state = .active
             _ = send(upTo: opEnd)
@@ -336,6 +389,13 @@ final class BenchConnection: EventHandler {
     /// Writes the pattern up to stream offset `end`; returns false when the connection failed.
     @inline(__always)
     private func send(upTo end: UInt64) -> Bool {
+        if headerSent < headerLength {  // connect mode: a socket's header goes first
+            guard sendHeader() else { return false }
+            if headerSent < headerLength {
+                setInterest([.read, .write])
+                return true
+            }
+        }
         while sent < end {
             let length = Int(min(end &- sent, maxChunk))
             let result: IOResult
@@ -397,7 +457,7 @@ final class BenchConnection: EventHandler {
         case .processed(0):
             fail(.earlyClose, "connection \(id)\(roundLabel): the server closed the connection")
         case .processed(let n):
-            fail(.mismatch, "connection \(id)\(roundLabel): \(n) unexpected bytes beyond the \(sent) sent")
+            fail(.mismatch, "connection \(id)\(roundLabel): \(n) unexpected bytes beyond the \(sent) sent" + headerEchoHint(n))
         }
     }
 
@@ -409,6 +469,14 @@ final class BenchConnection: EventHandler {
         let got = buffer[min(i, n - 1)]
         let want = pattern.byte(start: patternStart, offset: offset)
         return "connection \(id)\(roundLabel): echoed byte at stream offset \(offset) is 0x\(NumberText.hex(got)), sent 0x\(NumberText.hex(want))"
+            + (offset == 0 ? headerEchoHint(n) : "")
+    }
+
+    /// A server that echoes the PROXY header back is one that does not expect it: when the `n` bytes just read, the
+    /// first of this socket, start like the header, say so rather than only "mismatch".
+    private func headerEchoHint(_ n: Int) -> String {
+        guard let header, headerLength > 0, received == 0, n > 0, worker.readBuffer.load(as: UInt8.self) == header[0] else { return "" }
+        return " (the PROXY protocol header came back: is the listener set to proxy_protocol?)"
     }
 
     private var roundLabel: String { mode == .connect ? " (connection #\(round) of this connector)" : "" }
@@ -484,6 +552,7 @@ final class BenchConnection: EventHandler {
     private func fail(_ kind: BenchErrorKind, _ detail: @autoclosure () -> String) {
         if worker.phase == .setup {
             worker.setupFailed(detail())
+            state = .done  // its socket is closed: a caller up the stack must not touch it (stream mode would half-close it)
             return
         }
         worker.record(kind, detail())

@@ -1,3 +1,4 @@
+import EchodProxyProtocol
 import EchodSystem
 import EchodText
 
@@ -38,6 +39,9 @@ package struct BenchOptions: Sendable {
     package var udp = false
     /// `udp`: a datagram whose echo has not come back after this long counts as lost, and the next one is sent.
     package var lossTimeout: Duration = .milliseconds(500)
+    /// Each connection first sends a PROXY protocol header of this version claiming its own client address
+    /// (``BenchProxyHeader``), as a load balancer in front of the server would; nil: none. TCP only.
+    package var proxyProtocol: ProxyVersion?
     /// Called on the thread that called `BenchRunner.run` about once a second while load is applied.
     package var progress: (@Sendable (BenchProgress) -> Void)?
     /// Polled on the calling thread (every few milliseconds): returning true stops the run early, as at the end
@@ -85,6 +89,9 @@ package struct BenchOptions: Sendable {
         if udp && mode != .pingpong { return "--udp runs --mode pingpong only" }
         if udp && size > Self.maximumDatagramSize { return "--size must be at most \(Self.maximumDatagramSize) bytes with --udp (one datagram)" }
         if udp && lossTimeout <= .zero { return "--loss-timeout must be positive" }
+        if udp && proxyProtocol != nil {
+            return "--proxy-protocol cannot be used with --udp: the PROXY protocol is for TCP (and Unix stream) connections only"
+        }
         return nil
     }
 }
@@ -127,6 +134,11 @@ package enum BenchParse {
     /// `64`, `16KiB`, `1MiB` (powers of 1024), `64KB` (powers of 1000) (``Units/parseSize(_:)``).
     package static func byteCount(_ text: String) throws(InvalidValue) -> Int {
         try Units.parseSize(text, in: sizeRange)
+    }
+
+    /// `--proxy-protocol`: `v1` or `v2`, the spelling `echod probe` takes too (``ProxyVersion/init(parsing:)``).
+    package static func proxyProtocol(_ text: String) throws(InvalidValue) -> ProxyVersion {
+        try ProxyVersion(parsing: text)
     }
 
     /// `HOST:PORT` or `[IPV6]:PORT` (``HostPort``). Numeric hosts are taken as they are; a name (`localhost`) is

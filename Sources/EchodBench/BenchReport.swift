@@ -71,6 +71,8 @@ package struct BenchReport: Sendable {
     package var setupFailure: String?
     /// The user stopped the run early (SIGINT).
     package var interrupted: Bool
+    /// `--proxy-protocol`: `v1` or `v2` when each connection sent a PROXY protocol header first.
+    package var proxyProtocol: String?
 
     package init(
         mode: BenchMode, target: String, connections: Int, size: Int, window: Int, threads: Int, udp: Bool = false,
@@ -120,6 +122,7 @@ package struct BenchReport: Sendable {
         var o = JSONObject()
         o.add("mode", string: mode.rawValue)
         o.add("transport", string: udp ? "udp" : "tcp")
+        o.add("proxy_protocol", raw: proxyProtocol.map(Escaping.jsonString) ?? "null")
         o.add("target", string: target)
         o.add("connections", raw: String(connections))
         o.add("size", raw: String(size))
@@ -169,6 +172,7 @@ package struct BenchReport: Sendable {
         let thr = threads == 1 ? "1 thread" : "\(threads) threads"
         var head = "echod bench \(target): \(mode.rawValue), \(conns) × \(formatBytes(UInt64(size))), \(thr)"
         if mode == .stream { head += ", window \(formatBytes(UInt64(window)))" }
+        if let proxyProtocol { head += ", PROXY protocol \(proxyProtocol) header first" }
         lines.append(head)
         var timing = "  measured \(NumberText.fixed(durationSeconds, decimals: 2)) s"
         if warmupSeconds > 0 { timing += " after \(NumberText.fixed(warmupSeconds, decimals: 2, trimZeros: true)) s of warm-up" }

@@ -14,6 +14,7 @@ package enum BenchRunner {
             mode: options.mode, target: options.targetLabel, connections: options.connections, size: options.size,
             window: options.mode == .stream ? options.effectiveWindow : 0, threads: threads, udp: options.udp,
             warmupSeconds: Double(options.warmup.nanoseconds) / 1e9)
+        report.proxyProtocol = options.proxyProtocol?.description
         if let problem = options.problem {
             report.setupFailure = problem
             return report
@@ -85,6 +86,12 @@ package enum BenchRunner {
         var stopSent = false
         var stuck = false
         while !workers.allSatisfy({ $0.status.load(ordering: .acquiring) == BenchWorker.done }) {
+            // A connection can still fail its set-up after every worker said ready, before its loop ran `start`
+            // (the server sent bytes nobody asked for, such as an echoed PROXY header): that worker never starts.
+            if let failed = workers.first(where: { $0.status.load(ordering: .acquiring) == BenchWorker.setupFailed }) {
+                report.setupFailure = failed.failure.withLock { $0 } ?? "cannot connect to \(options.target)"
+                return report
+            }
             let now = Syscall.monotonicNanoseconds()
             if now > hardDeadline {
                 stuck = true

@@ -1,4 +1,5 @@
 import EchodEventLoop
+import EchodProxyProtocol
 import EchodSystem
 import EchodText
 import Synchronization
@@ -39,6 +40,8 @@ final class BenchWorker: @unchecked Sendable {
     let maxOps: UInt64
     let drainTimeout: Duration
     let connectTimeout: Duration
+    /// `--proxy-protocol`: every connection sends this header version first (``BenchProxyHeader``).
+    let proxyProtocol: ProxyVersion?
 
     private(set) var connections: [any BenchFlow] = []
     private(set) var phase: Phase = .setup
@@ -97,6 +100,7 @@ final class BenchWorker: @unchecked Sendable {
         self.maxOps = maxOps
         self.drainTimeout = options.drainTimeout
         self.connectTimeout = options.connectTimeout
+        self.proxyProtocol = options.proxyProtocol
     }
 
     deinit {

@@ -1,3 +1,4 @@
+import EchodProxyProtocol
 import EchodSystem
 import EchodText
 import Glibc
@@ -29,6 +30,20 @@ extension Probe {
         result.address = connection.address.description
         result.connectMilliseconds = milliseconds(since: connectStart)
         result.outcome = .unhealthy
+        var header: [UInt8] = []
+        if let version = options.proxyProtocol {
+            result.proxyProtocol = version.description
+            do throws(ProxyHeaderWriter.Failure) {
+                header = try healthCheckHeader(version)
+            } catch {
+                result.reason = "cannot write the PROXY protocol header: \(error)"
+                return result
+            }
+            if let failure = sendAll(header, on: connection, until: deadline) {
+                result.reason = "PROXY protocol header: \(failure.reason)"
+                return result
+            }
+        }
 
         var rng = SystemRandomNumberGenerator()
         var payload = [UInt8](repeating: 0, count: options.payloadSize)
@@ -74,6 +89,10 @@ extension Probe {
                 for i in 0..<count where echo[i] != payload[received + i] {
                     result.reason =
                         "echo mismatch at byte \(received + i) of \(payload.count) (sent 0x\(NumberText.hex(payload[received + i])), got 0x\(NumberText.hex(echo[i])))"
+                    // A listener that echoes the header back does not expect one: say so rather than only "mismatch".
+                    if received + i == 0, echo[i] == header.first {
+                        result.reason! += ": the PROXY protocol header came back (is the listener set to proxy_protocol?)"
+                    }
                     return result
                 }
                 received += count
@@ -89,6 +108,31 @@ extension Probe {
         }
         result.outcome = .healthy
         return result
+    }
+
+    /// What a proxy's own health check sends (HAProxy's `check-send-proxy`): v2 LOCAL without addresses, or v1
+    /// `PROXY UNKNOWN`. Either way the server serves the connection as the proxy's own.
+    static func healthCheckHeader(_ version: ProxyVersion) throws(ProxyHeaderWriter.Failure) -> [UInt8] {
+        switch version {
+        case .v1: try ProxyHeaderWriter.v1(.unspecified)
+        case .v2: try ProxyHeaderWriter.v2(.local, .unspecified)
+        }
+    }
+
+    /// Sends all of `bytes` before the deadline; the failure, or nil.
+    static func sendAll(_ bytes: [UInt8], on connection: ProbeConnection, until deadline: Deadline) -> ProbeFailure? {
+        var sent = 0
+        while sent < bytes.count {
+            do throws(IOError) {
+                guard let events = try connection.wait(write: true, until: deadline) else {
+                    return ProbeFailure("timed out after \(deadline.timeoutText) sending \(bytes.count - sent) of \(bytes.count) bytes")
+                }
+                if events & Int16(POLLOUT) != 0 { sent += try connection.send(bytes, from: sent) }
+            } catch {
+                return ProbeFailure("send failed after \(sent) of \(bytes.count) bytes: \(errorText(error))")
+            }
+        }
+        return nil
     }
 
     static func fillRandom(_ bytes: inout [UInt8], _ rng: inout SystemRandomNumberGenerator) {

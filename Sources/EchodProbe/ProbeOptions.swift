@@ -1,3 +1,4 @@
+import EchodProxyProtocol
 import EchodText
 
 /// What `echod probe` checks.
@@ -102,13 +103,20 @@ package struct ProbeOptions: Sendable {
     /// UDP: datagrams sent again (each with new random bytes) when no reply came, per round trip. Each send waits
     /// `timeout / (retries + 1)` for its reply (the deadline still bounds the whole probe).
     package var retries: Int
+    /// Echo (TCP or Unix): send a PROXY protocol header of this version first, the kind a proxy's own health check
+    /// sends (v2 LOCAL, v1 `PROXY UNKNOWN`), so that a listener expecting the header can be probed directly.
+    package var proxyProtocol: ProxyVersion?
 
-    package init(target: ProbeTarget, timeout: Duration = .seconds(2), payloadSize: Int = 64, count: Int = 1, retries: Int = 2) {
+    package init(
+        target: ProbeTarget, timeout: Duration = .seconds(2), payloadSize: Int = 64, count: Int = 1, retries: Int = 2,
+        proxyProtocol: ProxyVersion? = nil
+    ) {
         self.target = target
         self.timeout = timeout
         self.payloadSize = payloadSize
         self.count = count
         self.retries = retries
+        self.proxyProtocol = proxyProtocol
     }
 
     /// The largest UDP payload of an IPv4 datagram (65,535 minus the IP and UDP headers); IPv6 allows 20 bytes more,
@@ -121,6 +129,13 @@ package struct ProbeOptions: Sendable {
     package var problem: String? {
         if case .udp = target, payloadSize > Self.maximumDatagramPayload {
             return "--payload-size must be at most \(Self.maximumDatagramPayload) bytes for udp:// (one datagram)"
+        }
+        if proxyProtocol != nil {
+            switch target {
+            case .udp: return "--proxy-protocol cannot be used with udp://: the PROXY protocol is for TCP and Unix stream listeners only"
+            case .http: return "--proxy-protocol cannot be used with --http: the admin endpoint does not take the PROXY protocol"
+            case .echo, .unixEcho: break
+            }
         }
         return nil
     }
@@ -137,6 +152,11 @@ package struct ProbeOptions: Sendable {
     /// `--timeout` in the one duration grammar (``Units/parseDuration(_:)``: `2s`, `500ms`, `1m30s`).
     package static func parseTimeout(_ text: String) throws(InvalidValue) -> Duration {
         try Units.parseDuration(text, in: timeoutRange)
+    }
+
+    /// `--proxy-protocol`: `v1` or `v2`, the spelling `echod bench` takes too (``ProxyVersion/init(parsing:)``).
+    package static func parseProxyProtocol(_ text: String) throws(InvalidValue) -> ProxyVersion {
+        try ProxyVersion(parsing: text)
     }
 
     /// `--payload-size` in the one size grammar (``Units/parseSize(_:)``: `64`, `16KiB`, `1MiB`).

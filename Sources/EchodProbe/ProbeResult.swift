@@ -31,6 +31,8 @@ package struct ProbeResult: Sendable, Equatable {
     package var httpStatus: Int?
     /// UDP: datagrams sent again because no reply came in time (with the ones answered late, not errors).
     package var resent: Int = 0
+    /// `v1` or `v2` when a PROXY protocol header went first (`--proxy-protocol`).
+    package var proxyProtocol: String?
 
     package init(outcome: Outcome, mode: String, target: String) {
         self.outcome = outcome
@@ -83,6 +85,7 @@ package struct ProbeResult: Sendable, Equatable {
         ]
         if mode != "http" { fields.append(("bytes", String(bytes))) }
         if mode == "udp" { fields.append(("resent", String(resent))) }
+        if let proxyProtocol { fields.append(("proxy_protocol", Escaping.jsonString(proxyProtocol))) }
         if let httpStatus { fields.append(("status", String(httpStatus))) }
         fields.append(("count", String(completed)))
         fields.append(("connect_ms", connectMilliseconds.map(number) ?? "null"))

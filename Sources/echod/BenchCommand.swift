@@ -16,6 +16,11 @@ struct BenchCommand: ParsableCommand {
             latency percentiles), stream (each connection keeps a window of data in flight: MB/s each way), \
             connect (connect, one SIZE-byte echo, close: connections/s).
 
+            --proxy-protocol v1|v2: each connection first sends a PROXY protocol header, as a load balancer would, \
+            claiming a client address of its own (198.18.0.0/15, or 2001:2::/48 for an IPv6 target, with the \
+            connection's real port), then runs the workload unchanged; the server must expect the header (a listener \
+            with proxy_protocol). In connect mode the header is part of every measured connection. Not with --udp.
+
             --udp: each connection is a connected UDP socket with one SIZE-byte datagram in flight (pingpong only, \
             SIZE at most 65507). Each datagram carries a sequence number: a reply is checked byte for byte, a late \
             one (after its datagram was counted lost) is told from a wrong one. A datagram not echoed within \
@@ -58,6 +63,11 @@ struct BenchCommand: ParsableCommand {
         name: .customLong("loss-timeout"), help: ArgumentHelp("--udp: a datagram not echoed within this counts as lost.", valueName: "duration"))
     var lossTimeout: String = "500ms"
 
+    @Option(
+        name: .customLong("proxy-protocol"),
+        help: ArgumentHelp("Send a PROXY protocol header (v1 or v2) first on every connection, each claiming its own client address.", valueName: "version"))
+    var proxyProtocol: String?
+
     @Flag(name: .long, help: "Print exactly one JSON object on stdout instead of the table.")
     var json = false
 
@@ -95,6 +105,7 @@ struct BenchCommand: ParsableCommand {
         o.maxOps = maxOps
         o.udp = udp
         o.lossTimeout = try optionValue("--loss-timeout", lossTimeout, BenchParse.duration)
+        if let proxyProtocol { o.proxyProtocol = try optionValue("--proxy-protocol", proxyProtocol, BenchParse.proxyProtocol) }
         if let problem = o.problem { throw ValidationError(problem) }
         return o
     }

@@ -20,6 +20,8 @@ struct ProbeCommand: ParsableCommand {
             port unreachable (nothing listens) is exit 2.
             Hostnames are resolved and each address is tried in turn. --timeout bounds the whole probe.
             unix:/run/echod/echo.sock (or unix:@NAME, an abstract name) checks a Unix-socket listener the same way.
+            --proxy-protocol v2 (or v1) first sends the header a proxy's own health check sends (v2 LOCAL, v1 PROXY
+            UNKNOWN), to probe a listener with proxy_protocol directly; not for udp:// or --http.
             Durations and sizes are written as in the configuration file: 500ms, 2s, 1m30s; 64, 16KiB, 1MiB.
             """)
 
@@ -41,6 +43,11 @@ struct ProbeCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("Check http://HOST:PORT/PATH instead (healthy on status 200), e.g. http://127.0.0.1:9090/readyz.", valueName: "url"))
     var http: String?
+
+    @Option(
+        name: .customLong("proxy-protocol"),
+        help: ArgumentHelp("Send a PROXY protocol header first (v2: LOCAL, v1: PROXY UNKNOWN), as a proxy's health check does.", valueName: "version"))
+    var proxyProtocol: String?
 
     @Flag(help: "Print one JSON object instead of a line.")
     var json = false
@@ -68,7 +75,8 @@ struct ProbeCommand: ParsableCommand {
             timeout: try optionValue("--timeout", timeout, ProbeOptions.parseTimeout),
             payloadSize: try optionValue("--payload-size", payloadSize, ProbeOptions.parsePayloadSize),
             count: count,
-            retries: retries)
+            retries: retries,
+            proxyProtocol: try proxyProtocol.map { text throws(ValidationError) in try optionValue("--proxy-protocol", text, ProbeOptions.parseProxyProtocol) })
         if let problem = options.problem { throw ValidationError(problem) }
         return options
     }

@@ -3,7 +3,7 @@ import Glibc
 import Testing
 
 /// The calling thread's allocation count, when Tests/malloc-count/malloc_count.c is preloaded (its header says how).
-private let threadAllocations: (@convention(c) () -> UInt)? = {
+let threadAllocations: (@convention(c) () -> UInt)? = {
     guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "echod_thread_allocations") else { return nil }
     return unsafeBitCast(symbol, to: (@convention(c) () -> UInt).self)
 }()

@@ -22,6 +22,10 @@ package final class TestEchoServer: Sendable {
         case extraByte
         /// Read up to the end of a request's headers, answer with this raw response, then close.
         case http(String)
+        /// Take a PROXY protocol header off the front of each connection (v1: through its CRLF; v2: 16 bytes and its
+        /// length field), keep it (``proxyHeaders``), and echo what follows. Framing only, no validation: the tests
+        /// check the kept bytes with the parser under test.
+        case stripProxyHeader
     }
 
     package let port: UInt16
@@ -42,6 +46,9 @@ package final class TestEchoServer: Sendable {
     /// Connections accepted so far.
     package var accepted: Int { core.accepted.load(ordering: .relaxed) }
 
+    /// `stripProxyHeader`: each connection's header as received, with the client's port as the server saw it.
+    package var proxyHeaders: [(header: [UInt8], peerPort: UInt16)] { core.proxyHeaders.withLock { $0 } }
+
     /// Stops serving and closes every socket (the listener last); idempotent.
     package func stop() {
         if core.stopping.exchange(true, ordering: .relaxed) { return }
@@ -54,6 +61,7 @@ package final class TestEchoServer: Sendable {
         let listener: Int32
         let accepted = Atomic<Int>(0)
         let stopping = Atomic<Bool>(false)
+        let proxyHeaders = Mutex<[(header: [UInt8], peerPort: UInt16)]>([])
 
         init(behavior: Behavior, listener: Int32) {
             self.behavior = behavior
@@ -73,7 +81,7 @@ package final class TestEchoServer: Sendable {
                 let polled = connections
                 if fds[0].revents != 0 { acceptAll(into: &connections) }
                 for (c, pfd) in zip(polled, fds.dropFirst()) where pfd.revents != 0 {
-                    c.serve(pfd.revents, behavior, &buffer)
+                    c.serve(pfd.revents, behavior, &buffer, self)
                 }
                 connections.removeAll { $0.isClosed }
             }
@@ -105,6 +113,7 @@ package final class TestEchoServer: Sendable {
         private var readClosed = false
         private var closeWhenFlushed = false
         private var request: [UInt8] = []
+        private var headerDone = false
 
         init(fd: Int32) { self.fd = fd }
 
@@ -116,7 +125,7 @@ package final class TestEchoServer: Sendable {
             return readClosed ? 0 : Int16(POLLIN)
         }
 
-        func serve(_ revents: Int16, _ behavior: Behavior, _ buffer: inout [UInt8]) {
+        func serve(_ revents: Int16, _ behavior: Behavior, _ buffer: inout [UInt8], _ core: Core) {
             if sent < pending.count {
                 flush()
                 closeIfDone(behavior)
@@ -156,12 +165,46 @@ package final class TestEchoServer: Sendable {
                     bytes = Array(response.utf8)
                     closeWhenFlushed = true
                 }
+            case .stripProxyHeader:
+                if !headerDone {
+                    request += bytes
+                    bytes = []
+                    if let end = Self.proxyHeaderEnd(request) {
+                        headerDone = true
+                        let header = Array(request[..<end])
+                        let port = peerPort()
+                        core.proxyHeaders.withLock { $0.append((header, port)) }
+                        bytes = Array(request[end...])
+                    }
+                }
             }
             offset += n
             pending = bytes
             sent = 0
             flush()
             closeIfDone(behavior)
+        }
+
+        /// Where a PROXY header at the start of `bytes` ends; nil while it is incomplete; 0 when it is none at all.
+        static func proxyHeaderEnd(_ bytes: [UInt8]) -> Int? {
+            guard let first = bytes.first else { return nil }
+            if first == 0x0D {
+                guard bytes.count >= 16 else { return nil }
+                let end = 16 + (Int(bytes[14]) << 8 | Int(bytes[15]))
+                return bytes.count >= end ? end : nil
+            }
+            guard first == UInt8(ascii: "P") else { return 0 }
+            if let crlf = bytes.firstRange(of: [0x0D, 0x0A]) { return crlf.upperBound }
+            return bytes.count > 107 ? 0 : nil
+        }
+
+        private func peerPort() -> UInt16 {
+            var address = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let rc = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+            }
+            return rc == 0 ? UInt16(bigEndian: address.sin_port) : 0
         }
 
         private func flush() {
