@@ -9,7 +9,6 @@ import subprocess
 import threading
 import time
 
-import pytest
 from conftest import free_port, recv_exactly, seeded_bytes, vm_rss_kib
 from test_proxy_protocol import CLIENT4, config, connect, read_to_close, v1
 
