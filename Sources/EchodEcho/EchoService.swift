@@ -207,15 +207,7 @@ package final class EchoService: EventHandler, @unchecked Sendable {
             // Error or hang-up without readable data (reading may be paused): nothing more can be delivered.
             outcome = .close(.reset)
         }
-        let received = c.pointee.bytesIn &- inBefore
-        if received > 0 {
-            stats.reads.add(1)
-            stats.bytesIn.add(received)
-            if !c.pointee.flags.contains(.announced) { announce(c) }
-            if settings.logReads { logRead(c, count: received) }
-        }
-        stats.bytesOut.add(c.pointee.bytesOut &- outBefore)
-        if case .close(let reason) = outcome { close(fd: fd, reason: reason) }
+        finishEvent(c, fd: fd, inBefore: inBefore, outBefore: outBefore, outcome: outcome)
     }
 
     /// The events of a connection off the plain path: waiting for its PROXY header, or tagged.
@@ -243,7 +235,8 @@ package final class EchoService: EventHandler, @unchecked Sendable {
         finishEvent(c, fd: fd, inBefore: inBefore, outBefore: outBefore, outcome: outcome)
     }
 
-    /// The counting, logging and closing every event ends with, on the special path.
+    /// The counting, logging and closing every event ends with.
+    @inline(__always)
     private func finishEvent(
         _ c: UnsafeMutablePointer<Connection>, fd: Int32, inBefore: UInt64, outBefore: UInt64, outcome: EchoMachine.Outcome
     ) {
