@@ -75,7 +75,7 @@ TEST_CHECKS :=
 
 # make test stays within its 15-minute budget on a 2-core machine by leaving the shipped artefacts to make
 # test-shipping (a release build and three artefacts, about 5 minutes cold), which CI (.ci/run) runs after it.
-SHIPPING_TESTS := Tests/e2e/test_deb.py Tests/e2e/test_image.py Tests/e2e/test_kubernetes.py
+SHIPPING_TESTS := Tests/e2e/test_deb.py Tests/e2e/test_image.py Tests/e2e/test_kubernetes.py Tests/e2e/test_release_hooks.py
 
 test: deps build
 	$(SWIFT) test

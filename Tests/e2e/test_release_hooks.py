@@ -1,7 +1,7 @@
 """Test-only behaviour stays out of the release binary: the SIGUSR2 "wedge a loop" hook is compiled in debug builds
 only (#if DEBUG in Sources/EchodDaemon/Signals.swift), so its switch, ECHOD_TEST_HOOKS, must not appear in the binary
-that is packaged. make test builds that binary (make deb, before the end-to-end tests); run alone, the check skips
-and says why."""
+that is packaged. make test-shipping builds that binary (make deb) and runs this module after it; run alone, the check
+skips and says why."""
 
 import os
 from pathlib import Path
@@ -25,5 +25,5 @@ def test_the_debug_binary_has_the_hook():
 def test_the_release_binary_has_no_test_hook():
     binary = release_binary()
     if not binary.exists():
-        pytest.skip(f"no release binary at {binary}: run `make release` (make test builds it through make deb)")
+        pytest.skip(f"no release binary at {binary}: run `make release` (make test-shipping builds it through make deb)")
     assert MARKER not in binary.read_bytes(), f"{binary} contains the test hook switch {MARKER.decode()}"
