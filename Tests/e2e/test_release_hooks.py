@@ -25,5 +25,7 @@ def test_the_debug_binary_has_the_hook():
 def test_the_release_binary_has_no_test_hook():
     binary = release_binary()
     if not binary.exists():
-        pytest.skip(f"no release binary at {binary}: run `make release` (make test-shipping builds it through make deb)")
+        pytest.skip(
+            f"no release binary at {binary}: run `make release` (make test-shipping builds it through make deb)"
+        )
     assert MARKER not in binary.read_bytes(), f"{binary} contains the test hook switch {MARKER.decode()}"
