@@ -457,7 +457,7 @@ final class BenchConnection: EventHandler {
         case .processed(0):
             fail(.earlyClose, "connection \(id)\(roundLabel): the server closed the connection")
         case .processed(let n):
-            fail(.mismatch, "connection \(id)\(roundLabel): \(n) unexpected bytes beyond the \(sent) sent" + headerEchoHint(n))
+            fail(.mismatch, "connection \(id)\(roundLabel): \(n) unexpected bytes beyond the \(sent) sent" + headerEchoHint(n, through: received))
         }
     }
 
@@ -469,13 +469,21 @@ final class BenchConnection: EventHandler {
         let got = buffer[min(i, n - 1)]
         let want = pattern.byte(start: patternStart, offset: offset)
         return "connection \(id)\(roundLabel): echoed byte at stream offset \(offset) is 0x\(NumberText.hex(got)), sent 0x\(NumberText.hex(want))"
-            + (offset == 0 ? headerEchoHint(n) : "")
+            + headerEchoHint(n, through: offset)
     }
 
-    /// A server that echoes the PROXY header back is one that does not expect it: when the `n` bytes just read, the
-    /// first of this socket, start like the header, say so rather than only "mismatch".
-    private func headerEchoHint(_ n: Int) -> String {
-        guard let header, headerLength > 0, received == 0, n > 0, worker.readBuffer.load(as: UInt8.self) == header[0] else { return "" }
+    /// A server that echoes the PROXY header back is one that does not expect it: when the stream up to and including
+    /// `offset` (the first wrong byte) reads as the start of the header, say so rather than only "mismatch". The bytes
+    /// before `received` matched the pattern, so they are compared as the pattern; the rest are the `n` just read.
+    /// Checking the whole prefix, not only the first byte, keeps the hint when the pattern happens to start like the
+    /// header (then the first wrong byte is not at offset 0).
+    private func headerEchoHint(_ n: Int, through offset: UInt64) -> String {
+        guard let header, offset < UInt64(headerLength), offset < received &+ UInt64(n) else { return "" }
+        let buffer = worker.readBuffer.assumingMemoryBound(to: UInt8.self)
+        for k in 0...offset {
+            let byte = k < received ? pattern.byte(start: patternStart, offset: k) : buffer[Int(k &- received)]
+            if byte != header[Int(k)] { return "" }
+        }
         return " (the PROXY protocol header came back: is the listener set to proxy_protocol?)"
     }
 

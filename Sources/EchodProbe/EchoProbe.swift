@@ -48,6 +48,7 @@ extension Probe {
         var rng = SystemRandomNumberGenerator()
         var payload = [UInt8](repeating: 0, count: options.payloadSize)
         var echo = [UInt8](repeating: 0, count: min(options.payloadSize, 65536))
+        var headerCameBack = !header.isEmpty
         for _ in 0..<options.count {
             fillRandom(&payload, &rng)
             let start = Syscall.monotonicNow()
@@ -86,11 +87,20 @@ extension Probe {
                     result.reason = "connection closed by the server after \(received) of \(payload.count) echoed bytes"
                     return result
                 }
+                // A listener that echoes the header back does not expect one. The first round's echo is checked
+                // against the header as it comes, so that a mismatch can say so even when the payload happens to
+                // start like the header (then the first wrong byte is not byte 0).
+                if result.completed == 0 {
+                    var i = 0
+                    while headerCameBack && i < count && received + i < header.count {
+                        headerCameBack = echo[i] == header[received + i]
+                        i += 1
+                    }
+                }
                 for i in 0..<count where echo[i] != payload[received + i] {
                     result.reason =
                         "echo mismatch at byte \(received + i) of \(payload.count) (sent 0x\(NumberText.hex(payload[received + i])), got 0x\(NumberText.hex(echo[i])))"
-                    // A listener that echoes the header back does not expect one: say so rather than only "mismatch".
-                    if received + i == 0, echo[i] == header.first {
+                    if headerCameBack && result.completed == 0 && received + i < header.count {
                         result.reason! += ": the PROXY protocol header came back (is the listener set to proxy_protocol?)"
                     }
                     return result
