@@ -20,14 +20,15 @@ package enum FDStoreName {
     package enum Kind: Equatable, Sendable {
         /// An established connection; the number is its socket's inode (``Syscall/inode(of:)``).
         case connection(inode: UInt64)
-        /// A listening socket echod bound itself (a socket-activated one is systemd's already).
-        case listener
+        /// A listening socket echod bound itself (a socket-activated one is systemd's already); the number is its
+        /// inode, so that one listener a reload closes can be taken out alone.
+        case listener(inode: UInt64)
         /// The sealed memfd with the handover state of an orderly restart.
         case state
     }
 
-    /// A listening socket echod bound itself.
-    package static let listener = "echod-listen"
+    /// A listening socket echod bound itself: `echod-listen-<inode>`.
+    package static let listenerPrefix = "echod-listen-"
     /// The handover state memfd.
     package static let state = "echod-state"
     /// One name per connection: `FDSTOREREMOVE=1` removes every descriptor with the name it is given, so the inode
@@ -39,15 +40,25 @@ package enum FDStoreName {
         connectionPrefix + String(inode)
     }
 
+    /// `echod-listen-<inode>`, the inode in decimal.
+    package static func listener(inode: UInt64) -> String {
+        listenerPrefix + String(inode)
+    }
+
     /// The kind of a stored name, nil for any name echod does not give (another program's, or a malformed one).
-    /// Strict: a connection's inode is ASCII decimal digits without sign or leading zero that fit in 64 bits, so that
-    /// each inode has exactly one name.
+    /// Strict: an inode is ASCII decimal digits without sign or leading zero that fit in 64 bits, so that each inode
+    /// has exactly one name.
     package static func parse(_ name: String) -> Kind? {
-        if name == listener { return .listener }
         if name == state { return .state }
+        if let inode = number(in: name, after: connectionPrefix) { return .connection(inode: inode) }
+        if let inode = number(in: name, after: listenerPrefix) { return .listener(inode: inode) }
+        return nil
+    }
+
+    private static func number(in name: String, after prefix: String) -> UInt64? {
         var utf8 = Substring(name).utf8
-        guard utf8.starts(with: connectionPrefix.utf8) else { return nil }
-        utf8.removeFirst(connectionPrefix.utf8.count)
+        guard utf8.starts(with: prefix.utf8) else { return nil }
+        utf8.removeFirst(prefix.utf8.count)
         guard let first = utf8.first, first != UInt8(ascii: "0") || utf8.count == 1 else { return nil }
         var inode: UInt64 = 0
         for byte in utf8 {
@@ -57,7 +68,7 @@ package enum FDStoreName {
             if overflow || overflowAgain { return nil }
             inode = sum
         }
-        return .connection(inode: inode)
+        return inode
     }
 
     /// Whether systemd accepts `name` as `FDNAME=`: 1 to 255 printable ASCII characters, no `:` (the separator of
