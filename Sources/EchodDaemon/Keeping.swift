@@ -12,10 +12,10 @@ import Logging
 ///   (``FDStoreName``), and takes them out when it closes them (``Worker+Keeping.swift``); the listeners echod bound
 ///   itself go in too, so that new clients wait in the backlog during a restart instead of being refused.
 /// - SIGTERM: echod asks systemd (D-Bus) whether a restart of its unit is queued. If so (`systemctl restart`, a
-///   package upgrade's restart), it hands over: no more accepting, each connection's pending echo written as far as
+///   package upgrade's restart), or if the bus cannot answer (``restartQueued()`` says why that guess), it hands over: no more accepting, each connection's pending echo written as far as
 ///   the peer takes it, every connection's state (``ConnectionSnapshot``) written to a sealed memfd stored as
-///   `echod-state`, and exit without closing anything the store holds. Anything else (`systemctl stop`, no job, no
-///   bus) drains as without this feature: the store is dropped with the stopped unit.
+///   `echod-state`, and exit without closing anything the store holds. Any other answer (`systemctl stop`, no job)
+///   drains as without this feature: the store is dropped with the stopped unit.
 /// - Start-up: the store comes back with the sockets of `sd_listen_fds_with_names`. Every fd is checked (a connected
 ///   stream socket whose inode is the one its name says, a listening socket, a memfd) and anything else is closed,
 ///   logged and taken out of the store. Connections are spread over the loops round robin (the number of loops may
@@ -266,7 +266,7 @@ extension Daemon {
     // MARK: SIGTERM
 
     /// Whether this SIGTERM is a restart to hand over to: keeping is on and systemd has a restart of this unit
-    /// queued. Logs the answer, or why there is none (then the drain follows, as for a stop).
+    /// queued, or cannot be asked. Logs the answer (a drain follows a no), or why there is none.
     func restartQueued() -> Bool {
         guard keeping.active else { return false }
         switch SystemdBus.ownUnitJobType(timeout: Self.busTimeout) {
@@ -276,8 +276,13 @@ extension Daemon {
             logger.info("no restart queued: draining; kept connections close with the unit", metadata: ["job": .string(job ?? "none")])
             return false
         case .failure(let error):
-            logger.warning("cannot tell a restart from a stop (asking systemd failed): draining", metadata: ["error": .stringConvertible(error)])
-            return false
+            // Handing over is the safe guess: at a restart the connections live on; at a stop systemd drops the store
+            // with the unit, and the clients see the close then (their echo written as far as they read it). A drain
+            // at a restart would close every connection.
+            logger.warning(
+                "cannot tell a restart from a stop (asking systemd failed): handing connections over; at a stop, systemd closes them",
+                metadata: ["error": .stringConvertible(error)])
+            return true
         }
     }
 

@@ -8,14 +8,15 @@
 //                                         variables (unset_environment=1) so nothing echod might spawn inherits them.
 //                                         It changes no socket option.
 //   sd_watchdog_enabled(0, &usec)         watchdog. Parses WATCHDOG_USEC, checks WATCHDOG_PID against getpid().
-//   sd_pid_get_unit(0, &unit)             (SystemdBus.swift) the unit echod runs in, read from /proc/self/cgroup.
 //   sd_bus_open_system, sd_bus_set_method_call_timeout, sd_bus_path_encode, sd_bus_get_property,
-//   sd_bus_message_read (through echod_bus_read_job in shim.h: variadic), sd_bus_get_property_string,
-//   sd_bus_get_property_trivial, sd_bus_message_unref, sd_bus_error_free, sd_bus_flush_close_unref
-//                                         (SystemdBus.swift) reading three properties of systemd's D-Bus API
-//                                         (the unit's Job, the job's JobType, the service's FileDescriptorStoreMax)
-//                                         on a connection to the system bus opened and closed per question. Never
-//                                         a method that changes anything.
+//   sd_bus_call_method and sd_bus_message_read (through echod_bus_own_unit_path and echod_bus_read_job in shim.h:
+//   variadic), sd_bus_get_property_string, sd_bus_get_property_trivial, sd_bus_message_unref, sd_bus_error_free,
+//   sd_bus_flush_close_unref
+//                                         (SystemdBus.swift) asking systemd's D-Bus API which unit echod runs in
+//                                         (Manager.GetUnitByPID) and reading three properties (the unit's Job, the
+//                                         job's JobType, the service's FileDescriptorStoreMax), on a connection to
+//                                         the system bus opened and closed per question. Never a method that
+//                                         changes anything.
 //
 // Deliberately NOT used:
 //   sd_notify / sd_pid_notify / sd_notifyf  SystemdNotifier speaks the notification protocol itself (one datagram to

@@ -41,63 +41,56 @@ package enum SystemdBus {
     /// (`try-restart` and `reload-or-restart` become `restart` when queued for a running unit that cannot reload);
     /// during `systemctl stop` it is `stop`.
     package static func ownUnitJobType(timeout: Duration) -> Result<String?, BusFailure> {
-        ownUnit().flatMap { jobType(ofUnit: $0, timeout: timeout) }
+        withUnit(nil, timeout: timeout, jobType)
     }
 
     /// `FileDescriptorStoreMax=` of this process's own unit (a service): how many descriptors systemd keeps for it.
     package static func ownUnitFDStoreMax(timeout: Duration) -> Result<UInt32, BusFailure> {
-        ownUnit().flatMap { fdStoreMax(ofUnit: $0, timeout: timeout) }
-    }
-
-    /// The unit this process runs in, from its cgroup. The corresponding C function is `sd_pid_get_unit(0, &unit)`.
-    package static func ownUnit() -> Result<String, BusFailure> {
-        var unit: UnsafeMutablePointer<CChar>? = nil
-        let rc = sd_pid_get_unit(0, &unit)
-        defer { free(unit) }
-        guard rc >= 0, let unit else {
-            return .failure(BusFailure("sd_pid_get_unit", errno: rc < 0 ? -rc : ENODATA, detail: "not running in a systemd unit"))
-        }
-        return .success(String(cString: unit))
+        withUnit(nil, timeout: timeout, fdStoreMax)
     }
 
     /// ``ownUnitJobType(timeout:)`` for the unit named `unit` (e.g. `echod.service`).
     package static func jobType(ofUnit unit: String, timeout: Duration) -> Result<String?, BusFailure> {
-        withUnit(unit, timeout: timeout) { bus, path in
-            var error = sd_bus_error()
-            defer { sd_bus_error_free(&error) }
-            var reply: OpaquePointer? = nil
-            defer { sd_bus_message_unref(reply) }
-            let rc = sd_bus_get_property(bus, destination, path, unitInterface, "Job", &error, &reply, "(uo)")
-            guard rc >= 0 else { return .failure(failure("get \(unitInterface).Job", rc, error)) }
-            var id: UInt32 = 0
-            var jobPath: UnsafePointer<CChar>? = nil
-            let read = echod_bus_read_job(reply, &id, &jobPath)
-            guard read >= 0, let jobPath else {
-                return .failure(BusFailure("read \(unitInterface).Job", errno: read < 0 ? -read : EBADMSG))
-            }
-            if id == 0 { return .success(nil) }
-            // The job may end between the two calls; then systemd answers "unknown object" and this is a failure.
-            var type: UnsafeMutablePointer<CChar>? = nil
-            defer { free(type) }
-            let got = sd_bus_get_property_string(bus, destination, jobPath, jobInterface, "JobType", &error, &type)
-            guard got >= 0, let type else { return .failure(failure("get \(jobInterface).JobType", got, error)) }
-            return .success(String(cString: type))
+        withUnit(unit, timeout: timeout, jobType)
+    }
+
+    private static func jobType(_ bus: OpaquePointer, _ path: UnsafePointer<CChar>) -> Result<String?, BusFailure> {
+        var error = sd_bus_error()
+        defer { sd_bus_error_free(&error) }
+        var reply: OpaquePointer? = nil
+        defer { sd_bus_message_unref(reply) }
+        let rc = sd_bus_get_property(bus, destination, path, unitInterface, "Job", &error, &reply, "(uo)")
+        guard rc >= 0 else { return .failure(failure("get \(unitInterface).Job", rc, error)) }
+        var id: UInt32 = 0
+        var jobPath: UnsafePointer<CChar>? = nil
+        let read = echod_bus_read_job(reply, &id, &jobPath)
+        guard read >= 0, let jobPath else {
+            return .failure(BusFailure("read \(unitInterface).Job", errno: read < 0 ? -read : EBADMSG))
         }
+        if id == 0 { return .success(nil) }
+        // The job may end between the two calls; then systemd answers "unknown object" and this is a failure.
+        var type: UnsafeMutablePointer<CChar>? = nil
+        defer { free(type) }
+        let got = sd_bus_get_property_string(bus, destination, jobPath, jobInterface, "JobType", &error, &type)
+        guard got >= 0, let type else { return .failure(failure("get \(jobInterface).JobType", got, error)) }
+        return .success(String(cString: type))
     }
 
     /// ``ownUnitFDStoreMax(timeout:)`` for the unit named `unit` (a `.service`).
     package static func fdStoreMax(ofUnit unit: String, timeout: Duration) -> Result<UInt32, BusFailure> {
-        withUnit(unit, timeout: timeout) { bus, path in
-            var error = sd_bus_error()
-            defer { sd_bus_error_free(&error) }
-            var value: UInt32 = 0
-            let rc = withUnsafeMutablePointer(to: &value) {
-                sd_bus_get_property_trivial(
-                    bus, destination, path, serviceInterface, "FileDescriptorStoreMax", &error, CChar(UInt8(ascii: "u")), $0)
-            }
-            guard rc >= 0 else { return .failure(failure("get \(serviceInterface).FileDescriptorStoreMax", rc, error)) }
-            return .success(value)
+        withUnit(unit, timeout: timeout, fdStoreMax)
+    }
+
+    private static func fdStoreMax(_ bus: OpaquePointer, _ path: UnsafePointer<CChar>) -> Result<UInt32, BusFailure> {
+        var error = sd_bus_error()
+        defer { sd_bus_error_free(&error) }
+        var value: UInt32 = 0
+        let rc = withUnsafeMutablePointer(to: &value) {
+            sd_bus_get_property_trivial(
+                bus, destination, path, serviceInterface, "FileDescriptorStoreMax", &error, CChar(UInt8(ascii: "u")), $0)
         }
+        guard rc >= 0 else { return .failure(failure("get \(serviceInterface).FileDescriptorStoreMax", rc, error)) }
+        return .success(value)
     }
 
     private static let destination = "org.freedesktop.systemd1"
@@ -105,10 +98,10 @@ package enum SystemdBus {
     private static let jobInterface = "org.freedesktop.systemd1.Job"
     private static let serviceInterface = "org.freedesktop.systemd1.Service"
 
-    /// Opens the system bus with `timeout` for each method call, encodes `unit`'s object path, runs `body`, and
-    /// releases both whatever happens.
+    /// Opens the system bus with `timeout` for each method call, finds the object path of `unit` (nil: the unit this
+    /// process runs in, asked of systemd), runs `body`, and releases both whatever happens.
     private static func withUnit<T>(
-        _ unit: String, timeout: Duration, _ body: (OpaquePointer, UnsafePointer<CChar>) -> Result<T, BusFailure>
+        _ unit: String?, timeout: Duration, _ body: (OpaquePointer, UnsafePointer<CChar>) -> Result<T, BusFailure>
     ) -> Result<T, BusFailure> {
         var bus: OpaquePointer? = nil
         let opened = sd_bus_open_system(&bus)
@@ -119,9 +112,17 @@ package enum SystemdBus {
         let set = sd_bus_set_method_call_timeout(bus, microseconds)
         guard set >= 0 else { return .failure(BusFailure("sd_bus_set_method_call_timeout", errno: -set)) }
         var path: UnsafeMutablePointer<CChar>? = nil
-        let encoded = sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit, &path)
         defer { free(path) }
-        guard encoded >= 0, let path else { return .failure(BusFailure("sd_bus_path_encode", errno: -encoded)) }
+        if let unit {
+            let encoded = sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit, &path)
+            guard encoded >= 0 else { return .failure(BusFailure("sd_bus_path_encode", errno: -encoded)) }
+        } else {
+            var error = sd_bus_error()
+            defer { sd_bus_error_free(&error) }
+            let found = echod_bus_own_unit_path(bus, &error, &path)
+            guard found >= 0 else { return .failure(failure("GetUnitByPID (this process's unit)", found, error)) }
+        }
+        guard let path else { return .failure(BusFailure("unit path", errno: EBADMSG)) }
         return body(bus, path)
     }
 
