@@ -201,6 +201,7 @@ if Context.environment["ECHOD_FUZZ"] != nil {
         ("FuzzGrammar", ["EchodText", "EchodConfig", "EchodSystem"]),
         ("FuzzDatagramGuard", ["EchodEcho", "EchodSystem"]),
         ("FuzzProxyProtocol", ["EchodProxyProtocol"]),
+        ("FuzzHandoverState", ["EchodEcho"]),
     ]
     package.targets += [
         .target(name: "CFuzzer", path: "Fuzz/CFuzzer"),

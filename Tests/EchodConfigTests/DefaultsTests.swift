@@ -19,6 +19,7 @@ struct DefaultsTests {
         #expect(d.idleTimeout == .seconds(300))
         #expect(d.maxPendingBytes == 262_144)
         #expect(d.drainTimeout == .seconds(10))
+        #expect(!d.keepConnections)
         #expect(d.logLevel == .info && d.logFormat == .auto && d.logFile == nil && !d.logReads)
         #expect(d.logQueueCapacity == 16_384)
         #expect(d.adminListen == nil)

@@ -50,6 +50,7 @@ struct KeyErrorTests {
         BadValue(yaml: "log:\n  file: echod.log", key: "log.file", value: "echod.log", reason: "must be an absolute path"),
         BadValue(yaml: "log:\n  file: /var/log/", key: "log.file", value: "/var/log/", reason: "names a directory"),
         BadValue(yaml: "log:\n  reads: maybe", key: "log.reads", value: "maybe", reason: "expected true or false"),
+        BadValue(yaml: "restart:\n  keep_connections: 2", key: "restart.keep_connections", value: "2", reason: "expected true or false"),
         BadValue(yaml: "log:\n  queue_capacity: 15", key: "log.queue_capacity", value: "15", reason: "between 16 and 10000000"),
         BadValue(yaml: "log:\n  queue_capacity: 10000001", key: "log.queue_capacity", value: "10000001", reason: "out of range"),
         BadValue(yaml: "admin:\n  listen: localhost:9090", key: "admin.listen", value: "localhost:9090", reason: "hostname"),
@@ -141,7 +142,7 @@ struct StructureErrorTests {
         ("max_connections: 5\n", "max_connections", "did you mean \"limits.max_connections\"?"),
         ("thread: 2\n", "thread", "did you mean \"threads\"?"),
         ("log:\n  reeds: true\n", "log.reeds", "did you mean \"reads\"?"),
-        ("colour: red\n", "colour", "valid keys here: listen, instance, threads, limits, shutdown, log, admin"),
+        ("colour: red\n", "colour", "valid keys here: listen, instance, threads, limits, shutdown, restart, log, admin"),
         ("admin:\n  port: 80\n", "admin.port", "valid keys here: listen"),
         ("limits.max_connections: 5\n", "limits.max_connections", "write a nested key inside its section"),
     ])

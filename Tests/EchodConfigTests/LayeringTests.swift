@@ -16,6 +16,8 @@ struct LayeringTests {
           max_pending_bytes: 64KiB
         shutdown:
           drain_timeout: 500ms
+        restart:
+          keep_connections: true
         log:
           level: debug
           format: json
@@ -48,6 +50,7 @@ struct LayeringTests {
         #expect(s.idleTimeout == .seconds(90))
         #expect(s.maxPendingBytes == 65_536)
         #expect(s.drainTimeout == .milliseconds(500))
+        #expect(s.keepConnections)
         #expect(s.logLevel == .debug)
         #expect(s.logFormat == .json)
         #expect(s.logFile == "/var/log/echod.log")
@@ -77,6 +80,7 @@ struct LayeringTests {
         "ECHOD_LIMITS_IDLE_TIMEOUT": "90s",
         "ECHOD_LIMITS_MAX_PENDING_BYTES": "64KiB",
         "ECHOD_SHUTDOWN_DRAIN_TIMEOUT": "500ms",
+        "ECHOD_RESTART_KEEP_CONNECTIONS": "true",
         "ECHOD_LOG_LEVEL": "debug",
         "ECHOD_LOG_FORMAT": "json",
         "ECHOD_LOG_FILE": "/var/log/echod.log",
