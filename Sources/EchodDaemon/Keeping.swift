@@ -129,7 +129,12 @@ extension Daemon {
                 continue
             }
             guard let peer = Socket.connectedPeer(of: fd) else {
-                refuse("it has no peer any more")
+                // Closed while no echod ran (or by a crashed one, which shut it down without taking it out): not an
+                // error, only a close to finish.
+                logger.debug("fd store: a kept connection closed meanwhile", metadata: ["name": .string(name)])
+                Syscall.close(fd)
+                notifier.send("FDSTOREREMOVE=1\nFDNAME=\(name)")
+                refused += 1
                 continue
             }
             Socket.prepareInherited(fd)
