@@ -67,7 +67,7 @@ package enum SocketActivation {
         do throws(IOError) {
             _ = try Syscall.peerName(socket.fd)
             return nil
-        } catch where error.errno == ENOTCONN {
+        } catch  where error.errno == ENOTCONN {
             return "\(what) is a stream socket that is not connected"
         } catch {
             return "\(what): \(error.operation) failed: \(error.reason)"
