@@ -1,4 +1,3 @@
-import CEchodLinux
 import Glibc
 
 extension Syscall {

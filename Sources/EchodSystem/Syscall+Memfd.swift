@@ -28,8 +28,9 @@ extension Syscall {
     }
 
     /// Adds every seal (``FileSeals/all``): from now on nobody can write, resize or unseal the file. Fails with EPERM
-    /// on a file created without `MFD_ALLOW_SEALING` (or already sealed with `F_SEAL_SEAL`), EINVAL on a file that is
-    /// not a memfd, and EBUSY while a writable shared mapping of it exists.
+    /// on a file created without `MFD_ALLOW_SEALING`, already sealed with `F_SEAL_SEAL`, or open read-only (the check
+    /// comes first: a pipe's read end is EPERM too), EINVAL on another file that is not a memfd, and EBUSY while a
+    /// writable shared mapping of it exists.
     package static func sealAll(_ fd: Int32) throws(IOError) {
         _ = try retryingInterrupts("fcntl(F_ADD_SEALS)") { echod_fcntl_add_seals(fd, FileSeals.all.rawValue) }
     }

@@ -125,8 +125,9 @@ package final class FDStoreChannel: @unchecked Sendable {
     deinit { close() }
 
     /// `FDSTORE=1`, `FDNAME=<name>`, `FDPOLL=0`, with `fd` attached: systemd keeps its own copy of `fd` under `name`
-    /// and never drops it on its own (`FDPOLL=0`: not even when the socket is hung up or errs), until a
-    /// ``remove(name:)`` or the end of the service. `name` must be valid (``FDStoreName/isValid(_:)``), else
+    /// and does not drop it on its own (`FDPOLL=0`: not even when the socket is hung up or errs) until a
+    /// ``remove(name:)``, or until the service stops for good: a restart keeps the store, a stop empties it (systemd
+    /// 252 has no `FileDescriptorStorePreserve=`). `name` must be valid (``FDStoreName/isValid(_:)``), else
     /// `.failed` with EINVAL and nothing is sent. `fd` stays open here.
     package func store(_ fd: Int32, name: String) -> FDStoreSend {
         guard FDStoreName.isValid(name) else { return .failed(IOError("sendmsg", errno: EINVAL)) }
@@ -214,7 +215,7 @@ package final class FDStoreChannel: @unchecked Sendable {
     }
 }
 
-/// The text of one fd-store message, appended into fixed storage. The longest message is a 255-byte name plus 31
+/// The text of one fd-store message, appended into fixed storage. The longest message is a 255-byte name plus 26
 /// bytes of keys, so ``capacity`` never runs out.
 private struct MessageBuffer {
     static let capacity = 320
