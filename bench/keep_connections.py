@@ -35,7 +35,11 @@ DROP_IN = "/etc/systemd/system/echod.service.d/keep.conf"
 
 
 def set_keeping(c: Container, on: bool) -> None:
-    c.write(DROP_IN, f"[Service]\nEnvironment=ECHOD_RESTART_KEEP_CONNECTIONS={'true' if on else 'false'}\n")
+    # Many restarts in a row: without StartLimitIntervalSec=0 systemd refuses the sixth within 10 s.
+    c.write(
+        DROP_IN,
+        f"[Unit]\nStartLimitIntervalSec=0\n[Service]\nEnvironment=ECHOD_RESTART_KEEP_CONNECTIONS={'true' if on else 'false'}\n",
+    )
     c.run("systemctl", "daemon-reload", check=True)
     c.run("systemctl", "restart", "echod", check=True)
 

@@ -145,8 +145,8 @@ import Testing
         channel.close()
         channel.close()
 
-        #expect(errnoOf(channel.store(connection.server, name: FDStoreName.listener)) == EBADF)
-        #expect(errnoOf(channel.remove(name: FDStoreName.listener)) == EBADF)
+        #expect(errnoOf(channel.store(connection.server, name: FDStoreName.listener(inode: 1))) == EBADF)
+        #expect(errnoOf(channel.remove(name: FDStoreName.listener(inode: 1))) == EBADF)
         #expect(!channel.waitWritable(timeout: .zero))
         #expect(receiver.receive() == nil)
     }
@@ -166,7 +166,7 @@ import Testing
 
 @Suite struct FDStoreNameTests {
     @Test func namesAreTheDesignedOnes() {
-        #expect(FDStoreName.listener == "echod-listen")
+        #expect(FDStoreName.listener(inode: 4711) == "echod-listen-4711")
         #expect(FDStoreName.state == "echod-state")
         #expect(FDStoreName.connection(inode: 4711) == "echod-conn-4711")
     }
@@ -178,8 +178,14 @@ import Testing
         #expect(FDStoreName.isValid(name))
     }
 
-    @Test func fixedNamesParse() {
-        #expect(FDStoreName.parse("echod-listen") == .listener)
+    @Test(arguments: [0, 1, 4711, UInt64.max])
+    func listenerNamesRoundTrip(inode: UInt64) {
+        let name = FDStoreName.listener(inode: inode)
+        #expect(FDStoreName.parse(name) == .listener(inode: inode))
+        #expect(FDStoreName.isValid(name))
+    }
+
+    @Test func theStateNameParses() {
         #expect(FDStoreName.parse("echod-state") == .state)
     }
 
@@ -187,6 +193,7 @@ import Testing
         "", "echod-conn-", "echod-conn-01", "echod-conn-00", "echod-conn-+1", "echod-conn--1", "echod-conn- 1",
         "echod-conn-1 ", "echod-conn-1a", "echod-conn-0x10", "echod-conn-18446744073709551616",
         "echod-conn-99999999999999999999", "echod-conn-\u{0661}", "Echod-conn-1", "echod-conn1", "echod-listen2",
+        "echod-listen", "echod-listen-", "echod-listen-01", "echod-listen-1x",
         "echod-state ", "stored", "unknown", "echo",
     ])
     func otherNamesAreRefused(name: String) {
