@@ -9,6 +9,46 @@ int echod_set_thread_name(pthread_t thread, const char *name) {
     return pthread_setname_np(thread, name);
 }
 
+#include <string.h>
+#include <sys/mman.h>
+
+ssize_t echod_send_with_rights(int fd, const void *bytes, size_t count, int rights, int flags,
+                               const struct sockaddr *address, socklen_t length) {
+    struct iovec iov = {.iov_base = (void *)bytes, .iov_len = count};
+    struct msghdr message = {
+        .msg_name = (void *)address,
+        .msg_namelen = address ? length : 0,
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+    };
+    // Aligned as a cmsghdr must be; room for exactly one descriptor.
+    union {
+        struct cmsghdr header;
+        unsigned char bytes[CMSG_SPACE(sizeof(int))];
+    } control;
+    if (rights >= 0) {
+        memset(&control, 0, sizeof control);
+        message.msg_control = control.bytes;
+        message.msg_controllen = sizeof control.bytes;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&message);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &rights, sizeof(int));
+    }
+    return sendmsg(fd, &message, flags);
+}
+
+_Static_assert(ECHOD_SEAL_SEAL == F_SEAL_SEAL && ECHOD_SEAL_SHRINK == F_SEAL_SHRINK &&
+                   ECHOD_SEAL_GROW == F_SEAL_GROW && ECHOD_SEAL_WRITE == F_SEAL_WRITE,
+               "the seal bits in CEchodLinux.h are the kernel's");
+
+int echod_memfd_create_sealable(const char *name) { return memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING); }
+
+int echod_fcntl_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
+
+int echod_fcntl_get_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
+
 // UDP datagram batches: see the header. One allocation holds every array; the payload slab is a separate one
 // (count x slot_size, untouched pages cost no memory until a datagram of that size arrives).
 #include <stdlib.h>

@@ -127,6 +127,10 @@ extension SettingKey {
                 set: { text, s throws(InvalidValue) in s.drainTimeout = try Units.parseDuration(text, in: .zero ... .seconds(3600)) },
                 render: { Units.format($0.drainTimeout) }),
             scalar(
+                "restart.keep_connections", expected: "true or false",
+                set: { text, s throws(InvalidValue) in s.keepConnections = try Values.bool(text) },
+                render: { "\($0.keepConnections)" }),
+            scalar(
                 "log.level", flag: "--log-level", expected: "a level name such as info",
                 set: { text, s throws(InvalidValue) in s.logLevel = try Values.choice(text, of: LogLevelName.self) },
                 render: { $0.logLevel.rawValue }),

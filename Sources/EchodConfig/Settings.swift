@@ -37,6 +37,9 @@ package struct EchodSettings: Sendable, Equatable {
     package var maxPendingBytes: Int
     /// On SIGTERM: how long open connections may finish before they are closed.
     package var drainTimeout: Duration
+    /// Keep established connections across a restart, an upgrade, a crash or a watchdog restart, through systemd's fd
+    /// store (issue 14); needs the unit's `FileDescriptorStoreMax=`. Off: every restart closes them, as before.
+    package var keepConnections = false
     /// Minimum level of log records.
     package var logLevel: LogLevelName
     /// Log record format.

@@ -68,6 +68,8 @@ package final class Daemon: @unchecked Sendable {
     var adminListener: Listener?
     /// Numbers the echo listeners' policies (control loop only).
     var policies = PolicyRegistry()
+    /// Keeping connections across restarts (``Keeping``; control loop only).
+    var keeping = Keeping()
 
     /// Runs echod in the foreground until SIGTERM/SIGINT; returns the process exit status.
     package static func run(_ options: DaemonOptions) -> Int32 {
@@ -189,18 +191,31 @@ package final class Daemon: @unchecked Sendable {
         } else {
             unixFiles = try unixFileOptions(settings, switchingTo: nil)
         }
-        let passedSockets = SocketActivation.takePassedSockets()
+        // systemd passes the sockets of .socket units and, after a restart, what echod left in its fd store.
+        let passedFDs = PassedFDs(SocketActivation.takePassedSockets())
+        let passedSockets = passedFDs.activation
+        keeping.active = decideKeeping(settings)
         do throws(ListenerError) {
             let passed = try Listeners.fromSystemd(passedSockets)
             socketActivated = !passedSockets.isEmpty
             if socketActivated {
                 listeners = passed
+                releaseUnusedListeners(passedFDs.listeners)
             } else {
-                let result = try Listeners.bind(settings.listen.map(\.target), unix: unixFiles)
+                // A listener the previous instance left in the store is still bound: it must serve its address (a
+                // new socket could not bind it), kept in the store or not.
+                let result = try Listeners.bind(settings.listen.map(\.target), unix: unixFiles, reusing: passedFDs.listeners)
                 try Listeners.requireSome(result.bound, skipped: result.skipped)
                 logRemovedStale(result.removedStale)
                 logSkipped(result.skipped)
                 listeners = result.bound
+                releaseUnusedListeners(result.unusedKept)
+                if !keeping.active {
+                    for i in listeners.indices where listeners[i].keptIdentity != nil {
+                        releaseListener(listeners[i])
+                        listeners[i].keptIdentity = nil
+                    }
+                }
             }
         } catch {
             throw StartError(description: error.description)
@@ -221,6 +236,9 @@ package final class Daemon: @unchecked Sendable {
                     "sockets": .string(listeners.map(\.summary).joined(separator: ", "))
                 ])
         }
+        let takeOvers = prepareTakeOver(passedFDs, loops: settings.threads, keep: keeping.active)
+        let keep = keeping.active
+        let environment = options.environment
         let echoListeners = listeners.filter { $0.role == .echo }.map { ($0.fd, $0.policy, $0.policyIndex) }
         let echoSettings = Self.echoSettings(settings)
         let datagramShare = Self.datagramSettings(settings).share(datagramListeners.count)
@@ -248,6 +266,10 @@ package final class Daemon: @unchecked Sendable {
                     try worker.startService(limiter: limiter, settings: echoSettings, logger: logger, readLogger: readLogger)
                     for (fd, policy, index) in echoListeners { try worker.addAcceptor(fd, policy: policy, index: index) }
                     for fd in udpFDs { try worker.addDatagram(fd, settings: datagramShare, logger: Logger(label: "echod.udp")) }
+                    for t in takeOvers[i] {
+                        worker.service?.takeOver(fd: t.fd, peer: t.peer, policy: t.policy, snapshot: t.snapshot, kept: keep)
+                    }
+                    if keep { worker.setKeeping(true, environment: environment) }
                     self.control.execute {
                         started.value += 1
                         if started.value == count { self.becomeReady() }
@@ -314,6 +336,7 @@ package final class Daemon: @unchecked Sendable {
             ])
         // The control timers (drain timeout, STATUS= updates, watchdog pings): a daemon that cannot make one stops
         // here, loudly, rather than serve without a drain timeout, a status, or the pings systemd expects.
+        storeListeners()
         do throws(IOError) {
             drain = try Drain(workers: workers, control: control, limiter: limiter, logger: logger)
             lifecycle.serving(status: statusLine())

@@ -7,7 +7,8 @@ import EchodSystemd
 ///
 ///     starting ─READY=1─▶ serving ─RELOADING=1─▶ reloading ─READY=1─▶ serving
 ///        │                   │ STATUS= every 5 s, when the text changed
-///        │                   └─STOPPING=1─▶ draining ─▶ stopping
+///        │                   ├─STOPPING=1─▶ draining ─▶ stopping
+///        │                   └─STOPPING=1─▶ stopping   (a restart that hands connections over: ``handingOver``)
 ///        └──────────────────────────────────────────────▶ stopping   (a signal or a failure during start-up)
 ///
 /// - READY=1 (with STATUS= and MAINPID=) once every worker loop accepts on every listener: a client can connect the
@@ -70,6 +71,17 @@ final class Lifecycle {
         phase = .draining
         notifier.stopping(status: "draining \(connections) connections")
         notifier.extendTimeout(by: timeout + .seconds(5))
+        return true
+    }
+
+    /// serving or reloading → stopping, for an orderly restart that keeps connections: STOPPING=1, with a status
+    /// saying so. False (nothing sent) in any other phase.
+    @discardableResult
+    func handingOver(connections: Int) -> Bool {
+        guard phase == .serving || phase == .reloading else { return false }
+        phase = .stopping
+        statusTimer?.cancel()
+        notifier.stopping(status: "restarting: handing \(connections) connections over to the next instance")
         return true
     }
 

@@ -28,6 +28,9 @@ struct Listener: Sendable {
     var policyIndex: UInt16 = 0
     /// The options that differ from a plain echo, for the start-up line (`proxy_protocol v2, tag banner`).
     var optionsNote: String = ""
+    /// In systemd's fd store under this identity (its inode; `restart.keep_connections`): closing it takes it out,
+    /// unless echod is handing over to the next instance.
+    var keptIdentity: UInt64? = nil
 
     var label: String {
         let place = unixName.map { "unix:" + $0 } ?? address?.description ?? "fd \(fd)"
@@ -73,6 +76,8 @@ enum Listeners {
         var skipped: [Skipped] = []
         /// Socket files removed as stale (nothing answered on them) before binding, for an info line each.
         var removedStale: [String] = []
+        /// The listeners from the fd store (``bind(_:unix:reusing:)``) that no address used.
+        var unusedKept: [(fd: Int32, identity: UInt64)] = []
     }
 
     /// Binds a listening socket for each configured address; all or nothing, except for IPv6 on a host without it.
@@ -85,12 +90,29 @@ enum Listeners {
     /// to start would make the default configuration (and the Debian package's start on install) fail there. Any
     /// other failure is an error, and so is an address that is merely absent (`[2001:db8::1]`: maybe not up yet).
     /// The caller decides whether what is left is enough (none at all is not).
-    static func bind(_ targets: [ListenTarget], unix options: UnixFileOptions) throws(ListenerError) -> Bound {
+    ///
+    /// `kept`: listening sockets a previous instance left in systemd's fd store (`restart.keep_connections`). An IP
+    /// address one of them is bound to is served by it instead of a new socket, so that no client was refused during
+    /// the restart; the rest are returned in `unusedKept`.
+    static func bind(
+        _ targets: [ListenTarget], unix options: UnixFileOptions, reusing kept: [(fd: Int32, identity: UInt64)] = []
+    ) throws(ListenerError) -> Bound {
         var result = Bound()
+        result.unusedKept = kept
         for target in targets {
             do throws(BindError) {
                 switch target {
                 case .ip(let address):
+                    if let socketAddress = SocketAddress(host: address.host, port: address.port),
+                        let i = result.unusedKept.firstIndex(where: { Socket.localAddress($0.fd) == socketAddress })
+                    {
+                        let reused = result.unusedKept.remove(at: i)
+                        Socket.prepareInherited(reused.fd)
+                        var listener = Listener(fd: reused.fd, address: socketAddress, role: .echo, passed: false, configured: .ip(address))
+                        listener.keptIdentity = reused.identity
+                        result.bound.append(listener)
+                        continue
+                    }
                     result.bound.append(try bind(address))
                 case .unix(let path):
                     let (listener, removedStale) = try bind(path, options: options)

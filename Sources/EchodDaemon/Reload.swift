@@ -99,6 +99,8 @@ extension Daemon {
             w.loop.execute { w.service?.apply(echo) }
         }
         changeDatagramListeners(added: addedDatagrams, new: new)
+        applyKeeping(old: old, new: new)
+        storeListeners()
         var kept = loaded
         kept.settings.threads = old.threads
         kept.settings.user = old.user

@@ -21,6 +21,10 @@ extension Daemon {
         case .serving, .reloading:
             break
         }
+        if restartQueued() {
+            handOver(signal: name)
+            return
+        }
         let timeout = config?.settings.drainTimeout ?? .seconds(10)
         let open = limiter.openConnections
         logger.info(

@@ -53,6 +53,7 @@ extension Daemon {
     /// Closes a listener (``Listeners/close(_:)``: its socket file goes too) and says so when the file could not be
     /// removed.
     func closeListener(_ listener: Listener) {
+        releaseListener(listener)
         if let problem = Listeners.close(listener) {
             logger.warning("socket file left behind", metadata: ["problem": .string(problem)])
         }

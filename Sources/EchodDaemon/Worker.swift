@@ -2,6 +2,7 @@ import EchodEcho
 import EchodEventLoop
 import EchodLog
 import EchodSystem
+import EchodSystemd
 import Logging
 import Synchronization
 
@@ -21,6 +22,13 @@ final class Worker: @unchecked Sendable {
     /// The UDP echo counters of this loop, readable from any thread; its UDP sockets (loop thread only).
     let datagramStats = DatagramStats()
     var datagrams: [Int32: DatagramEcho] = [:]
+    /// Keeping connections across restarts (``Worker+Keeping.swift``), loop thread only: this loop's own channel to
+    /// systemd's fd store, the timer that feeds it, and the kept connections closed but not yet taken out of it.
+    var fdStore: FDStoreChannel?
+    var keepTimer: LoopTimer?
+    var removals: [UInt64] = []
+    var storeWarning = RateLimiter(interval: .seconds(10))
+    var keepLogger = Logger(label: "echod.keep")
 
     init(loop: EventLoop) { self.loop = loop }
 

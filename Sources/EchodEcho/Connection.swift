@@ -72,6 +72,17 @@ package struct Connection {
         package static let discarding = Flags(rawValue: 1 << 11)
         /// Our sending direction is shut (FIN sent after the host-name line).
         package static let writeShut = Flags(rawValue: 1 << 12)
+        /// The connection is also in the service manager's keeping (restart.keep_connections), so that it outlives
+        /// this process: closing it must take it out of there too (``EchoService/releaseKept(fd:)``).
+        package static let kept = Flags(rawValue: 1 << 13)
+        /// Queued to be put in keeping (``EchoService/takeConnectionsToKeep(_:)``), not yet kept.
+        package static let keepQueued = Flags(rawValue: 1 << 14)
+
+        /// What a handover carries to the next instance: the connection's state, not this loop's bookkeeping
+        /// (epoll interest, the pause, the per-IP count and keeping are worked out again where it lands).
+        package static let handedOver: Flags = [
+            .readClosed, .announced, .awaitingHeader, .proxied, .prefixing, .midLine, .discarding, .writeShut,
+        ]
 
         /// Any mode off the plain echo path.
         static let special: Flags = [.awaitingHeader, .prefixing, .discarding]

@@ -63,6 +63,14 @@ package final class ConnectionLimiter: Sendable {
         }
     }
 
+    /// Counts a connection that exists already (taken over from the previous instance at a restart), for `host` too
+    /// unless nil (its client is not known yet). Never refused: like a lowered limit, a count over the limit only
+    /// makes new connections wait.
+    package func adoptExisting(_ host: HostKey?) {
+        total.wrappingAdd(1, ordering: .relaxed)
+        if let host { perIP.withLock { $0[host, default: 0] += 1 } }
+    }
+
     /// Forgets a connection that `admit` admitted.
     package func release(_ host: HostKey) {
         releaseTotal()

@@ -24,31 +24,38 @@ package final class EchoService: EventHandler, @unchecked Sendable {
 
     package unowned let loop: EventLoop
     package let stats: EchoStats
-    private let limiter: ConnectionLimiter
-    private var logger: Logger
+    let limiter: ConnectionLimiter
+    var logger: Logger
     /// Behind a pointer rather than a stored `var`: an `inout` use of a class's stored property costs a dynamic
     /// exclusivity check (`swift_beginAccess`/`swift_endAccess`) on every event; this state has one owner, the
     /// loop thread, and is never reached re-entrantly.
-    private let machine: UnsafeMutablePointer<EchoMachine>
-    private let io: SocketIO
-    private let table: FDTable<Connection>
-    private var highestFD: Int32 = -1
+    let machine: UnsafeMutablePointer<EchoMachine>
+    let io: SocketIO
+    let table: FDTable<Connection>
+    var highestFD: Int32 = -1
     /// Connections open on this loop.
-    package private(set) var openCount = 0
+    package internal(set) var openCount = 0
     private var settings: Settings
-    private var tick: UInt32 = 0
+    var tick: UInt32 = 0
     private var idleTicks: UInt32 = 0
     private var sweepTimer: LoopTimer?
-    private var onDrained: (() -> Void)?
+    var onDrained: (() -> Void)?
     /// A flood of refused connections or accept failures costs one warning per interval, with a suppressed count.
     private var limitWarning = RateLimiter(interval: .seconds(10))
     private var acceptWarning = RateLimiter(interval: .seconds(10))
     private var headerWarning = RateLimiter(interval: .seconds(10))
     /// The policies of the listeners this loop accepts on, by the index the daemon gave each (``setPolicy(_:at:)``);
     /// index 0 is a plain listener. Entries are replaced, never removed: a connection keeps its index for life.
-    private var policies: [ListenerPolicy] = [.plain(label: "")]
+    var policies: [ListenerPolicy] = [.plain(label: "")]
     /// Connections still waiting for their PROXY header, for the sweep that times them out.
-    private var awaitingHeaders = 0
+    var awaitingHeaders = 0
+    /// Whether connections are kept across restarts (``EchoService+Keeping.swift``): each one is queued, at accept, for
+    /// the daemon to put in the service manager's keeping, and taken out of it when it closes.
+    package internal(set) var keepsConnections = false
+    /// Connections to be put in keeping (fds; a closed or reused fd is skipped by its flags).
+    var keepQueue: [Int32] = []
+    /// The identities (socket inodes) of kept connections closed since the daemon last asked.
+    var releasedKept: [UInt64] = []
 
     /// Where per-read records go when `log.reads` is on: a sink that copies the fields and the first bytes
     /// without allocating or formatting (the daemon passes the log backend's `ReadLogger`). Reads are not logged
@@ -139,6 +146,7 @@ package final class EchoService: EventHandler, @unchecked Sendable {
         openCount += 1
         stats.accepted.add(1)
         logger.trace("connection accepted", metadata: ["peer": .stringConvertible(peer)])
+        if keepsConnections { queueForKeeping(c, fd: fd) }
         if awaitingHeader {
             c.pointee.flags.insert(.awaitingHeader)
             awaitingHeaders += 1
@@ -314,7 +322,7 @@ package final class EchoService: EventHandler, @unchecked Sendable {
     /// Starts a tagging mode on a connection whose client is known (at accept, or after its PROXY header): sends the
     /// banner or host-name line, or prepares the line prefix. Nothing is pending yet, and a tag is at most
     /// ``ListenerPolicy/maximumTagBytes``: it fits in the pending buffer whatever the socket takes.
-    private func startTagging(_ c: UnsafeMutablePointer<Connection>, fd: Int32, policy: ListenerPolicy) -> EchoMachine.Outcome {
+    func startTagging(_ c: UnsafeMutablePointer<Connection>, fd: Int32, policy: ListenerPolicy) -> EchoMachine.Outcome {
         let tag = policy.renderTag(client: c.pointee.peer)
         var io = self.io
         switch policy.tag {
@@ -359,6 +367,7 @@ package final class EchoService: EventHandler, @unchecked Sendable {
         guard c.pointee.isOpen else { return }
         machine.pointee.release(&c.pointee)
         loop.deregister(fd: fd, willClose: true)
+        if c.pointee.flags.contains(.kept) { releaseKept(fd: fd) }
         Syscall.close(fd)
         let record = c.pointee
         c.pointee.flags = []

@@ -26,6 +26,26 @@ extension Syscall {
         return value
     }
 
+    /// `connect(2)` of a datagram socket: fixes where its datagrams go and, for AF_UNIX, lets `poll` report whether
+    /// the receiver's queue has room (an unconnected sender is always "writable"). EINTR retried, which is right only
+    /// for datagram sockets: an interrupted stream connect goes on in the background.
+    package static func connectDatagram(_ fd: Int32, address: UnsafePointer<sockaddr>, length: socklen_t) throws(IOError) {
+        _ = try retryingInterrupts("connect") { Glibc.connect(fd, address, length) }
+    }
+
+    /// `getpeername(2)`: the address of a connected socket's peer (for AF_UNIX often unnamed: the family only).
+    /// Fails with ENOTCONN on a socket that has no peer (never connected, or reset).
+    package static func peerName(_ fd: Int32) throws(IOError) -> sockaddr_storage {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try retryingInterrupts("getpeername") {
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+            }
+        }
+        return storage
+    }
+
     /// `sendto(2)` of one datagram, EINTR retried; the number of bytes sent.
     package static func sendTo(
         _ fd: Int32, _ bytes: UnsafeRawBufferPointer, flags: Int32, address: UnsafePointer<sockaddr>, length: socklen_t

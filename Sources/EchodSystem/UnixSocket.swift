@@ -130,6 +130,19 @@ extension Socket {
         guard echod_peer_credentials(fd, &uid, &gid, &pid) == 0 else { return nil }
         return .unixPeer(uid: uid, gid: gid, pid: pid)
     }
+
+    /// The peer of a connected socket, as ``peerAddress(of:accepted:)`` gives it at accept (`getpeername(2)`): for a
+    /// connection this process did not accept itself (taken over from the previous instance at a restart). Nil when
+    /// the socket is not connected (any more) or is neither IP nor Unix.
+    package static func connectedPeer(of fd: Int32) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+        }
+        guard rc == 0 else { return nil }
+        return withUnsafePointer(to: &storage) { peerAddress(of: fd, accepted: $0) }
+    }
 }
 
 extension Syscall {

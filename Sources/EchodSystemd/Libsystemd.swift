@@ -1,22 +1,35 @@
-// libsystemd audit: this file is the ONLY place in EchodSystemd that imports libsystemd (CSystemd), and these are
-// the only libsystemd functions echod calls outside EchodLog's journal sink (which uses sd_journal_sendv):
+// libsystemd audit: this file and SystemdBus.swift are the ONLY places in EchodSystemd that import libsystemd
+// (CSystemd), and these are the only libsystemd functions echod calls outside EchodLog's journal sink (which uses
+// sd_journal_sendv):
 //
-//   sd_listen_fds_with_names(1, &names)   socket activation. Checks LISTEN_PID against getpid(), parses
-//                                         LISTEN_FDS and LISTEN_FDNAMES, sets FD_CLOEXEC on fds 3..3+n-1 and
-//                                         unsets the three variables (unset_environment=1) so nothing echod might
-//                                         spawn inherits them. It changes no socket option.
+//   sd_listen_fds_with_names(1, &names)   socket activation, and the descriptors of the fd store handed back at
+//                                         start. Checks LISTEN_PID against getpid(), parses LISTEN_FDS and
+//                                         LISTEN_FDNAMES, sets FD_CLOEXEC on fds 3..3+n-1 and unsets the three
+//                                         variables (unset_environment=1) so nothing echod might spawn inherits them.
+//                                         It changes no socket option.
 //   sd_watchdog_enabled(0, &usec)         watchdog. Parses WATCHDOG_USEC, checks WATCHDOG_PID against getpid().
+//   sd_pid_get_unit(0, &unit)             (SystemdBus.swift) the unit echod runs in, read from /proc/self/cgroup.
+//   sd_bus_open_system, sd_bus_set_method_call_timeout, sd_bus_path_encode, sd_bus_get_property,
+//   sd_bus_message_read (through echod_bus_read_job in shim.h: variadic), sd_bus_get_property_string,
+//   sd_bus_get_property_trivial, sd_bus_message_unref, sd_bus_error_free, sd_bus_flush_close_unref
+//                                         (SystemdBus.swift) reading three properties of systemd's D-Bus API
+//                                         (the unit's Job, the job's JobType, the service's FileDescriptorStoreMax)
+//                                         on a connection to the system bus opened and closed per question. Never
+//                                         a method that changes anything.
 //
 // Deliberately NOT used:
 //   sd_notify / sd_pid_notify / sd_notifyf  SystemdNotifier speaks the notification protocol itself (one datagram to
 //                                         an AF_UNIX address); SystemdNotifier.swift says why. (sd_notifyf is
 //                                         variadic and not callable from Swift anyway.)
+//   sd_pid_notify_with_fds                FDStoreChannel (FDStore.swift) sends FDSTORE=1/FDSTOREREMOVE=1 itself the
+//                                         same way, the descriptor attached with sendmsg(2) as SCM_RIGHTS.
 //   sd_is_socket*                         SocketActivation.validateListening reads getsockopt(2) itself, so the
 //                                         checks and the error text are ours.
-//   everything else (sd-bus, sd-event, sd-login, sd_booted, ...).
+//   everything else (sd-event, the rest of sd-bus and sd-login, sd_booted, ...).
 //
-// Both functions read the process environment (getenv), so the callers run them once at start-up, before echod
-// starts threads; sd_listen_fds_with_names(1, ...) also calls unsetenv, which is not thread-safe.
+// sd_listen_fds_with_names and sd_watchdog_enabled read the process environment (getenv), so the callers run them
+// once at start-up, before echod starts threads; sd_listen_fds_with_names(1, ...) also calls unsetenv, which is not
+// thread-safe.
 import CSystemd
 import Glibc
 

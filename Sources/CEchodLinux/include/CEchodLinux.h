@@ -51,6 +51,20 @@ int echod_peer_credentials(int fd, uint32_t *uid, uint32_t *gid, int32_t *pid);
 // Names the thread (visible in top -H, /proc/PID/task/TID/comm and perf); Glibc's module lacks it.
 int echod_set_thread_name(pthread_t thread, const char *name);
 
+// sendmsg(2) of one buffer, with one descriptor as SCM_RIGHTS when `rights` >= 0 (the CMSG_* accessors are macros).
+// `address` may be NULL on a connected socket. Returns what sendmsg returns (-1 with errno).
+ssize_t echod_send_with_rights(int fd, const void *bytes, size_t count, int rights, int flags,
+                               const struct sockaddr *address, socklen_t length);
+
+// memfd_create(2) and fcntl's file seals are declared only under _GNU_SOURCE. The seal bits are the kernel's
+// (shim.c checks them against <fcntl.h> at compile time).
+enum { ECHOD_SEAL_SEAL = 1, ECHOD_SEAL_SHRINK = 2, ECHOD_SEAL_GROW = 4, ECHOD_SEAL_WRITE = 8 };
+// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING): a descriptor, or -1 with errno.
+int echod_memfd_create_sealable(const char *name);
+// fcntl(fd, F_ADD_SEALS, seals) and fcntl(fd, F_GET_SEALS): -1 with errno on failure.
+int echod_fcntl_add_seals(int fd, int seals);
+int echod_fcntl_get_seals(int fd);
+
 // UDP datagram batches (recvmmsg/sendmmsg with IP_PKTINFO/IPV6_PKTINFO). struct mmsghdr and struct in6_pktinfo are
 // _GNU_SOURCE-only and the CMSG_* accessors are macros, so the batch is laid out and read in shim.c; Swift sees an
 // opaque pointer and a plain struct per datagram. Everything is allocated once, by echod_dgram_batch_create.
