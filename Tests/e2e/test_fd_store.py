@@ -286,13 +286,26 @@ def start(box):
 
 
 def journal(box, lines: int = 60) -> str:
-    """The end of echod.service's journal without the line per connection opened or closed (thousands here)."""
-    kept = [
-        line
-        for line in box.journal("echod.service").splitlines()
-        if not re.search(r"echod\[\d+\]: connection (opened|closed)", line)
-    ]
-    return "\n--- journal of echod.service (without per-connection lines) ---\n" + "\n".join(kept[-lines:])
+    """The end of echod.service's journal, with echod's error field (ECHOD_ERROR=, which the short output leaves
+    out), without the line per connection opened or closed, and with a run of one message folded into one line."""
+    out = box.run("journalctl", "--no-pager", "-o", "json", "-u", "echod.service").stdout
+    kept = []
+    for line in out.splitlines():
+        record = json.loads(line)
+        message = record.get("MESSAGE", "")
+        if not isinstance(message, str) or message in ("connection opened", "connection closed"):
+            continue
+        if "ECHOD_ERROR" in record:
+            message += f" [{record['ECHOD_ERROR']}]"
+        text = (
+            f"{int(record.get('__MONOTONIC_TIMESTAMP', 0)) / 1e6:.3f} {record.get('SYSLOG_IDENTIFIER', '?')}: {message}"
+        )
+        if kept and kept[-1][1] == message:
+            kept[-1][2] += 1
+        else:
+            kept.append([text, message, 1])
+    shown = [text + (f" (×{n})" if n > 1 else "") for text, _, n in kept[-lines:]]
+    return "\n--- journal of echod.service (per-connection lines left out) ---\n" + "\n".join(shown)
 
 
 def store_size(box) -> int:
@@ -366,6 +379,10 @@ def say(request, line: str):
 
 
 def test_twenty_restarts_keep_every_connection(c, request):
+    # systemd refuses a sixth start within 10 s (StartLimitBurst=5, StartLimitIntervalSec=10s by default) and a restart
+    # is a start: twenty in a row are about the fd store, not about the start rate limit.
+    c.write(f"{DROP_IN_DIR}/no-start-limit.conf", "[Unit]\nStartLimitIntervalSec=0\n")
+    c.run("systemctl", "daemon-reload", check=True)
     start(c)
     pids = [main_pid(c)]
     windows = []
@@ -398,13 +415,14 @@ def write_gap_report(request, report, windows, restart_seconds):
     per_connection = []
     per_restart = [[] for _ in windows]
     for index in range(report.connections):
-        longest = 0.0
+        longest = [0.0] * len(windows)
         for gap in report.gaps[index]:
             for r, (began, ended) in enumerate(windows):
                 if gap.start < ended and gap.start + gap.seconds > began:
-                    longest = max(longest, gap.seconds)
-                    per_restart[r].append(gap.seconds)
-        per_connection.append(longest)
+                    longest[r] = max(longest[r], gap.seconds)
+        for r, seconds in enumerate(longest):
+            per_restart[r].append(seconds)
+        per_connection.append(max(longest, default=0.0))
     stats = gap_stats(per_connection)
     line = (
         f"restart gap: p50 {stats['p50_ms']:.0f} ms, p99 {stats['p99_ms']:.0f} ms, max {stats['max_ms']:.0f} ms "
