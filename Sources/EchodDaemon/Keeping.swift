@@ -270,12 +270,41 @@ extension Daemon {
 
     // MARK: SIGTERM
 
+    /// The job types of a restart (systemd's `JobType`; `try-restart` and `reload-or-restart` usually show as
+    /// `restart` once queued).
+    static let restartJobs: Set<String> = ["restart", "try-restart", "reload-or-restart"]
+
+    /// `echod stop-hook`, the unit's `ExecStop=+`: asks systemd (as root, which can use the bus) whether this stop is
+    /// a restart, and leaves the answer for the SIGTERM that follows (``StopJobNote``). Never fails the stop: a
+    /// question without an answer is reported on stderr (the journal) and echod then guesses (``restartQueued()``).
+    package static func stopHook(environment: [String: String]) -> Int32 {
+        switch SystemdBus.ownUnitJobType(timeout: .seconds(2)) {
+        case .success(let job):
+            do throws(IOError) {
+                try StopJobNote.write(job, environment: environment)
+                let outcome = job.map(restartJobs.contains) == true ? "connections are handed over" : "connections are drained"
+                writeStderr("echod stop-hook: job \(job ?? "none"): \(outcome)\n")
+            } catch {
+                writeStderr("echod stop-hook: cannot leave the answer (\(job ?? "none")) for echod: \(error)\n")
+            }
+        case .failure(let error):
+            writeStderr("echod stop-hook: cannot ask systemd whether this is a restart: \(error)\n")
+        }
+        return ExitStatus.success
+    }
+
     /// Whether this SIGTERM is a restart to hand over to: keeping is on and systemd has a restart of this unit
     /// queued, or cannot be asked. Logs the answer (a drain follows a no), or why there is none.
     func restartQueued() -> Bool {
         guard keeping.active else { return false }
+        // The unit's stop hook has asked already (as root: this process may not reach the bus, ``StopJobNote``).
+        if let job = StopJobNote.read(environment: options.environment) {
+            if Self.restartJobs.contains(job) { return true }
+            logger.info("no restart queued: draining; kept connections close with the unit", metadata: ["job": .string(job)])
+            return false
+        }
         switch SystemdBus.ownUnitJobType(timeout: Self.busTimeout) {
-        case .success(let job) where job == "restart" || job == "try-restart" || job == "reload-or-restart":
+        case .success(let job?) where Self.restartJobs.contains(job):
             return true
         case .success(let job):
             logger.info("no restart queued: draining; kept connections close with the unit", metadata: ["job": .string(job ?? "none")])

@@ -36,4 +36,9 @@ extension Syscall {
             if bytes.count > limit { return nil }
         }
     }
+
+    /// `fchmod(2)`: sets the mode of an open file whatever the umask took from it at creation.
+    package static func changeMode(_ fd: Int32, _ mode: mode_t) throws(IOError) {
+        _ = try retryingInterrupts("fchmod") { fchmod(fd, mode) }
+    }
 }

@@ -32,9 +32,10 @@ package struct BusFailure: Error, Sendable, Equatable, CustomStringConvertible {
 /// Each call opens its own connection to the system bus and closes it before returning: they are rare (start-up,
 /// SIGTERM), so nothing is kept open between them, and no sd-bus object is shared between threads (sd-bus objects
 /// are not thread-safe). Each method call waits at most `timeout` (`sd_bus_set_method_call_timeout`); the job type
-/// takes two of them (the unit's Job, then the job's JobType). The bus is the
-/// D-Bus system bus (dbus-daemon or dbus-broker at /run/dbus/system_bus_socket, or `DBUS_SYSTEM_BUS_ADDRESS`):
-/// without one, or outside a unit, every call returns a failure and never crashes.
+/// takes two of them (the unit's Job, then the job's JobType). As root (`echod stop-hook`), the connection is to
+/// systemd's own socket, as `systemctl`'s; otherwise to the D-Bus system bus (dbus-daemon or dbus-broker at
+/// /run/dbus/system_bus_socket, or `DBUS_SYSTEM_BUS_ADDRESS`): without one, or outside a unit, every call returns a
+/// failure and never crashes.
 package enum SystemdBus {
     /// The type of the job queued for this process's own unit (`restart`, `stop`, `start`, ...; systemd's
     /// `JobType` property), nil when none is. During `systemctl restart` it is `restart` for the whole stop phase
@@ -104,9 +105,13 @@ package enum SystemdBus {
         _ unit: String?, timeout: Duration, _ body: (OpaquePointer, UnsafePointer<CChar>) -> Result<T, BusFailure>
     ) -> Result<T, BusFailure> {
         var bus: OpaquePointer? = nil
-        let opened = sd_bus_open_system(&bus)
         defer { sd_bus_flush_close_unref(bus) }
-        guard opened >= 0, let bus else { return .failure(BusFailure("sd_bus_open_system", errno: -opened)) }
+        if geteuid() == 0 { bus = openPrivate() }
+        if bus == nil {
+            let opened = sd_bus_open_system(&bus)
+            guard opened >= 0 else { return .failure(BusFailure("sd_bus_open_system", errno: -opened)) }
+        }
+        guard let bus else { return .failure(BusFailure("sd_bus_open_system", errno: ENOTCONN)) }
         // 0 would mean sd-bus's default (25 s): the shortest timeout is one microsecond.
         let microseconds = UInt64(max(timeout.nanoseconds / 1_000, 1))
         let set = sd_bus_set_method_call_timeout(bus, microseconds)
@@ -124,6 +129,18 @@ package enum SystemdBus {
         }
         guard let path else { return .failure(BusFailure("unit path", errno: EBADMSG)) }
         return body(bus, path)
+    }
+
+    /// As root, systemd's own socket (`/run/systemd/private`), as `systemctl` does: it answers without a D-Bus daemon
+    /// (hosts and containers without dbus). Nil when it cannot be used; the caller then tries the system bus.
+    private static func openPrivate() -> OpaquePointer? {
+        var bus: OpaquePointer? = nil
+        guard sd_bus_new(&bus) >= 0, let bus else { return nil }
+        guard sd_bus_set_address(bus, "unix:path=/run/systemd/private") >= 0, sd_bus_start(bus) >= 0 else {
+            sd_bus_flush_close_unref(bus)
+            return nil
+        }
+        return bus
     }
 
     /// A failure from a property read: its errno, and systemd's message when the reply was a D-Bus error.

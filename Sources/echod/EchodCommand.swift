@@ -5,14 +5,15 @@ import EchodSystem
 import FoundationEssentials
 
 /// The command line, and nothing else: every subcommand parses its options and calls the layer that does the work
-/// (`run`: EchodDaemon; `check-config`: EchodConfig; `probe`: EchodProbe; `bench`: EchodBench).
+/// (`run`: EchodDaemon; `check-config`: EchodConfig; `probe`: EchodProbe; `bench`: EchodBench; `stop-hook`:
+/// EchodDaemon).
 @main
 struct Echod: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "echod",
         abstract: "A TCP echo server daemon (RFC 862) for Linux, on its own epoll event loop.",
         version: Daemon.version,
-        subcommands: [Run.self, CheckConfig.self, ProbeCommand.self, BenchCommand.self],
+        subcommands: [Run.self, CheckConfig.self, ProbeCommand.self, BenchCommand.self, StopHook.self],
         defaultSubcommand: Run.self)
 }
 
@@ -99,6 +100,21 @@ extension Echod {
                 writeStderr("configuration invalid: \(error.problems.count) problem(s)\n")
                 throw ExitCode(1)
             }
+        }
+    }
+}
+
+extension Echod {
+    struct StopHook: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "stop-hook",
+            abstract:
+                "For the unit's ExecStop=+ (as root): ask systemd whether this stop is a restart and leave the answer in $RUNTIME_DIRECTORY/stop-job, so that echod hands its connections over at a restart and drains them at a stop (restart.keep_connections)."
+        )
+
+        func run() throws {
+            let status = Daemon.stopHook(environment: ProcessInfo.processInfo.environment)
+            if status != 0 { throw ExitCode(status) }
         }
     }
 }
