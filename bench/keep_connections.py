@@ -36,16 +36,17 @@ DROP_IN = "/etc/systemd/system/echod.service.d/keep.conf"
 
 def set_keeping(c: Container, on: bool) -> None:
     # Many restarts in a row: without StartLimitIntervalSec=0 systemd refuses the sixth within 10 s.
+    value = "true" if on else "false"
     c.write(
-        DROP_IN,
-        f"[Unit]\nStartLimitIntervalSec=0\n[Service]\nEnvironment=ECHOD_RESTART_KEEP_CONNECTIONS={'true' if on else 'false'}\n",
+        DROP_IN, f"[Unit]\nStartLimitIntervalSec=0\n[Service]\nEnvironment=ECHOD_RESTART_KEEP_CONNECTIONS={value}\n"
     )
     c.run("systemctl", "daemon-reload", check=True)
     c.run("systemctl", "restart", "echod", check=True)
 
 
 def bench(c: Container, *args: str) -> float:
-    r = c.run("/opt/echod/echod", "bench", f"127.0.0.1:{PORT}", "--duration", "2s", "--warmup", "300ms", "--json", *args)
+    target = f"127.0.0.1:{PORT}"
+    r = c.run("/opt/echod/echod", "bench", target, "--duration", "2s", "--warmup", "300ms", "--json", *args)
     if r.returncode != 0:
         raise RuntimeError(f"echod bench {args}: {r.returncode}\n{r.stdout}\n{r.stderr}")
     return float(json.loads(r.stdout)["ops_per_s"])
@@ -188,10 +189,12 @@ def main() -> int:
         result["restart_gap"] = restart_gaps(c, connections=200, restarts=args.restarts)
     for key in ("pingpong_c50", "connect_c10"):
         r = result[key]
-        print(f"{key}: on {r['on']:.0f}/s, off {r['off']:.0f}/s, ratio {r['ratio_on_off']:.3f} (median of {args.rounds})")
+        ratio = r["ratio_on_off"]
+        print(f"{key}: on {r['on']:.0f}/s, off {r['off']:.0f}/s, ratio {ratio:.3f} (median of {args.rounds})")
     print(
-        f"per long-lived connection: echod {per_connection['echod_us']:.1f} us, systemd {per_connection['systemd_us']:.1f} us "
-        "of CPU (open, store, close, remove; 10 ms tick resolution over 1,000 connections)"
+        f"per long-lived connection: echod {per_connection['echod_us']:.1f} us, "
+        f"systemd {per_connection['systemd_us']:.1f} us of CPU "
+        "(open, store, close, remove; 10 ms tick resolution over 1,000 connections)"
     )
     g = result["restart_gap"]
     print(
