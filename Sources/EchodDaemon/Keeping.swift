@@ -89,8 +89,9 @@ extension Daemon {
                     metadata: ["file_descriptor_store_max": .stringConvertible(max), "needed": .stringConvertible(needed)])
             }
         case .failure(let error):
+            // The usual case under the shipped unit: a DynamicUser= service cannot use the system bus (StopJobNote).
             logger.info(
-                "cannot ask systemd for FileDescriptorStoreMax=; keeping connections as if the unit has a store",
+                "cannot ask systemd for FileDescriptorStoreMax= (the system bus does not answer this service): assuming the unit keeps a store",
                 metadata: ["error": .stringConvertible(error)])
         }
         return true

@@ -108,7 +108,9 @@ extension EchoService {
         var io = self.io
         for fd in 0...highestFD where table[fd].pointee.isOpen {
             let c = table[fd]
-            if !c.pointee.pending.isEmpty, case .bytes(let n) = io.write(fd, from: c.pointee.pending.readable, count: c.pointee.pending.count) {
+            // While a PROXY header is incomplete, the pending bytes are its start: input, never sent.
+            if !c.pointee.pending.isEmpty, !c.pointee.flags.contains(.awaitingHeader),
+                case .bytes(let n) = io.write(fd, from: c.pointee.pending.readable, count: c.pointee.pending.count) {
                 c.pointee.bytesOut &+= UInt64(n)
                 stats.bytesOut.add(UInt64(n))
                 c.pointee.pending.consumed(n)

@@ -10,8 +10,7 @@ The recipe of shared/notes/real-systemd.md, as a context manager:
   with a tmpfs overlay (`--volatile=overlay`): writes inside vanish at exit.
 - A cgroup of its own (there is no host systemd to make a scope), removed at exit.
 - A private network (`--private-network`): its own loopback only, so nothing binds the machine's real ports.
-- A minimal boot target of our own (sysinit.target only), not the image's default target; `dbus=True` adds
-  dbus.socket to it, for a program under test that talks to systemd over the system bus.
+- A minimal boot target of our own (sysinit.target only), not the image's default target.
 - Units from `units` appear in /etc/systemd/system.attached (in systemd's search path); other directories are
   bound read-only where `binds` says.
 - `run()` goes in through nsenter; `connect()` creates sockets from a thread that joined the container's network
@@ -46,9 +45,6 @@ Requires=sysinit.target
 After=sysinit.target
 AllowIsolate=yes
 """
-DBUS_TEXT = """Requires=dbus.socket
-After=dbus.socket
-"""
 CLONE_NEWNET = 0x40000000
 
 
@@ -61,15 +57,9 @@ def cgroup_hierarchies() -> list[Path]:
 
 class Container:
     def __init__(
-        self,
-        units: Path,
-        binds: dict[str, Path] | None = None,
-        name: str | None = None,
-        boot_timeout: float = 30.0,
-        dbus: bool = False,
+        self, units: Path, binds: dict[str, Path] | None = None, name: str | None = None, boot_timeout: float = 30.0
     ):
         self.name = name or f"echod-e2e-{uuid.uuid4().hex[:8]}"
-        self.dbus = dbus
         self.units = Path(units)
         self.binds = {k: Path(v) for k, v in (binds or {}).items()}
         self.boot_timeout = boot_timeout
@@ -129,7 +119,7 @@ class Container:
         self.work = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
         root = self.work / "root"
         root.mkdir()
-        (self.units / BOOT_TARGET).write_text(BOOT_TARGET_TEXT + (DBUS_TEXT if self.dbus else ""))
+        (self.units / BOOT_TARGET).write_text(BOOT_TARGET_TEXT)
         for hierarchy in cgroup_hierarchies():
             group = hierarchy / self.name
             group.mkdir()

@@ -12,10 +12,14 @@ test_fd_store.py's; here its state is written by hand in the format HandoverStat
 import array
 import fcntl
 import os
+import random
+import re
+import signal
 import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -86,15 +90,26 @@ class FakeStore:
 class Instance:
     """One echod under the stand-in: NOTIFY_SOCKET, and the store's fds passed as systemd passes them."""
 
-    def __init__(self, store: FakeStore, directory: Path, port: int, threads: int = 2, keep: str = "true", extra=()):
+    def __init__(
+        self,
+        store: FakeStore,
+        directory: Path,
+        port: int | None,
+        threads: int = 2,
+        keep: str = "true",
+        extra=(),
+        env=None,
+    ):
+        """port None: the listeners are the configuration's (in `extra`)."""
         since = len(store.messages)
         self.log_path = directory / f"echod-{time.monotonic_ns()}.log"
         names = list(store.fds)
         fds = [store.fds[n] for n in names]
+        env_extra = env
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_"))
         }
-        env.update(NOTIFY_SOCKET=str(store.path), ECHOD_RESTART_KEEP_CONNECTIONS=keep)
+        env.update(NOTIFY_SOCKET=str(store.path), ECHOD_RESTART_KEEP_CONNECTIONS=keep, **(env_extra or {}))
         if fds:
             env.update(LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=":".join(names))
 
@@ -105,7 +120,8 @@ class Instance:
                 os.dup2(fd, 3 + i)
 
         # LISTEN_PID must be echod's own pid: sh knows it ($$) and execs echod in its place.
-        cmd = ["sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', echod_binary(), "--listen", f"127.0.0.1:{port}"]
+        cmd = ["sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', echod_binary()]
+        cmd += ["--listen", f"127.0.0.1:{port}"] if port is not None else []
         cmd += ["--threads", str(threads), *extra]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
@@ -367,3 +383,76 @@ def test_without_systemd_keeping_says_so_once(start_echod, port):
     assert log.count("not started by systemd (no NOTIFY_SOCKET)") == 1, log
     assert echoes(socket.create_connection(("127.0.0.1", port), timeout=5), b"plain")
     assert e.stop() == 0
+
+
+def recv_until(sock: socket.socket, count: int, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_an_orderly_handover_carries_each_connections_state(store, instances):
+    """SIGTERM of a restart (the stop hook's note says so) hands every connection over with its state: bytes a slow
+    reader has not taken yet, a PROXY header half sent, the client a header named, a line half prefixed."""
+    fake, directory = store
+    plain, proxied = free_port(), free_port()
+    config = directory / "handover.yaml"
+    config.write_text(
+        f"listen:\n  - 127.0.0.1:{plain}\n  - address: 127.0.0.1:{proxied}\n    proxy_protocol: v1\n"
+        "    proxy_protocol_from: [127.0.0.1/32]\n    tag: prefix\n    tag_text: T\n"
+    )
+    runtime = directory / "run"
+    runtime.mkdir()
+    env = {"RUNTIME_DIRECTORY": str(runtime)}
+    first = instances(None, threads=1, extra=("--config", str(config)), env=env)
+
+    # A reader that does not read, with a small window: its echo backs up into echod's pending buffer.
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    slow.settimeout(5)
+    slow.connect(("127.0.0.1", plain))
+    stream = random.Random(14).randbytes(2 << 20)
+    sender = threading.Thread(target=slow.sendall, args=(stream,))
+    sender.start()
+    prefixed = socket.create_connection(("127.0.0.1", proxied), timeout=5)
+    prefixed.sendall(b"PROXY TCP4 10.1.2.3 10.0.0.1 5555 9000\r\nhello wor")
+    assert recv_until(prefixed, 11) == b"T hello wor"
+    half = socket.create_connection(("127.0.0.1", proxied), timeout=5)
+    half.sendall(b"PROXY TCP4 10.9.9.9 ")
+    assert fake.wait_for(lambda: len(fake.connections()) == 3)
+    time.sleep(0.5)  # the slow reader's echo backs up into echod's pending buffer
+
+    (runtime / "stop-job").write_text("restart\n")
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(timeout=10) == 0, first.log()
+    log = first.log()
+    assert "restart queued: handing connections over" in log, log
+    pending = re.search(r"handed connections over.*pending_bytes=(\d+)", log)
+    assert pending and int(pending.group(1)) > 0, f"nothing was pending: the test proves less than it says\n{log}"
+    assert "connection closed" not in log, log
+    assert fake.wait_for(lambda: "echod-state" in fake.fds), list(fake.fds)
+
+    second = instances(None, threads=2, extra=("--config", str(config)), env=env)
+    assert "with_state=3" in second.wait_log("taking over connections"), second.log()
+    # Mid-line: the rest of the line comes back without a prefix, the next line with one.
+    prefixed.sendall(b"ld\nnext\n")
+    assert recv_until(prefixed, 10) == b"ld\nT next\n"
+    # The header half sent before the restart is completed after it.
+    half.sendall(b"10.0.0.1 6666 9000\r\nhi\n")
+    assert recv_until(half, 5) == b"T hi\n"
+    # Every byte of the slow reader's stream, in order, though part of it was in the first echod's memory.
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    received = recv_until(slow, len(stream), timeout=20)
+    sender.join(timeout=10)
+    assert received == stream, f"{len(received)} of {len(stream)} bytes, first difference at " + str(
+        next((i for i, (a, b) in enumerate(zip(received, stream, strict=False)) if a != b), len(received))
+    )
+    for s in (slow, prefixed, half):
+        s.close()
+    log = second.wait_log("peer=10.9.9.9:6666")
+    assert "peer=10.1.2.3:5555" in second.wait_log("peer=10.1.2.3:5555"), log
