@@ -110,7 +110,8 @@ extension EchoService {
             let c = table[fd]
             // While a PROXY header is incomplete, the pending bytes are its start: input, never sent.
             if !c.pointee.pending.isEmpty, !c.pointee.flags.contains(.awaitingHeader),
-                case .bytes(let n) = io.write(fd, from: c.pointee.pending.readable, count: c.pointee.pending.count) {
+                case .bytes(let n) = io.write(fd, from: c.pointee.pending.readable, count: c.pointee.pending.count)
+            {
                 c.pointee.bytesOut &+= UInt64(n)
                 stats.bytesOut.add(UInt64(n))
                 c.pointee.pending.consumed(n)
