@@ -77,6 +77,10 @@ package struct Connection {
         package static let kept = Flags(rawValue: 1 << 13)
         /// Queued to be put in keeping (``EchoService/takeConnectionsToKeep(_:)``), not yet kept.
         package static let keepQueued = Flags(rawValue: 1 << 14)
+        /// Another process may hold this socket too (systemd's fd store, now or until it handles a removal): its
+        /// epoll registration outlives our close(2), which removes it only with the last descriptor of the socket, and
+        /// a socket that closes stays ready forever there. It is taken out of the epoll set explicitly first.
+        package static let shared = Flags(rawValue: 1 << 15)
 
         /// What a handover carries to the next instance: the connection's state, not this loop's bookkeeping
         /// (epoll interest, the pause, the per-IP count and keeping are worked out again where it lands).

@@ -52,7 +52,7 @@ extension EchoService {
             if c.pointee.isOpen && c.pointee.flags.contains(.keepQueued) {
                 guard keep(fd) else { break }
                 c.pointee.flags.remove(.keepQueued)
-                c.pointee.flags.insert(.kept)
+                c.pointee.flags.insert([.kept, .shared])
             }
             taken += 1
         }
@@ -168,7 +168,7 @@ extension EchoService {
         let policy = policies[Int(index)]
         var connection = Connection(peer: peer, openedAt: Syscall.monotonicNanoseconds(), tick: tick)
         connection.policy = index
-        connection.flags = kept ? [.open, .announced, .kept] : [.open, .announced]
+        connection.flags = kept ? [.open, .announced, .kept, .shared] : [.open, .announced, .shared]
         if let snapshot {
             connection.flags.formUnion(Connection.Flags(rawValue: snapshot.flags).intersection(.handedOver))
             connection.bytesIn = snapshot.bytesIn

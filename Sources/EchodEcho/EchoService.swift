@@ -366,7 +366,7 @@ package final class EchoService: EventHandler, @unchecked Sendable {
         let c = table[fd]
         guard c.pointee.isOpen else { return }
         machine.pointee.release(&c.pointee)
-        loop.deregister(fd: fd, willClose: true)
+        loop.deregister(fd: fd, willClose: !c.pointee.flags.contains(.shared))
         if c.pointee.flags.contains(.kept) { releaseKept(fd: fd) }
         Syscall.close(fd)
         let record = c.pointee

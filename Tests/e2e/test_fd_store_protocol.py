@@ -237,6 +237,30 @@ def test_a_closed_connection_leaves_the_store_and_its_peer_sees_eof(store, insta
     assert {"FDSTOREREMOVE": "1", "FDNAME": name} in fake.messages
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_closed_connection_the_store_still_holds_does_not_keep_the_loop_busy(store, instances):
+    """epoll drops a registration only with the last descriptor of a socket: a kept connection closed with close(2)
+    alone would stay in the loop's epoll set, ready (shut down) on every turn, while the store holds its copy."""
+    fake, _ = store
+    port = free_port()
+    echod = instances(port, threads=1)
+    clients = connect(port, 20)
+    assert fake.wait_for(lambda: len(fake.connections()) == 20)
+    for c in clients:
+        c.close()
+    # The store keeps its copies (nothing is pumped) while echod closes its own.
+    time.sleep(0.3)
+    before = cpu_seconds(echod.proc.pid)
+    time.sleep(2.0)
+    busy = cpu_seconds(echod.proc.pid) - before
+    assert busy < 0.5, f"echod used {busy:.2f} s of CPU in 2 s with nothing to do"
+    assert fake.wait_for(lambda: not fake.connections()), list(fake.fds)
+
+
 def test_a_crash_restart_takes_every_connection_over_on_any_number_of_loops(store, instances):
     fake, _ = store
     port = free_port()
