@@ -167,7 +167,7 @@ let package = Package(
         .testTarget(name: "EchodEventLoopTests", dependencies: ["EchodEventLoop", "EchodSystem", "EchodTestSupport"]),
         .testTarget(name: "EchodTextTests", dependencies: ["EchodText"]),
         .testTarget(name: "EchodProxyProtocolTests", dependencies: ["EchodProxyProtocol", "EchodText", "EchodTestSupport"]),
-        .testTarget(name: "EchodSystemTests", dependencies: ["EchodSystem"]),
+        .testTarget(name: "EchodSystemTests", dependencies: ["EchodSystem", "EchodTestSupport"]),
         .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop", "EchodProxyProtocol", "EchodSystem"]),
         .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodText", "EchodTestSupport"]),
         .testTarget(

@@ -159,10 +159,7 @@ def main() -> int:
         shutil.copy(REPO / "deploy" / name, units / name)
     result: dict = {"echod": str(binary), "date": time.strftime("%Y-%m-%d")}
     with Container(units=units, binds={"/opt/echod": binary.parent}) as c:
-        link = c.path("/usr/local/bin/echod")
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.unlink(missing_ok=True)
-        link.symlink_to(f"/opt/echod/{binary.name}")
+        c.symlink("/usr/local/bin/echod", f"/opt/echod/{binary.name}")
         c.write("/etc/echod/echod.yaml", f"listen: ['127.0.0.1:{PORT}']\nthreads: 1\n")
         c.run("systemctl", "daemon-reload", check=True)
         c.run("systemctl", "start", "echod", check=True)

@@ -314,40 +314,9 @@ private final class FakeNotifySocket {
         socket = try TestSocket.unixDatagram(boundTo: address)
     }
 
-    /// The next queued message, nil when none is queued. The CMSG_* macros are not imported into Swift; on Linux a
-    /// `cmsghdr` is `size_t len, int level, int type`, then the data.
+    /// The next queued message with its descriptors, nil when none is queued.
     func receive() -> (text: String, descriptors: [Int32])? {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        var control = [UInt8](repeating: 0, count: 256)
-        let (received, controlLength): (Int, Int) = buffer.withUnsafeMutableBytes { data in
-            control.withUnsafeMutableBytes { control in
-                var iov = iovec(iov_base: data.baseAddress, iov_len: data.count)
-                return withUnsafeMutablePointer(to: &iov) { iov in
-                    var message = msghdr()
-                    message.msg_iov = iov
-                    message.msg_iovlen = 1
-                    message.msg_control = control.baseAddress
-                    message.msg_controllen = control.count
-                    let n = recvmsg(socket.fd, &message, Int32(MSG_DONTWAIT) | Int32(MSG_CMSG_CLOEXEC))
-                    return (n, Int(message.msg_controllen))
-                }
-            }
-        }
-        guard received >= 0 else { return nil }
-        let text = String(decoding: buffer[..<received], as: UTF8.self)
-        let header = MemoryLayout<Int>.size + 2 * MemoryLayout<Int32>.size
-        guard controlLength >= header else { return (text, []) }
-        let (length, level, type) = control.withUnsafeBytes {
-            (
-                $0.load(as: Int.self), $0.load(fromByteOffset: MemoryLayout<Int>.size, as: Int32.self),
-                $0.load(fromByteOffset: MemoryLayout<Int>.size + 4, as: Int32.self)
-            )
-        }
-        guard level == SOL_SOCKET, type == Int32(SCM_RIGHTS) else { return (text, []) }
-        let descriptors = (0..<(length - header) / 4).map { i in
-            control.withUnsafeBytes { $0.load(fromByteOffset: header + i * 4, as: Int32.self) }
-        }
-        return (text, descriptors)
+        receiveWithRights(socket.fd)
     }
 }
 

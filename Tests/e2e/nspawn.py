@@ -292,6 +292,14 @@ class Container:
         """A path inside the container, as seen from here (through /proc/PID1/root; writes land in the overlay)."""
         return Path(f"/proc/{self.pid1}/root") / inside.lstrip("/")
 
+    def symlink(self, inside: str, target: str):
+        """Makes `inside` (e.g. the unit's ExecStart= path) a symbolic link to `target`, replacing what is there."""
+        link = self.path(inside)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.exists() or link.is_symlink():
+            link.unlink()
+        link.symlink_to(target)
+
     def write(self, inside: str, text: str, mode: int = 0o644):
         target = self.path(inside)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -253,11 +253,7 @@ def box(tmp_path_factory):
 
 def point_echod_at(box, target: str):
     """/usr/local/bin/echod (the unit's ExecStart=) -> target."""
-    link = box.path("/usr/local/bin/echod")
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if link.exists() or link.is_symlink():
-        link.unlink()
-    link.symlink_to(target)
+    box.symlink("/usr/local/bin/echod", target)
 
 
 @pytest.fixture

@@ -49,11 +49,7 @@ def box(tmp_path_factory):
     for name in ("echod.service", "echod.socket"):
         shutil.copy(DEPLOY / name, units / name)
     with Container(units=units, binds={"/opt/echod": binary.parent}) as c:
-        link = c.path("/usr/local/bin/echod")
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.exists() or link.is_symlink():
-            link.unlink()
-        link.symlink_to(f"/opt/echod/{binary.name}")
+        c.symlink("/usr/local/bin/echod", f"/opt/echod/{binary.name}")
         c.run("systemctl", "daemon-reload", check=True)
         yield c
 
