@@ -24,15 +24,16 @@ package struct EchoMachine {
 
     /// - Parameters:
     ///   - readBufferSize: the loop's shared read buffer (one per loop, not per connection), and so the most
-    ///     one read takes and one write sends back. 64 KiB, as the C reference server reads. 256 KiB was tried:
-    ///     fewer system calls per bulk message (about 1.8 against 3.0) and less server CPU, but streaming
-    ///     throughput fell to about 0.9x the C server's in every interleaved A/B on the bench VM (st64k-c10,
-    ///     3 x 16-24 runs), because the peer then gets the echo in 256 KiB gulps and its own copy-out of them
-    ///     (`_copy_to_iter`, over half of the client's profile) ran about twice as slow per byte, out of cache.
-    ///     A user's client is the figure they measure, so echod hands the echo back at most 64 KiB per write,
-    ///     as the C server does. Reads are still capped at `maxPending`.
+    ///     one read takes and one write sends back (reads are also capped at `maxPending`). 256 KiB, as the race's C
+    ///     epoll reference reads: a bulk client's data then costs fewer reads and writes. Measured against that
+    ///     reference (`bench/run.py --only c-epoll,echod-1 --workloads st64k-c10 --repeats 16`, three interleaved
+    ///     runs per size, quiet machine): server CPU per message 1.04-1.12x the reference's with 256 KiB against
+    ///     1.29-1.38x with 64 KiB, throughput 0.80-0.99x against 0.66-0.96x; pingpong at 1, 50 and 1,000 connections
+    ///     unchanged. (Against the reference's earlier 64 KiB reads, 256 KiB had streamed slower: the peer then gets
+    ///     the echo in 256 KiB gulps, which its own copy-out handled worse; the honest reference now does the same.)
+    ///     Untouched pages of the buffer cost no memory, and an idle connection holds none of it.
     ///   - maxPending: the per-connection bound on echo data not yet written back.
-    package init(readBufferSize: Int = 64 * 1024, maxPending: Int) {
+    package init(readBufferSize: Int = 256 * 1024, maxPending: Int) {
         self.readBufferSize = readBufferSize
         self.readBuffer = .allocate(byteCount: readBufferSize, alignment: 64)
         self.pool = BufferPool(bufferSize: maxPending)
