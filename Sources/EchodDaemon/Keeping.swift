@@ -11,11 +11,12 @@ import Logging
 /// - While serving, every loop puts its connections in the store, each under a name of its own
 ///   (``FDStoreName``), and takes them out when it closes them (``Worker+Keeping.swift``); the listeners echod bound
 ///   itself go in too, so that new clients wait in the backlog during a restart instead of being refused.
-/// - SIGTERM: echod asks systemd (D-Bus) whether a restart of its unit is queued. If so (`systemctl restart`, a
-///   package upgrade's restart), or if the bus cannot answer (``restartQueued()`` says why that guess), it hands over: no more accepting, each connection's pending echo written as far as
-///   the peer takes it, every connection's state (``ConnectionSnapshot``) written to a sealed memfd stored as
-///   `echod-state`, and exit without closing anything the store holds. Any other answer (`systemctl stop`, no job)
-///   drains as without this feature: the store is dropped with the stopped unit.
+/// - SIGTERM: is a restart of the unit queued? The unit's stop hook (`echod stop-hook`, ``StopJobNote``) has asked
+///   systemd just before; without its note echod asks the bus itself, and when nothing answers it guesses yes
+///   (``restartQueued()`` says why). At a restart it hands over: no more accepting, each connection's pending echo
+///   written as far as the peer takes it, every connection's state (``ConnectionSnapshot``) written to a sealed memfd
+///   stored as `echod-state`, and exit without closing anything the store holds. At a stop (or a SIGTERM with no job)
+///   it drains as without this feature: the store is dropped with the stopped unit.
 /// - Start-up: the store comes back with the sockets of `sd_listen_fds_with_names`. Every fd is checked (a connected
 ///   stream socket whose inode is the one its name says, a listening socket, a memfd) and anything else is closed,
 ///   logged and taken out of the store. Connections are spread over the loops round robin (the number of loops may
@@ -29,8 +30,6 @@ struct Keeping {
     var active = false
     /// A handover has begun: closing listeners must leave them in the store.
     var handingOver = false
-    /// What start-up found in the store, per loop, until the loops take it over.
-    var takeOvers: [[TakeOver]] = []
 }
 
 /// A connection from the store, for one loop to take over.
