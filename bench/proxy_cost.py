@@ -27,6 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from race.procs import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -40,12 +43,6 @@ def find_echod(explicit):
         if candidate and os.access(candidate, os.X_OK):
             return str(candidate)
     sys.exit("proxy_cost: no echod binary: build it (make release) or give --echod PATH")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config_text(plain, proxied, version, plain_only):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from race.procfs import cpu_seconds, fd_count, is_alive, memory_kb
+from race.procs import free_port
 
 RSS_TOLERANCE = 0.10
 RSS_SLACK_KB = 2048
@@ -38,12 +39,6 @@ LOADS = [
     ["--mode", "stream", "--connections", "4", "--size", "16KiB"],
     ["--mode", "connect", "--connections", "2", "--size", "64"],
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 10) -> None:

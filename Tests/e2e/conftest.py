@@ -32,11 +32,20 @@ def sanitizer_setenv() -> list[str]:
     return [f"--setenv={name}" for name in names if name in os.environ]
 
 
-def free_port(family=socket.AF_INET) -> int:
-    """A port that was free a moment ago on loopback (bound and released by the kernel's choice)."""
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
-        return s.getsockname()[1]
+_handed_out: set[tuple[int, int]] = set()
+
+
+def free_port(family=socket.AF_INET, kind=socket.SOCK_STREAM) -> int:
+    """A port that was free a moment ago on loopback (bound and released by the kernel's choice), and never handed
+    out before in this run: a test asking for two ports (echo and admin, say) before binding either must get two,
+    and the kernel, once a port is released, may choose it again."""
+    while True:
+        with socket.socket(family, kind) as s:
+            s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if (kind, port) not in _handed_out:
+            _handed_out.add((kind, port))
+            return port
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0, proc=None) -> None:

@@ -18,6 +18,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -87,6 +88,23 @@ class FakeStore:
         self.sock.close()
 
 
+# argv: the fds to hand over (comma-separated, in order), then echod's command line. Moves them to 3, 4, ... by way
+# of copies above that range (a target may be another source's number), closes every other copy, sets LISTEN_PID to
+# its own pid and execs echod, which keeps that pid.
+LAUNCHER = """
+import fcntl, os, sys
+sources = [int(f) for f in sys.argv[1].split(",") if f]
+high = [fcntl.fcntl(f, fcntl.F_DUPFD, 3 + len(sources)) for f in sources]
+for f in sources:
+    os.close(f)
+for i, f in enumerate(high):
+    os.dup2(f, 3 + i)
+    os.close(f)
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 class Instance:
     """One echod under the stand-in: NOTIFY_SOCKET, and the store's fds passed as systemd passes them."""
 
@@ -113,14 +131,11 @@ class Instance:
         if fds:
             env.update(LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=":".join(names))
 
-        def hand_over_fds():
-            # Out of the way first, then to 3, 4, ...: a target may be another source's number.
-            high = [os.dup(fd) for fd in fds]
-            for i, fd in enumerate(high):
-                os.dup2(fd, 3 + i)
-
-        # LISTEN_PID must be echod's own pid: sh knows it ($$) and execs echod in its place.
-        cmd = ["sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', echod_binary()]
+        # As systemd does: the store's fds at 3, 4, ... and LISTEN_PID set to echod's own pid. A small Python
+        # launcher moves them there and execs echod in its own place (so the pid is echod's). It gets the fds at
+        # the numbers they have here: pass_fds must name open fds only (Popen fails with EBADF on a closed one), and
+        # a preexec_fn moving fds onto 3, 4, ... could land on one Popen itself still uses in the child.
+        cmd = [sys.executable, "-c", LAUNCHER, ",".join(map(str, fds)), echod_binary()]
         cmd += ["--listen", f"127.0.0.1:{port}"] if port is not None else []
         cmd += ["--threads", str(threads), *extra]
         with open(self.log_path, "wb") as log:
@@ -130,8 +145,7 @@ class Instance:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
-                preexec_fn=hand_over_fds,
-                pass_fds=range(3, 3 + len(fds)),
+                pass_fds=fds,
             )
         self.store = store
         assert store.wait_for(lambda: any(m.get("READY") == "1" for m in store.messages[since:]), 10), self.log()

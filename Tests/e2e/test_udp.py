@@ -20,9 +20,7 @@ LISTED_PORTS = (0, 7, 13, 17, 19, 37, 53, 123, 161, 1900, 11211, 69, 111, 137, 3
 
 
 def free_udp_port(family=socket.AF_INET) -> int:
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port(family, socket.SOCK_DGRAM)
 
 
 def has_ipv6() -> bool:

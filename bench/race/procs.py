@@ -73,11 +73,20 @@ def send_signal(pid: int, sig: int) -> None:
         pass
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port that was free a moment ago (bound and released by the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that was free a moment ago (bound and released by the kernel's choice), and never handed out
+    before by this process: two ports asked for before either is bound must differ, and the kernel may choose a
+    released port again."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_listening(port: int, proc: subprocess.Popen, timeout: float) -> bool:
