@@ -14,8 +14,9 @@
 //     ├─ EchodProbe (health-check client: one connection at a time, waited on with poll; no event loop)
 //     └─ EchodBench (load generator on the event loop)
 //
-//   EchodEventLoop  (epoll reactor: fds, timers, signals, wakeups; knows nothing of echo), used by Echo, Admin,
-//                   Bench and the daemon
+//   EchodEventLoop  (epoll reactor: fds, timers, signals, wakeups; knows nothing of echo; optionally on io_uring
+//                   (CEchodUring, liburing) with completions for the data path), used by Echo, Admin, Bench and
+//                   the daemon
 //   EchodSystem     (the syscall layer: every kernel call, IOError, EINTR handled once, sockets, the monotonic
 //                   clock, threads, name resolution, the rate limiter), under everything above; on CEchodLinux
 //   EchodText       (what users type and read: durations, sizes, HOST:PORT, escaping, numbers), pure Swift
@@ -59,9 +60,14 @@ let package = Package(
             name: "EchodSystem",
             dependencies: ["CEchodLinux"]
         ),
+        // io_uring through liburing (Debian liburing-dev): the loop's optional completion-based backend.
+        .target(
+            name: "CEchodUring",
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
         .target(
             name: "EchodEventLoop",
-            dependencies: ["CEchodLinux", "EchodSystem"]
+            dependencies: ["CEchodLinux", "CEchodUring", "EchodSystem"]
         ),
         .target(
             name: "EchodEcho",

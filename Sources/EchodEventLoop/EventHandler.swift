@@ -1,4 +1,5 @@
 import CEchodLinux
+import CEchodUring
 
 /// Receives readiness events for the descriptors it registered with an `EventLoop`.
 ///
@@ -13,6 +14,24 @@ open class EventHandler {
 
     /// Called on the loop thread with the `epoll` event bits (`EPOLLIN`, `EPOLLOUT`, `EPOLLERR`, `EPOLLHUP`, …).
     open func handleEvent(fd: Int32, events: UInt32) {}
+
+    /// With the io_uring backend, called on the loop thread for each completion of a request the handler submitted
+    /// on an attached `fd`: its `operation` code, the kernel's result (bytes, a descriptor, or a negative errno)
+    /// and the completion flags (``Completion``).
+    open func handleCompletion(fd: Int32, operation: UInt8, result: Int32, flags: UInt32) {}
+}
+
+/// Reading a completion's flags.
+package enum Completion {
+    /// More completions of this multishot request follow; without it, the request has ended.
+    @inline(__always)
+    package static func hasMore(_ flags: UInt32) -> Bool { flags & ECHOD_CQE_F_MORE != 0 }
+
+    /// The provided buffer the kernel filled, if it used one.
+    @inline(__always)
+    package static func buffer(_ flags: UInt32) -> UInt16? {
+        flags & ECHOD_CQE_F_BUFFER != 0 ? UInt16(truncatingIfNeeded: flags >> ECHOD_CQE_BUFFER_SHIFT) : nil
+    }
 }
 
 /// Which readiness a registration asks for.

@@ -1,4 +1,5 @@
 import CEchodLinux
+import CEchodUring
 import EchodSystem
 import Glibc
 import Synchronization
@@ -6,6 +7,12 @@ import Synchronization
 /// An epoll reactor for one thread, in the spirit of Redis's `ae`: a flat table of registrations indexed by fd,
 /// one `epoll_wait` per turn into an events array reused forever, and everything else — timers, signals,
 /// cross-thread wakeups — as descriptors on the same epoll.
+///
+/// With the io_uring backend (``IOBackend``) the loop waits in `io_uring_enter` instead: the epoll set is still
+/// there for every readiness handler, watched by a multishot poll on the ring, and handlers that `attach` a
+/// descriptor instead of registering it get completions (`EventHandler/handleCompletion`) for the requests they
+/// submit through the loop (receives into the loop's provided buffers, sends, cancels). One submit-and-wait per
+/// turn hands the kernel every request the last turn prepared.
 ///
 /// Thread confinement: `register`, `modify`, `deregister` and handler callbacks happen on the loop's own thread
 /// (or before the loop runs, by the thread that sets it up). Other threads talk to the loop only through
@@ -21,6 +28,8 @@ package final class EventLoop: @unchecked Sendable {
 
     /// This loop's number (0-based), for logs and metrics.
     package let index: Int
+    /// What the loop waits on.
+    package let backend: IOBackend
     /// Counters and the heartbeat, readable from any thread.
     package let stats = LoopStats()
 
@@ -36,6 +45,18 @@ package final class EventLoop: @unchecked Sendable {
     private let queue = Mutex<[@Sendable () -> Void]>([])
     private let wakeHandler = WakeHandler()
     private var running = false
+
+    /// The io_uring backend's ring (nil with epoll), its completions array, and its provided buffers.
+    private let ring: OpaquePointer?
+    private let completions: UnsafeMutablePointer<echod_cqe>?
+    private let completionCapacity: UInt32 = 1024
+    package private(set) var buffers: ProvidedBuffers?
+    /// Sends prepared this turn: the next wait is for their completions and one more (see `runRing`).
+    private var sendsPrepared: UInt32 = 0
+    /// Whether the epoll set may hold events not yet taken: after a turn that took some, until a look finds none.
+    /// The ring's poll on the epoll descriptor reports new readiness only, not a level-triggered descriptor still
+    /// ready (a listener with connections left after a batch), so the loop looks again before it sleeps.
+    private var epollMayHaveMore = true
     /// `pthread_self()` of the thread inside `run()`, 0 while none is: read from any thread by `inLoopThread`.
     private let ownerThread = Atomic<UInt>(0)
 
@@ -48,9 +69,31 @@ package final class EventLoop: @unchecked Sendable {
     /// timerfd is armed once and costs four events a second.
     package static let maximumSleepMilliseconds: Int32 = 250
 
-    package init(index: Int = 0) throws(IOError) {
+    /// The ring's sizes with the io_uring backend: submission slots (a full queue is submitted early, never lost) and
+    /// completion slots (room for a turn of many connections' receives and sends).
+    static let ringEntries: UInt32 = 4096
+    static let ringCompletions: UInt32 = 16384
+
+    package init(index: Int = 0, backend: IOBackend = .epoll) throws(IOError) {
         self.index = index
-        epollFD = try Syscall.epollCreate()
+        self.backend = backend
+        if backend == .ioUring {
+            var made: OpaquePointer? = nil
+            let result = echod_uring_create(Self.ringEntries, Self.ringCompletions, &made)
+            guard result == 0, let made else { throw IOError("io_uring_setup", errno: -result) }
+            ring = made
+            completions = .allocate(capacity: Int(completionCapacity))
+        } else {
+            ring = nil
+            completions = nil
+        }
+        do {
+            epollFD = try Syscall.epollCreate()
+        } catch {
+            if let ring { echod_uring_destroy(ring) }
+            completions?.deallocate()
+            throw error
+        }
         do {
             wakeFD = try Syscall.eventFD()
         } catch {
@@ -73,6 +116,7 @@ package final class EventLoop: @unchecked Sendable {
             throw error
         }
         events = .allocate(capacity: Int(eventCapacity))
+        if let ring { echod_uring_poll_multishot(ring, epollFD, UInt32(EPOLLIN.rawValue), Self.epollPollData) }
         wakeHandler.loop = self
         try register(fd: wakeFD, interest: .read, handler: wakeHandler)
         let tick = Duration.milliseconds(Self.maximumSleepMilliseconds)
@@ -81,6 +125,10 @@ package final class EventLoop: @unchecked Sendable {
     }
 
     deinit {
+        // The ring first: tearing it down ends every request still in flight on the descriptors below.
+        if let ring { echod_uring_destroy(ring) }
+        buffers?.deallocate()
+        completions?.deallocate()
         Syscall.close(tickFD)
         Syscall.close(wakeFD)
         Syscall.close(epollFD)
@@ -95,7 +143,7 @@ package final class EventLoop: @unchecked Sendable {
         assertInLoop()
         guard slots.holds(fd) else { throw IOError("epoll_ctl", errno: EMFILE) }
         let generation = nextGeneration
-        nextGeneration = nextGeneration == UInt32.max ? 1 : nextGeneration + 1
+        nextGeneration = nextGeneration == Self.generationMask ? 1 : nextGeneration + 1
         try Syscall.epollControl(epollFD, EPOLL_CTL_ADD, fd, events: interest.rawValue, data: Self.userData(fd, generation))
         slots[fd].pointee = Slot(handler: Unmanaged.passUnretained(handler), generation: generation)
     }
@@ -128,6 +176,81 @@ package final class EventLoop: @unchecked Sendable {
         UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd))
     }
 
+    // MARK: Completions (io_uring backend, loop thread only)
+
+    /// Makes `handler` the receiver of completions for requests on `fd`, without watching it for readiness. The
+    /// descriptor is then `detach`ed, after its last request completed.
+    @inline(__always)
+    package func attach(fd: Int32, handler: EventHandler) throws(IOError) {
+        assertInLoop()
+        guard ring != nil else { preconditionFailure("attach needs the io_uring backend") }
+        guard slots.holds(fd) else { throw IOError("io_uring", errno: EMFILE) }
+        let generation = nextGeneration
+        nextGeneration = nextGeneration == Self.generationMask ? 1 : nextGeneration + 1
+        slots[fd].pointee = Slot(handler: Unmanaged.passUnretained(handler), generation: generation)
+    }
+
+    /// Ends an `attach`. Completions that still come for `fd` are discarded.
+    @inline(__always)
+    package func detach(fd: Int32) {
+        assertInLoop()
+        slots[fd].pointee = Slot(handler: nil, generation: 0)
+    }
+
+    /// Registers `count` buffers of `size` bytes with the ring, for multishot receives on this loop (one group per
+    /// loop, made by its first user). Their pages cost memory only once data has been received into them.
+    package func provideBuffers(count: Int, size: Int) throws(IOError) -> ProvidedBuffers {
+        assertInLoop()
+        if let buffers { return buffers }
+        guard let ring else { preconditionFailure("provided buffers need the io_uring backend") }
+        let made = try ProvidedBuffers(count: count, size: size)
+        let result = echod_uring_register_buffers(ring, UInt32(count), UInt32(size), made.base, ProvidedBuffers.group)
+        guard result == 0 else {
+            made.deallocate()
+            throw IOError("io_uring_register", errno: -result)
+        }
+        buffers = made
+        return made
+    }
+
+    /// Gives buffer `id` back to the kernel (from the next turn on).
+    @inline(__always)
+    package func recycleBuffer(_ id: UInt16) {
+        echod_uring_recycle_buffer(ring, id)
+    }
+
+    /// Starts a multishot receive on an attached `fd` into the provided buffers; its completions carry `operation`.
+    @inline(__always)
+    package func receiveMultishot(fd: Int32, operation: UInt8) {
+        echod_uring_recv_multishot(ring, fd, ProvidedBuffers.group, completionData(fd, operation))
+    }
+
+    /// Sends `count` bytes at `bytes` on an attached `fd` (which must stay valid until the completion).
+    @inline(__always)
+    package func send(fd: Int32, bytes: UnsafeRawPointer, count: Int, operation: UInt8) {
+        echod_uring_send(ring, fd, bytes, count, completionData(fd, operation))
+        sendsPrepared &+= 1
+    }
+
+    /// Cancels the request on `fd` whose completions carry `target`; the cancel's own completion carries
+    /// `operation`.
+    @inline(__always)
+    package func cancel(fd: Int32, target: UInt8, operation: UInt8) {
+        echod_uring_cancel(ring, completionData(fd, target), completionData(fd, operation))
+    }
+
+    /// User data of a completion for `fd`: the handler's operation code, the registration's generation (24 bits)
+    /// and the descriptor. 0 is the loop's own poll of the epoll set.
+    @inline(__always)
+    private func completionData(_ fd: Int32, _ operation: UInt8) -> UInt64 {
+        UInt64(operation) << 56 | UInt64(slots[fd].pointee.generation & Self.generationMask) << 32
+            | UInt64(UInt32(bitPattern: fd))
+    }
+
+    /// Generations fit in 24 bits so that a completion's user data also holds an operation code.
+    private static let generationMask: UInt32 = (1 << 24) - 1
+    private static let epollPollData: UInt64 = 0
+
     // MARK: Running
 
     /// Runs the loop on the calling thread until `stop()` is called.
@@ -136,16 +259,90 @@ package final class EventLoop: @unchecked Sendable {
         // Whoever runs the loop next, or tears it down after `run` returns, owns it then.
         defer { ownerThread.store(0, ordering: .relaxed) }
         running = true
+        if let ring {
+            try runRing(ring)
+        } else {
+            var turnStart = Syscall.monotonicNanoseconds()
+            while running {
+                stats.heartbeat.store(turnStart, ordering: .relaxed)
+                let count = try Syscall.epollWait(epollFD, events, eventCapacity, -1)
+                let woke = Syscall.monotonicNanoseconds()
+                dispatch(count)
+                turnStart = Syscall.monotonicNanoseconds()
+                stats.recordTurn(busy: turnStart - woke)
+            }
+        }
+        runPendingTasks()
+    }
+
+    /// The io_uring turn: publish the buffers handed back, submit what the last turn prepared and wait, then
+    /// dispatch completions (and the epoll set's events when its poll fired).
+    ///
+    /// The wait is for the completions of the sends just submitted and one more: a send to a socket with room
+    /// completes during the submission, so waiting for one completion would return at once with it and cost a
+    /// second `io_uring_enter` per round trip. A send that does not complete at once (its peer does not read)
+    /// bounds the wait with a 1 ms timeout. The idle tick on the epoll set bounds every sleep, as with epoll.
+    private func runRing(_ ring: OpaquePointer) throws(IOError) {
         var turnStart = Syscall.monotonicNanoseconds()
         while running {
             stats.heartbeat.store(turnStart, ordering: .relaxed)
-            let count = try Syscall.epollWait(epollFD, events, eventCapacity, -1)
+            if epollMayHaveMore {
+                let count = try Syscall.epollWait(epollFD, events, eventCapacity, 0)
+                epollMayHaveMore = count > 0
+                if count > 0 {
+                    dispatch(count)
+                    continue
+                }
+            }
+            echod_uring_publish_buffers(ring)
+            let wanted = 1 &+ sendsPrepared
+            sendsPrepared = 0
+            let result = echod_uring_submit_and_wait(ring, wanted, wanted > 1 ? 1_000_000 : 0)
+            if result < 0 && result != -ETIME && result != -EINTR && result != -EAGAIN && result != -EBUSY {
+                throw IOError("io_uring_enter", errno: -result)
+            }
             let woke = Syscall.monotonicNanoseconds()
-            dispatch(count)
+            while true {
+                let count = echod_uring_take(ring, completions, completionCapacity)
+                dispatchCompletions(ring, Int(count))
+                if count < completionCapacity { break }
+            }
             turnStart = Syscall.monotonicNanoseconds()
             stats.recordTurn(busy: turnStart - woke)
         }
-        runPendingTasks()
+    }
+
+    @inline(__always)
+    private func dispatchCompletions(_ ring: OpaquePointer, _ count: Int) {
+        guard let completions else { return }
+        var i = 0
+        while i < count {
+            let completion = completions[i]
+            i += 1
+            let data = completion.user_data
+            if data == Self.epollPollData {
+                if completion.flags & ECHOD_CQE_F_MORE == 0 {
+                    echod_uring_poll_multishot(ring, epollFD, UInt32(EPOLLIN.rawValue), Self.epollPollData)
+                }
+                epollMayHaveMore = true
+                continue
+            }
+            let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
+            let generation = UInt32(truncatingIfNeeded: data >> 32) & Self.generationMask
+            let slot = slots[fd].pointee
+            // A completion for a descriptor detached since (or whose number is reused): not this handler's.
+            guard slot.generation == generation, let handler = slot.handler else {
+                // A buffer it carries goes back all the same.
+                if completion.flags & ECHOD_CQE_F_BUFFER != 0 {
+                    recycleBuffer(UInt16(truncatingIfNeeded: completion.flags >> ECHOD_CQE_BUFFER_SHIFT))
+                }
+                continue
+            }
+            handler._withUnsafeGuaranteedRef {
+                $0.handleCompletion(fd: fd, operation: UInt8(truncatingIfNeeded: data >> 56), result: completion.res, flags: completion.flags)
+            }
+        }
+        stats.events.add(UInt64(count))
     }
 
     @inline(__always)
