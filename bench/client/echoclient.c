@@ -4,7 +4,7 @@
  *   echoclient HOST:PORT [--connections N] [--size BYTES] [--duration SECS]
  *              [--mode pingpong|stream|connect] [--threads T] [--window BYTES]
  *              [--warmup SECS] [--max-ops N] [--drain-timeout SECS] [--json]
- *              [--udp [--loss-timeout SECS]]
+ *              [--udp [--loss-timeout SECS]] [--marks]
  *
  * Modes
  *   pingpong  each connection sends SIZE bytes, waits for the full echo,
@@ -32,6 +32,12 @@
  * --drain-timeout) stops sending, waits for every in-flight byte to come back
  * and verifies it, half-closes and expects the server to close (EOF) — so a
  * server that loses or withholds data is caught ("lost" / "no_eof" errors).
+ *
+ * --marks (one thread only) writes the line "measuring" to stderr when the
+ * measured interval starts and "draining" when it ends, as they happen: a
+ * counter outside (the race's `perf stat` of the server) can then count over
+ * the interval whose operations "ops" reports, without the connection set-up,
+ * warm-up and drain around it.
  *
  * Output: a human summary, or with --json a single JSON object:
  *   ops, ops_per_sec, ops_all (every op completed, warm-up and drain included:
@@ -68,6 +74,7 @@ static int g_conns = 1, g_size = 64, g_threads = 1, g_json = 0;
 static long g_window = 0;
 static double g_duration = 10.0, g_warmup = 0.0, g_drain = 3.0;
 static long long g_max_ops = 1000000000LL;
+static int g_marks = 0;
 static enum mode g_mode = M_PINGPONG;
 static int g_udp = 0;
 static double g_loss = 0.5;
@@ -480,6 +487,11 @@ next:
     if (sending) cn_start(w, c); else c->done = 1;
 }
 
+/* --marks: a line on stderr, unbuffered, at the moment the measured interval starts or ends. */
+static void mark(const char *line) {
+    if (g_marks && write(STDERR_FILENO, line, strlen(line)) < 0) g_marks = 0;
+}
+
 static void *worker_main(void *arg) {
     struct worker *w = arg;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -514,7 +526,10 @@ static void *worker_main(void *arg) {
     uint64_t t_stop = t_meas + (uint64_t)(g_duration * 1e9);
     long long max_ops_thread = g_max_ops / g_threads + 1;
     w->measuring = (g_warmup <= 0);
-    if (w->measuring) w->t_start = t0;
+    if (w->measuring) {
+        w->t_start = t0;
+        mark("measuring\n");
+    }
 
     for (int i = 0; i < w->nconn; i++) {
         struct conn *c = &w->c[i];
@@ -532,11 +547,13 @@ static void *worker_main(void *arg) {
         if (sending && !w->measuring && t >= t_meas) {
             w->measuring = 1;
             w->t_start = t;
+            mark("measuring\n");
         }
         if (sending && (t >= t_stop || w->ops >= (uint64_t)max_ops_thread)) {
             sending = 0;
             w->t_end = t;
             w->measuring = 0;
+            mark("draining\n");
             drain_deadline = t + (uint64_t)(g_drain * 1e9);
             /* connections idle between ops start draining now */
             for (int i = 0; i < w->nconn; i++) {
@@ -621,7 +638,8 @@ static void usage(void) {
             "usage: echoclient HOST:PORT [--connections N] [--size BYTES] [--duration SECS]\n"
             "                  [--mode pingpong|stream|connect] [--threads T] [--window BYTES]\n"
             "                  [--warmup SECS] [--max-ops N] [--drain-timeout SECS] [--json]\n"
-            "                  [--udp [--loss-timeout SECS]]   (udp: pingpong only, SIZE <= 65507)\n");
+            "                  [--udp [--loss-timeout SECS]]   (udp: pingpong only, SIZE <= 65507)\n"
+            "                  [--marks]   (\"measuring\"/\"draining\" on stderr; one thread only)\n");
     exit(2);
 }
 
@@ -639,6 +657,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--window")) g_window = parse_bytes(NEXT());
         else if (!strcmp(a, "--max-ops")) g_max_ops = atoll(NEXT());
         else if (!strcmp(a, "--json")) g_json = 1;
+        else if (!strcmp(a, "--marks")) g_marks = 1;
         else if (!strcmp(a, "--udp")) g_udp = 1;
         else if (!strcmp(a, "--loss-timeout")) g_loss = parse_secs(NEXT());
         else if (!strcmp(a, "--mode") || !strcmp(a, "-m")) {
@@ -653,6 +672,7 @@ int main(int argc, char **argv) {
     if (!target || g_conns < 1 || g_size < 1 || g_threads < 1 || g_duration <= 0) usage();
     if (g_udp && (g_mode != M_PINGPONG || g_size > 65507 || g_loss <= 0)) usage();
     if (g_threads > g_conns) g_threads = g_conns;
+    if (g_marks && g_threads > 1) usage(); /* one measured interval: one thread's */
     if (g_window <= 0) g_window = 4L * g_size;
     if (g_window < g_size) g_window = g_size;
 

@@ -136,8 +136,10 @@ def perf_plan(r: Race) -> tuple[bool, str]:
     use, note = (False, "disabled (--no-perf)") if r.opts.no_perf else perf_works(r.tools)
     if use:
         note = (
-            f"`perf stat -e raw_syscalls:sys_enter -p PID` over a separate {r.opts.perf_duration} s run of each "
-            f"workload, divided by the ops in it (all server threads; n/a for fork-per-connection servers); {note}"
+            f"`perf stat -e raw_syscalls:sys_enter -p PID` (all server threads) over the measured "
+            f"{r.opts.perf_duration} s of a separate run of each workload (switched on and off at the client's "
+            f"marks: no connection set-up, warm-up or drain), divided by the messages the client completed in it; "
+            f"n/a for fork-per-connection servers and the sweep points; {note}"
         )
     r.log(f"syscalls: {note}")
     return use, note
@@ -147,7 +149,7 @@ def wanted_peers(r: Race, specs: dict[str, peers.PeerSpec]) -> list[str]:
     """The wanted peers that can run, in table order; a note for each that cannot."""
     notes = r.tools.notes
     for p in (p for p in peers.ORDER if p in r.opts.peers and p not in specs):
-        reason = notes.get(p.split("-")[0]) or notes.get(p) or "not available"
+        reason = notes.get(p) or notes.get(p.split("-")[0]) or "not available"
         if p.startswith("uvloop"):
             reason = notes.get("uvloop", reason)
         notes.setdefault(p, f"skipped: {reason}")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from . import clients, procfs, workloads
 from .context import Plan, Race, Server
-from .model import LogCount, WorkloadResult
+from .model import LogCount, SyscallCount, WorkloadResult
 from .options import Options
 from .peers import PeerSpec
 from .procs import children_cpu_s
@@ -123,7 +123,8 @@ def run_workload(race: Race, servers: list[Server], w: Workload, plan: Plan) -> 
     for s in servers:
         result = s.result.workloads[w.name]
         if race.use_perf and not s.spec.tree and s.live and w.name not in workloads.SWEEP_NAMES:
-            result.syscalls_per_op = _syscalls_per_op(race, s, w)
+            result.syscalls = _syscalls(race, s, w)
+            result.syscalls_per_op = result.syscalls.per_op
         summarise_workload(result, race.opts.foreign_limit)
         _log_cell(race, s.name, w.name, result)
 
@@ -168,18 +169,18 @@ def _run_until_clean(race: Race, s: Server, w: Workload, cls: list[str]) -> None
         wait_quiet(opts.quiet_limit, min(5.0, race.schedule.slack_left() - one_run))
 
 
-def _syscalls_per_op(race: Race, s: Server, w: Workload) -> float | None:
-    """System calls per op of the server (all threads) over a separate short run under `perf stat`, so that the
-    measured runs carry no perf overhead."""
+def _syscalls(race: Race, s: Server, w: Workload) -> SyscallCount:
+    """System calls per message of the server (all threads): a separate short run, its measured interval counted
+    under `perf stat` (clients.perf_syscalls), so that the measured runs carry no perf overhead."""
     if s.proc.poll() is not None:
-        return None
+        return SyscallCount(error="server exited")
     path = race.logfile(f"perf-{s.name}-{w.name}.txt")
-    perf = clients.perf_start(race.tools, s.proc.pid, path)
-    time.sleep(0.15)  # let perf attach to every thread
-    d = race.opts.perf_duration
-    out, _ = clients.run_client(clients.c_client_argv(race.tools, s.port, w, d, 0), d + 40, race.pin_client)
-    n = clients.perf_finish(perf, path)
-    return n / out["ops_all"] if out and n and out.get("ops_all") else None
+    d, warmup = race.opts.perf_duration, race.opts.warmup
+    argv = clients.c_client_argv(race.tools, s.port, w, d, warmup, ("--marks",))
+    count = clients.perf_syscalls(race.tools, s.proc.pid, argv, path, d + warmup + 40, race.pin_client)
+    if count.error:
+        race.log(f"  {s.name:16s} {w.name:10s} no system call count: {count.error}")
+    return count
 
 
 def _log_cell(race: Race, name: str, wname: str, r: WorkloadResult) -> None:
@@ -187,7 +188,7 @@ def _log_cell(race: Race, name: str, wname: str, r: WorkloadResult) -> None:
     race.log(
         f"  {name:16s} {wname:10s} {fmt_num(v.get('ops_per_sec'))} ops/s ±{v.get('spread_pct', 0):.1f}%  "
         f"p99 {fmt_num(v.get('p99'))} us  cpu {fmt_num(v.get('server_cpu_us_per_op'))} us/op  "
-        f"sys/op {fmt_num(r.syscalls_per_op)}  err {v.get('errors_total', '?')}  "
+        f"syscalls/msg {fmt_num(r.syscalls_per_op)}  err {v.get('errors_total', '?')}  "
         f"other-load {fmt_num(v.get('foreign_cpu_pct'))}%"
     )
 
@@ -214,7 +215,8 @@ def estimate_workload(
     opens its connections one by one and drains them: about 0.2 s more per run at 1,000 connections (measured)."""
     repeats = min(plan.repeats, opts.sweep_repeats) if sweep else plan.repeats
     runs = repeats + (min(plan.echod_client_repeats, repeats) if opts.client == "both" else 0)
-    perf = 0 if (sweep or opts.no_perf) else (n - n_fork) * (opts.perf_duration + 0.3 + connections * 2e-4)
+    perf_run = opts.perf_duration + opts.warmup + 0.3 + connections * 2e-4
+    perf = 0 if (sweep or opts.no_perf) else (n - n_fork) * perf_run
     return n * runs * (opts.duration + opts.warmup + 0.06 + connections * 2e-4) + perf
 
 

@@ -99,6 +99,21 @@ class EchodSummary:
 
 
 @dataclass
+class SyscallCount:
+    """The server's system calls (every thread) over the measured interval of one separate client run, and the ops
+    the client completed in that interval (clients.perf_syscalls); or why there is no count."""
+
+    syscalls: int | None = optional()
+    ops: int | None = optional()
+    seconds: float | None = optional()  # the client's measured interval
+    error: str | None = optional()
+
+    @property
+    def per_op(self) -> float | None:
+        return self.syscalls / self.ops if self.syscalls is not None and self.ops else None
+
+
+@dataclass
 class WorkloadResult:
     mode: str
     connections: int
@@ -108,7 +123,8 @@ class WorkloadResult:
     echod_runs: list[Run] = field(default_factory=list)
     discarded: list[Run] = field(default_factory=list)
     failures: list[str] = optional([])
-    syscalls_per_op: float | None = optional()
+    syscalls_per_op: float | None = optional()  # syscalls.per_op: system calls per message (round trip)
+    syscalls: SyscallCount | None = optional()
     summary: Summary | None = optional()
     echod_summary: EchodSummary | None = optional()
 

@@ -4,7 +4,10 @@ import os
 import platform
 import re
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +15,7 @@ from typing import TextIO
 
 from . import workloads
 from .log import Log
-from .procs import free_port, run_cmd
+from .procs import free_port, run_cmd, send_signal, wait_listening
 
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(BENCH)
@@ -30,6 +33,7 @@ ORDER = (
     "c-epoll",
     "c-uring",
     "echod-1",
+    "echod-uring-1",
     "echod-1-reads",
     "echod",
     "nio-1",
@@ -64,6 +68,7 @@ class Tools:
     perf: str | None = None
     echod: str | None = None
     echod_bench: bool = False  # the echod binary has `echod bench`
+    echod_uring: bool = False  # `echod --io-backend io_uring` starts here (else notes["echod-uring-1"] says why)
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -142,6 +147,8 @@ def build(peers: list[str], echod: str | None, logf: TextIO, log: Log) -> Tools:
         if path is None:
             b.notes[tool] = f"{tool} not installed"
     _find_echod(t, echod)
+    if "echod-uring-1" in peers and t.echod:
+        t.echod_uring = _probe_echod_uring(t.echod, b.notes, log)
     return t
 
 
@@ -167,6 +174,58 @@ def uring_unavailable(path: str) -> str | None:
         return None
     lines = (err or out).strip().splitlines()
     return lines[-1] if lines else f"--probe exited with {rc}"
+
+
+# echod's io_uring backend, as echod-uring-1 runs it (plus the port).
+ECHOD_URING_ARGS = ("--threads", "1", "--log-level", "warning", "--io-backend", "io_uring")
+
+
+def _probe_echod_uring(echod: str, notes: dict[str, str], log: Log) -> bool:
+    """Whether echod-uring-1 can race; when not, the reason goes to the notes and the log, as c-uring's does."""
+    why = echod_uring_unavailable(echod)
+    if why is None:
+        return True
+    notes["echod-uring-1"] = f"`echod --io-backend io_uring` did not start, not raced: {why}"
+    log(f"SKIPPING echod-uring-1: {notes['echod-uring-1']}")
+    return False
+
+
+def echod_uring_unavailable(echod: str, timeout: float = 10.0) -> str | None:
+    """None when `echod --io-backend io_uring` starts and listens here, else why not: the last line naming an error
+    that it printed before exiting, else its last line (an echod without the option rejects it as unknown, then
+    points at --help; with it, echod refuses to start where the kernel does not allow io_uring), or that it did not
+    listen within `timeout` s. The probe is stopped by its PID."""
+    port = free_port()
+    argv = [echod, "--listen", f"127.0.0.1:{port}", *ECHOD_URING_ARGS]
+    with tempfile.TemporaryFile() as out:
+        try:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        except OSError as e:
+            return str(e)
+        try:
+            up = wait_listening(port, proc, timeout)
+            exited = proc.poll()
+        finally:
+            _stop_probe(proc)
+        if up:
+            return None
+        out.seek(0)
+        lines = out.read().decode(errors="replace").strip().splitlines()
+    if exited is None:
+        return f"not listening after {timeout:g} s"
+    errors = [line.strip() for line in lines if "error" in line.lower()]
+    return (errors or [line.strip() for line in lines] or [f"exited with {exited}"])[-1]
+
+
+def _stop_probe(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    send_signal(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        send_signal(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
 
 
 def _build_go(b: Builder) -> str | None:
@@ -271,6 +330,11 @@ def _echod(t: Tools, run_dir: str) -> list[PeerSpec]:
     reads_env = dict(os.environ, ECHOD_LOG_READS="true", ECHOD_LOG_FILE=reads_log, ECHOD_LOG_FORMAT="text")
     return [
         PeerSpec("echod-1", argv("--threads", "1", "--log-level", "warning"), 1, "echod --threads 1"),
+        *(
+            [PeerSpec("echod-uring-1", argv(*ECHOD_URING_ARGS), 1, "echod --threads 1 --io-backend io_uring")]
+            if t.echod_uring
+            else []
+        ),
         PeerSpec(
             "echod-1-reads",
             argv("--threads", "1", "--log-level", "info"),

@@ -53,6 +53,7 @@ def render_table(race: Results) -> str:
     wl = table_workloads(peers)
     lines = header(race.meta, race.notes, peers)
     lines += throughput(peers, ref, wl)
+    lines += syscalls(peers, wl, race.meta)
     lines += echod_client(peers, ref, wl)
     lines += log_reads(peers, wl)
     lines += udp_per_core(peers, wl)
@@ -133,6 +134,30 @@ def throughput(peers: list[PeerResult], ref: References, wl: list[Workload]) -> 
         cells = [throughput_cell(_summary(p, w), _summary(ref.of(w), w)) for w in wl]
         out.append(f"| {p.peer}{'' if p.ok else ' ⚠'} | " + " | ".join(cells) + " |")
     return [*out, ""]
+
+
+def syscalls(peers: list[PeerResult], wl: list[Workload], meta: Meta) -> list[str]:
+    """System calls per message of every server that has a count, per workload (issue 15's io_uring targets are
+    stated in these: at most 1 per round trip at one connection, under 0.2 at 300)."""
+    counted = [w for w in wl if any(_syscalls_per_op(p, w) is not None for p in peers)]
+    if not counted:
+        return []
+    title = [
+        "### System calls per message (server, all threads; lower is better)",
+        "",
+        f"{meta.perf}. A message is a round trip (stream: a SIZE-byte message echoed; connect: a connection).",
+        "",
+    ]
+    out = _grid(title, counted)
+    for p in peers:
+        if any(_syscalls_per_op(p, w) is not None for w in counted):
+            out.append(f"| {p.peer} | " + " | ".join(fmt_num(_syscalls_per_op(p, w)) for w in counted) + " |")
+    return [*out, ""]
+
+
+def _syscalls_per_op(p: PeerResult, w: Workload) -> float | None:
+    r = p.workloads.get(w.name)
+    return r.syscalls_per_op if r else None
 
 
 def echod_client_cell(e: EchodSummary | None, ref: EchodSummary | None) -> str:
@@ -278,7 +303,7 @@ def detail(w: Workload, peers: list[PeerResult], ref: References) -> list[str]:
         f"### {w.name}: {w.label}",
         "",
         "| peer | ops/s | ±spread | ×C | MB/s | p50 µs | p99 µs | p99.9 µs | max µs | p99 ×C | "
-        "server CPU µs/op | CPU ×C | syscalls/op | errors | other load |",
+        "server CPU µs/op | CPU ×C | syscalls/msg | errors | other load |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in peers:
