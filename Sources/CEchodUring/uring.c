@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 const uint32_t ECHOD_CQE_F_BUFFER = IORING_CQE_F_BUFFER;
@@ -27,8 +28,10 @@ struct echod_uring {
 };
 
 int echod_uring_create(unsigned entries, unsigned cq_entries, echod_uring **out) {
+    // SINGLE_ISSUER binds the ring to the thread that enables it: created disabled, so that the thread setting the
+    // loop up may register buffers, and enabled by the loop's own thread (echod_uring_enable).
     static const unsigned variants[] = {
-        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
         IORING_SETUP_COOP_TASKRUN,
         0,
     };
@@ -66,7 +69,17 @@ void echod_uring_destroy(echod_uring *r) {
 
 unsigned echod_uring_setup_flags(const echod_uring *r) { return r->flags; }
 
-int echod_uring_register_buffers(echod_uring *r, unsigned count, unsigned size, void *buffers, uint16_t group) {
+int echod_uring_enable(echod_uring *r) {
+    if (!(r->flags & IORING_SETUP_R_DISABLED)) return 0;
+    // liburing 2.3 declares io_uring_enable_rings but does not export it: the system call itself.
+    int ret = (int)syscall(__NR_io_uring_register, r->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+    if (ret < 0) ret = -errno;
+    if (ret == 0) r->flags &= ~IORING_SETUP_R_DISABLED;
+    return ret;
+}
+
+int echod_uring_register_buffers(echod_uring *r, unsigned count, unsigned size, void *buffers, uint16_t group,
+                                 unsigned given) {
     // liburing 2.3 (Debian 12) has no io_uring_setup_buf_ring: the ring's memory is mapped here, page-aligned
     // as the kernel requires.
     size_t bytes = count * sizeof(struct io_uring_buf);
@@ -89,7 +102,7 @@ int echod_uring_register_buffers(echod_uring *r, unsigned count, unsigned size, 
     r->buffer_size = size;
     r->buffer_count = count;
     r->group = group;
-    for (unsigned i = 0; i < count; i++) echod_uring_recycle_buffer(r, (uint16_t)i);
+    for (unsigned i = 0; i < given; i++) echod_uring_recycle_buffer(r, (uint16_t)i);
     echod_uring_publish_buffers(r);
     return 0;
 }
@@ -115,9 +128,9 @@ static struct io_uring_sqe *sqe(echod_uring *r) {
     return s;
 }
 
-void echod_uring_recv_multishot(echod_uring *r, int fd, uint16_t group, uint64_t user_data) {
+void echod_uring_recv(echod_uring *r, int fd, uint16_t group, uint64_t user_data) {
     struct io_uring_sqe *s = sqe(r);
-    io_uring_prep_recv_multishot(s, fd, NULL, 0, 0);
+    io_uring_prep_recv(s, fd, NULL, 0, 0);
     s->flags |= IOSQE_BUFFER_SELECT;
     s->buf_group = group;
     io_uring_sqe_set_data64(s, user_data);
@@ -141,17 +154,19 @@ void echod_uring_poll_multishot(echod_uring *r, int fd, uint32_t events, uint64_
     io_uring_sqe_set_data64(s, user_data);
 }
 
-void echod_uring_accept_multishot(echod_uring *r, int fd, uint64_t user_data) {
-    struct io_uring_sqe *s = sqe(r);
-    io_uring_prep_multishot_accept(s, fd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(s, user_data);
-}
-
 int echod_uring_submit_and_wait(echod_uring *r, unsigned wait, int64_t timeout_ns) {
-    if (timeout_ns <= 0) return io_uring_submit_and_wait(&r->ring, wait);
-    struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
-    struct io_uring_cqe *first;
-    return io_uring_submit_and_wait_timeout(&r->ring, &first, wait, &ts, NULL);
+    int ret;
+    if (timeout_ns < 0) {
+        ret = io_uring_submit_and_wait(&r->ring, wait);
+    } else {
+        struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
+        struct io_uring_cqe *first;
+        ret = io_uring_submit_and_wait_timeout(&r->ring, &first, wait, &ts, NULL);
+    }
+    // Not failures: the timeout passed, a signal came, or the kernel asks to reap completions before more are
+    // submitted (the caller reaps them next).
+    if (ret == -ETIME || ret == -EINTR || ret == -EAGAIN || ret == -EBUSY) return 0;
+    return ret;
 }
 
 int echod_uring_submit(echod_uring *r) { return io_uring_submit(&r->ring); }
@@ -175,21 +190,26 @@ int echod_uring_probe(const char **step) {
     *step = "io_uring_setup";
     int ret = echod_uring_create(8, 16, &r);
     if (ret < 0) return ret;
+    *step = "io_uring_register (IORING_REGISTER_ENABLE_RINGS)";
+    if ((ret = echod_uring_enable(r)) < 0) {
+        echod_uring_destroy(r);
+        return ret;
+    }
     enum { COUNT = 2, SIZE = 64 };
     static char buffers[COUNT * SIZE];
     *step = "provided buffer ring (IORING_REGISTER_PBUF_RING)";
-    ret = echod_uring_register_buffers(r, COUNT, SIZE, buffers, 0);
+    ret = echod_uring_register_buffers(r, COUNT, SIZE, buffers, 0, COUNT);
     int sv[2] = {-1, -1};
     if (ret == 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) ret = -errno;
     if (ret == 0) {
-        *step = "multishot receive into a provided buffer";
-        echod_uring_recv_multishot(r, sv[0], 0, 1);
+        *step = "receive into a provided buffer";
+        echod_uring_recv(r, sv[0], 0, 1);
         ret = write(sv[1], "x", 1) == 1 ? echod_uring_submit_and_wait(r, 1, 1000000000) : -errno;
         echod_cqe c;
         if (ret >= 0) {
             if (echod_uring_take(r, &c, 1) != 1) ret = -ETIME;
             else if (c.res < 0) ret = c.res;
-            else if (c.res != 1 || !(c.flags & IORING_CQE_F_BUFFER) || !(c.flags & IORING_CQE_F_MORE)) ret = -EOPNOTSUPP;
+            else if (c.res != 1 || !(c.flags & IORING_CQE_F_BUFFER)) ret = -EOPNOTSUPP;
             else ret = 0;
         }
     }

@@ -106,6 +106,8 @@ package struct Connection {
     package internal(set) var proxy: SocketAddress = .unspecified
     /// The index of the listener's ``ListenerPolicy`` in the service's table.
     package internal(set) var policy: UInt16 = 0
+    /// The io_uring backend's requests and queue for a connection served by completions.
+    package internal(set) var ring = RingState()
     /// `prefix` mode: the rendered prefix (tag and space), allocated when the mode starts and freed at close.
     var prefixBytes: UnsafeMutableRawPointer? = nil
     var prefixCount: UInt16 = 0

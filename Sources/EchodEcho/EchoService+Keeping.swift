@@ -105,9 +105,23 @@ extension EchoService {
         loop.assertInLoop()
         var handed: [(fd: Int32, snapshot: ConnectionSnapshot)] = []
         guard highestFD >= 0 else { return handed }
+        // Connections served by completions first end their requests, so that their queues are exact.
+        quiesceCompletions(timeout: .seconds(1))
         var io = self.io
         for fd in 0...highestFD where table[fd].pointee.isOpen {
             let c = table[fd]
+            if c.pointee.ring.flags.contains(.served) {
+                guard let identity = Self.identity(of: fd) else {
+                    c.pointee.ring.flags.remove(.handingOver)
+                    close(fd: fd, reason: .reset)
+                    continue
+                }
+                handed.append((fd, snapshot(c.pointee, identity: identity, pending: queuedBytes(c))))
+                machine.pointee.release(&c.pointee)
+                forgetServed(c, fd: fd)
+                forget(c)
+                continue
+            }
             // While a PROXY header is incomplete, the pending bytes are its start: input, never sent.
             if !c.pointee.pending.isEmpty, !c.pointee.flags.contains(.awaitingHeader),
                 case .bytes(let n) = io.write(fd, from: c.pointee.pending.readable, count: c.pointee.pending.count)
@@ -120,7 +134,8 @@ extension EchoService {
                 close(fd: fd, reason: .reset)
                 continue
             }
-            handed.append((fd, snapshot(c.pointee, identity: identity)))
+            let pending = c.pointee.pending.isEmpty ? [] : Array(UnsafeRawBufferPointer(start: c.pointee.pending.readable, count: c.pointee.pending.count))
+            handed.append((fd, snapshot(c.pointee, identity: identity, pending: pending)))
             machine.pointee.release(&c.pointee)
             loop.deregister(fd: fd, willClose: false)
             forget(c)
@@ -133,9 +148,8 @@ extension EchoService {
         return handed
     }
 
-    private func snapshot(_ c: Connection, identity: UInt64) -> ConnectionSnapshot {
+    private func snapshot(_ c: Connection, identity: UInt64, pending: [UInt8]) -> ConnectionSnapshot {
         let prefix = c.prefixBytes.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(c.prefixCount))) } ?? []
-        let pending = c.pending.isEmpty ? [] : Array(UnsafeRawBufferPointer(start: c.pending.readable, count: c.pending.count))
         return ConnectionSnapshot(
             inode: identity, flags: c.flags.intersection(.handedOver).rawValue, bytesIn: c.bytesIn, bytesOut: c.bytesOut,
             openedAt: c.openedAt, peer: c.peer, proxy: c.proxy, prefix: prefix, pending: pending)
@@ -191,8 +205,13 @@ extension EchoService {
         } else if policy.tag == .prefix {
             machine.pointee.beginPrefixing(&c.pointee, prefix: policy.renderTag(client: c.pointee.peer))
         }
+        // Served by completions when plain and with nothing left to echo (bytes still to echo go out the readiness
+        // way, which holds them in a pending buffer).
+        let completions =
+            !awaitingHeader && servedByCompletions(policy) && c.pointee.pending.isEmpty && c.pointee.flags.isDisjoint(with: .special)
+            && !c.pointee.flags.contains(.readClosed)
         var interest: Interest = []
-        if !c.pointee.flags.contains(.readClosed) && !c.pointee.flags.contains(.readPaused) {
+        if !completions && !c.pointee.flags.contains(.readClosed) && !c.pointee.flags.contains(.readPaused) {
             interest.insert(.read)
             c.pointee.flags.insert(.watchingRead)
         }
@@ -202,7 +221,11 @@ extension EchoService {
         }
         if c.pointee.peer.family != .unix { Socket.setNoDelay(fd) }
         do throws(IOError) {
-            try loop.register(fd: fd, interest: interest, handler: self)
+            if completions {
+                try loop.attach(fd: fd, handler: self)
+            } else {
+                try loop.register(fd: fd, interest: interest, handler: self)
+            }
         } catch {
             machine.pointee.release(&c.pointee)
             c.pointee.flags = []
@@ -215,6 +238,10 @@ extension EchoService {
         if fd > highestFD { highestFD = fd }
         openCount += 1
         if awaitingHeader { awaitingHeaders += 1 }
+        if completions {
+            startServing(c, fd: fd)
+            return true
+        }
         // Half-closed and nothing left to echo: it was done, only its close was not.
         if interest.isEmpty { close(fd: fd, reason: .peerClosed) }
         return true

@@ -7,7 +7,7 @@ import Logging
 /// The echo service of one event loop: owns that loop's connections outright, in a flat table indexed by fd.
 ///
 /// Created, used and destroyed on its loop's thread; other threads reach it only through `loop.execute`.
-package final class EchoService: EventHandler, @unchecked Sendable {
+package final class EchoService: CompletionHandler, @unchecked Sendable {
     /// What can change at run time (reload).
     package struct Settings: Sendable, Equatable {
         package var maxPendingBytes: Int
@@ -35,7 +35,7 @@ package final class EchoService: EventHandler, @unchecked Sendable {
     var highestFD: Int32 = -1
     /// Connections open on this loop.
     package internal(set) var openCount = 0
-    private var settings: Settings
+    private(set) var settings: Settings
     var tick: UInt32 = 0
     private var idleTicks: UInt32 = 0
     private var sweepTimer: LoopTimer?
@@ -56,6 +56,13 @@ package final class EchoService: EventHandler, @unchecked Sendable {
     var keepQueue: [Int32] = []
     /// The identities (socket inodes) of kept connections closed since the daemon last asked.
     var releasedKept: [UInt64] = []
+    /// The io_uring backend (``EchoService+Completions.swift``): the loop's provided buffers, each buffer's successor
+    /// in its connection's queue and its received length (indexed by buffer id), and the connections waiting for
+    /// buffers to come back. All nil or empty with epoll.
+    var ringBuffers: ProvidedBuffers?
+    var bufferNext: UnsafeMutablePointer<UInt16>?
+    var bufferLength: UnsafeMutablePointer<UInt32>?
+    var starved: [Int32] = []
 
     /// Where per-read records go when `log.reads` is on: a sink that copies the fields and the first bytes
     /// without allocating or formatting (the daemon passes the log backend's `ReadLogger`). Reads are not logged
@@ -85,6 +92,7 @@ package final class EchoService: EventHandler, @unchecked Sendable {
         idleTicks = Self.ticks(settings.idleTimeout)
         sweepTimer = try LoopTimer(loop: loop) { [unowned self] in self.sweep() }
         sweepTimer?.schedule(after: Self.tickInterval, every: Self.tickInterval)
+        try prepareCompletions()
     }
 
     // MARK: Accepting
@@ -131,8 +139,13 @@ package final class EchoService: EventHandler, @unchecked Sendable {
         }
         // TCP only: a Unix socket has no Nagle delay (and would refuse the option, one wasted call per connection).
         if peer.family != .unix { Socket.setNoDelay(fd) }
+        let completions = !awaitingHeader && servedByCompletions(policy)
         do throws(IOError) {
-            try loop.register(fd: fd, interest: .read, handler: self)
+            if completions {
+                try loop.attach(fd: fd, handler: self)
+            } else {
+                try loop.register(fd: fd, interest: .read, handler: self)
+            }
         } catch {
             Syscall.close(fd)
             if awaitingHeader { limiter.releaseTotal() } else { limiter.release(peer.hostKey) }
@@ -147,6 +160,10 @@ package final class EchoService: EventHandler, @unchecked Sendable {
         stats.accepted.add(1)
         logger.trace("connection accepted", metadata: ["peer": .stringConvertible(peer)])
         if keepsConnections { queueForKeeping(c, fd: fd) }
+        if completions {
+            startServing(c, fd: fd)
+            return
+        }
         if awaitingHeader {
             c.pointee.flags.insert(.awaitingHeader)
             awaitingHeaders += 1
@@ -216,6 +233,11 @@ package final class EchoService: EventHandler, @unchecked Sendable {
             outcome = .close(.reset)
         }
         finishEvent(c, fd: fd, inBefore: inBefore, outBefore: outBefore, outcome: outcome)
+    }
+
+    /// With the io_uring backend: a completion for a connection served by completions (EchoService+Completions.swift).
+    override package func handleCompletion(fd: Int32, operation: UInt8, result: Int32, flags: UInt32) {
+        completed(fd: fd, operation: operation, result: result, flags: flags)
     }
 
     /// The events of a connection off the plain path: waiting for its PROXY header, or tagged.
@@ -344,7 +366,7 @@ package final class EchoService: EventHandler, @unchecked Sendable {
     /// The `connection opened` line, logged at the first byte rather than at accept: health probes that connect
     /// and close without sending anything (load balancers, Kubernetes tcpSocket) are counted but do not flood
     /// the log.
-    private func announce(_ c: UnsafeMutablePointer<Connection>) {
+    func announce(_ c: UnsafeMutablePointer<Connection>) {
         c.pointee.flags.insert(.announced)
         if c.pointee.flags.contains(.proxied) {
             logger.info(
@@ -354,7 +376,7 @@ package final class EchoService: EventHandler, @unchecked Sendable {
         }
     }
 
-    private func logRead(_ c: UnsafeMutablePointer<Connection>, count: UInt64) {
+    func logRead(_ c: UnsafeMutablePointer<Connection>, count: UInt64) {
         readLogSink(Int32(truncatingIfNeeded: loop.index), c.pointee.peer, machine.pointee.lastRead, Int(truncatingIfNeeded: count))
     }
 
@@ -366,9 +388,11 @@ package final class EchoService: EventHandler, @unchecked Sendable {
         let c = table[fd]
         guard c.pointee.isOpen else { return }
         machine.pointee.release(&c.pointee)
-        loop.deregister(fd: fd, willClose: !c.pointee.flags.contains(.shared))
+        // A ring-served connection's close(2) waits for its requests in flight (``closeServed``).
+        let served = c.pointee.ring.flags.contains(.served)
+        if !served { loop.deregister(fd: fd, willClose: !c.pointee.flags.contains(.shared)) }
         if c.pointee.flags.contains(.kept) { releaseKept(fd: fd) }
-        Syscall.close(fd)
+        if !served { Syscall.close(fd) }
         let record = c.pointee
         c.pointee.flags = []
         openCount -= 1
@@ -377,6 +401,7 @@ package final class EchoService: EventHandler, @unchecked Sendable {
         limiter.releaseTotal()
         if record.flags.contains(.countedPerIP) { limiter.releasePerIP(record.peer.hostKey) }
         logClose(record, reason: reason)
+        if served { closeServed(c, fd: fd) }
         if openCount == 0, let done = onDrained {
             onDrained = nil
             done()
@@ -444,6 +469,8 @@ package final class EchoService: EventHandler, @unchecked Sendable {
     package func shutdown() {
         loop.assertInLoop()
         closeAll(reason: .drainTimeout)
+        closeWaitingDescriptors()
+        destroyCompletions()
         sweepTimer?.close()
         sweepTimer = nil
         machine.pointee.destroy()

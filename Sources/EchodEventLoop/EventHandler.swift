@@ -14,19 +14,22 @@ open class EventHandler {
 
     /// Called on the loop thread with the `epoll` event bits (`EPOLLIN`, `EPOLLOUT`, `EPOLLERR`, `EPOLLHUP`, …).
     open func handleEvent(fd: Int32, events: UInt32) {}
+}
 
-    /// With the io_uring backend, called on the loop thread for each completion of a request the handler submitted
-    /// on an attached `fd`: its `operation` code, the kernel's result (bytes, a descriptor, or a negative errno)
-    /// and the completion flags (``Completion``).
+/// An `EventHandler` that also receives completions (io_uring backend) for the requests it submits on descriptors
+/// it `attach`ed to the loop. A subclass of its own, so that handlers which only ever watch readiness do not carry
+/// (or override) a method they never get.
+open class CompletionHandler: EventHandler {
+    override package init() {}
+
+    /// Called on the loop thread for each completion of a request the handler submitted on an attached `fd`: its
+    /// `operation` code, the kernel's result (bytes, a descriptor, or a negative errno) and the completion flags
+    /// (``Completion``).
     open func handleCompletion(fd: Int32, operation: UInt8, result: Int32, flags: UInt32) {}
 }
 
 /// Reading a completion's flags.
 package enum Completion {
-    /// More completions of this multishot request follow; without it, the request has ended.
-    @inline(__always)
-    package static func hasMore(_ flags: UInt32) -> Bool { flags & ECHOD_CQE_F_MORE != 0 }
-
     /// The provided buffer the kernel filled, if it used one.
     @inline(__always)
     package static func buffer(_ flags: UInt32) -> UInt16? {

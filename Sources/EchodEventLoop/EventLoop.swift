@@ -10,7 +10,7 @@ import Synchronization
 ///
 /// With the io_uring backend (``IOBackend``) the loop waits in `io_uring_enter` instead: the epoll set is still
 /// there for every readiness handler, watched by a multishot poll on the ring, and handlers that `attach` a
-/// descriptor instead of registering it get completions (`EventHandler/handleCompletion`) for the requests they
+/// descriptor instead of registering it get completions (``CompletionHandler``) for the requests they
 /// submit through the loop (receives into the loop's provided buffers, sends, cancels). One submit-and-wait per
 /// turn hands the kernel every request the last turn prepared.
 ///
@@ -181,7 +181,7 @@ package final class EventLoop: @unchecked Sendable {
     /// Makes `handler` the receiver of completions for requests on `fd`, without watching it for readiness. The
     /// descriptor is then `detach`ed, after its last request completed.
     @inline(__always)
-    package func attach(fd: Int32, handler: EventHandler) throws(IOError) {
+    package func attach(fd: Int32, handler: CompletionHandler) throws(IOError) {
         assertInLoop()
         guard ring != nil else { preconditionFailure("attach needs the io_uring backend") }
         guard slots.holds(fd) else { throw IOError("io_uring", errno: EMFILE) }
@@ -197,14 +197,15 @@ package final class EventLoop: @unchecked Sendable {
         slots[fd].pointee = Slot(handler: nil, generation: 0)
     }
 
-    /// Registers `count` buffers of `size` bytes with the ring, for multishot receives on this loop (one group per
-    /// loop, made by its first user). Their pages cost memory only once data has been received into them.
-    package func provideBuffers(count: Int, size: Int) throws(IOError) -> ProvidedBuffers {
+    /// Registers room for `count` buffers of `size` bytes with the ring, for receives on this loop (one group per
+    /// loop, made by its first user), and gives the kernel the first `initial` of them (``provideMoreBuffers``).
+    package func provideBuffers(count: Int, size: Int, initial: Int) throws(IOError) -> ProvidedBuffers {
         assertInLoop()
         if let buffers { return buffers }
         guard let ring else { preconditionFailure("provided buffers need the io_uring backend") }
-        let made = try ProvidedBuffers(count: count, size: size)
-        let result = echod_uring_register_buffers(ring, UInt32(count), UInt32(size), made.base, ProvidedBuffers.group)
+        let made = try ProvidedBuffers(count: count, size: size, given: min(initial, count))
+        let result = echod_uring_register_buffers(
+            ring, UInt32(count), UInt32(size), made.base, ProvidedBuffers.group, UInt32(made.given))
         guard result == 0 else {
             made.deallocate()
             throw IOError("io_uring_register", errno: -result)
@@ -219,10 +220,24 @@ package final class EventLoop: @unchecked Sendable {
         echod_uring_recycle_buffer(ring, id)
     }
 
-    /// Starts a multishot receive on an attached `fd` into the provided buffers; its completions carry `operation`.
+    /// Gives the kernel up to `count` buffers it never had; false when every buffer is given already.
+    ///
+    /// Buffers are given as the load asks for them, not all at once: the kernel takes them in ring order, so every
+    /// buffer it has ever been given gets written in turn, and given ones all end up costing memory. Growing only
+    /// when receives run out keeps the memory at what the load needs at once.
+    package func provideMoreBuffers(_ count: Int) -> Bool {
+        guard let buffers, buffers.given < buffers.count else { return false }
+        let first = buffers.given
+        buffers.given = min(buffers.count, first + count)
+        for id in first..<buffers.given { echod_uring_recycle_buffer(ring, UInt16(id)) }
+        return true
+    }
+
+    /// Receives into one provided buffer on an attached `fd`; the completion carries `operation` and says which
+    /// buffer (``Completion/buffer(_:)``).
     @inline(__always)
-    package func receiveMultishot(fd: Int32, operation: UInt8) {
-        echod_uring_recv_multishot(ring, fd, ProvidedBuffers.group, completionData(fd, operation))
+    package func receive(fd: Int32, operation: UInt8) {
+        echod_uring_recv(ring, fd, ProvidedBuffers.group, completionData(fd, operation))
     }
 
     /// Sends `count` bytes at `bytes` on an attached `fd` (which must stay valid until the completion).
@@ -239,6 +254,26 @@ package final class EventLoop: @unchecked Sendable {
         echod_uring_cancel(ring, completionData(fd, target), completionData(fd, operation))
     }
 
+    /// Runs completions only (no epoll events, no other turn work) until `done` says so or `timeout` passes: for
+    /// a handler that must see its requests end before it goes on (a handover). Handlers get their completions as
+    /// in a turn.
+    package func runCompletions(timeout: Duration, until done: () -> Bool) {
+        assertInLoop()
+        guard let ring else { return }
+        let deadline = Syscall.monotonicNanoseconds() + timeout.nanoseconds
+        while !done() {
+            let left = deadline - Syscall.monotonicNanoseconds()
+            guard left > 0 else { return }
+            echod_uring_publish_buffers(ring)
+            _ = echod_uring_submit_and_wait(ring, 1, min(left, 10_000_000))
+            while true {
+                let count = echod_uring_take(ring, completions, completionCapacity)
+                dispatchCompletions(ring, Int(count))
+                if count < completionCapacity { break }
+            }
+        }
+    }
+
     /// User data of a completion for `fd`: the handler's operation code, the registration's generation (24 bits)
     /// and the descriptor. 0 is the loop's own poll of the epoll set.
     @inline(__always)
@@ -253,7 +288,8 @@ package final class EventLoop: @unchecked Sendable {
 
     // MARK: Running
 
-    /// Runs the loop on the calling thread until `stop()` is called.
+    /// Runs the loop on the calling thread until `stop()` is called. With io_uring, the first thread to run the loop
+    /// is the only one that may ever run it (the ring is single-issuer where the kernel allows).
     package func run() throws(IOError) {
         ownerThread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
         // Whoever runs the loop next, or tears it down after `run` returns, owns it then.
@@ -275,33 +311,34 @@ package final class EventLoop: @unchecked Sendable {
         runPendingTasks()
     }
 
-    /// The io_uring turn: publish the buffers handed back, submit what the last turn prepared and wait, then
-    /// dispatch completions (and the epoll set's events when its poll fired).
+    /// The io_uring turn: take the epoll set's events if its poll fired (or the last look found some), publish the
+    /// buffers handed back, submit what the last turn prepared and wait, then dispatch the readiness events and the
+    /// completions.
     ///
     /// The wait is for the completions of the sends just submitted and one more: a send to a socket with room
     /// completes during the submission, so waiting for one completion would return at once with it and cost a
     /// second `io_uring_enter` per round trip. A send that does not complete at once (its peer does not read)
-    /// bounds the wait with a 1 ms timeout. The idle tick on the epoll set bounds every sleep, as with epoll.
+    /// bounds the wait with a 1 ms timeout. The idle tick on the epoll set bounds every sleep, as with epoll. With
+    /// readiness events in hand the turn does not wait at all.
     private func runRing(_ ring: OpaquePointer) throws(IOError) {
+        let enabled = echod_uring_enable(ring)
+        guard enabled == 0 else { throw IOError("io_uring_register", errno: -enabled) }
         var turnStart = Syscall.monotonicNanoseconds()
         while running {
             stats.heartbeat.store(turnStart, ordering: .relaxed)
+            var epollCount = 0
             if epollMayHaveMore {
-                let count = try Syscall.epollWait(epollFD, events, eventCapacity, 0)
-                epollMayHaveMore = count > 0
-                if count > 0 {
-                    dispatch(count)
-                    continue
-                }
+                epollCount = try Syscall.epollWait(epollFD, events, eventCapacity, 0)
+                epollMayHaveMore = epollCount > 0
             }
             echod_uring_publish_buffers(ring)
             let wanted = 1 &+ sendsPrepared
             sendsPrepared = 0
-            let result = echod_uring_submit_and_wait(ring, wanted, wanted > 1 ? 1_000_000 : 0)
-            if result < 0 && result != -ETIME && result != -EINTR && result != -EAGAIN && result != -EBUSY {
-                throw IOError("io_uring_enter", errno: -result)
-            }
+            let timeout: Int64 = epollCount > 0 ? 0 : (wanted > 1 ? 1_000_000 : -1)
+            let result = echod_uring_submit_and_wait(ring, wanted, timeout)
+            if result < 0 { throw IOError("io_uring_enter", errno: -result) }
             let woke = Syscall.monotonicNanoseconds()
+            if epollCount > 0 { dispatch(epollCount) }
             while true {
                 let count = echod_uring_take(ring, completions, completionCapacity)
                 dispatchCompletions(ring, Int(count))
@@ -338,9 +375,10 @@ package final class EventLoop: @unchecked Sendable {
                 }
                 continue
             }
-            handler._withUnsafeGuaranteedRef {
-                $0.handleCompletion(fd: fd, operation: UInt8(truncatingIfNeeded: data >> 56), result: completion.res, flags: completion.flags)
-            }
+            // Only `attach` (which takes a CompletionHandler) gives a descriptor requests with completions.
+            let receiver = unsafeDowncast(handler.takeUnretainedValue(), to: CompletionHandler.self)
+            receiver.handleCompletion(
+                fd: fd, operation: UInt8(truncatingIfNeeded: data >> 56), result: completion.res, flags: completion.flags)
         }
         stats.events.add(UInt64(count))
     }

@@ -4,9 +4,12 @@ import EchodTestSupport
 import Glibc
 import Testing
 
+/// The backends this machine can run: io_uring where the kernel and process allow it (`make test` says so when not).
+let backends: [IOBackend] = IOBackend.ioUringUnavailableReason() == nil ? [.epoll, .ioUring] : [.epoll]
+
 /// Runs `loop` on its own thread for the duration of `body`.
-func withRunningLoop(_ body: (EventLoop) throws -> Void) throws {
-    let loop = try EventLoop(index: 0)
+func withRunningLoop(backend: IOBackend = .epoll, _ body: (EventLoop) throws -> Void) throws {
+    let loop = try EventLoop(index: 0, backend: backend)
     let thread = try LoopThread(loop: loop, name: "test-loop") { _ in }
     defer {
         loop.stop()
@@ -17,9 +20,9 @@ func withRunningLoop(_ body: (EventLoop) throws -> Void) throws {
 
 @Suite("Event loop")
 struct EventLoopTests {
-    @Test("tasks from other threads run on the loop thread, in order")
-    func executeOrder() throws {
-        try withRunningLoop { loop in
+    @Test("tasks from other threads run on the loop thread, in order", arguments: backends)
+    func executeOrder(backend: IOBackend) throws {
+        try withRunningLoop(backend: backend) { loop in
             let seen = Locked<[Int]>([])
             let onLoop = Locked(true)
             for i in 0..<1000 {
@@ -34,9 +37,9 @@ struct EventLoopTests {
         }
     }
 
-    @Test("a periodic timer fires repeatedly and stops when cancelled")
-    func timers() throws {
-        try withRunningLoop { loop in
+    @Test("a periodic timer fires repeatedly and stops when cancelled", arguments: backends)
+    func timers(backend: IOBackend) throws {
+        try withRunningLoop(backend: backend) { loop in
             let fired = Locked(0)
             let keep = Locked<LoopTimer?>(nil)
             loop.execute {
@@ -53,21 +56,21 @@ struct EventLoopTests {
         }
     }
 
-    @Test("the heartbeat advances while the loop is idle")
-    func heartbeat() throws {
-        try withRunningLoop { loop in
+    @Test("the heartbeat advances while the loop is idle", arguments: backends)
+    func heartbeat(backend: IOBackend) throws {
+        try withRunningLoop(backend: backend) { loop in
             #expect(waitUntil { loop.stats.heartbeat.load(ordering: .relaxed) > 0 })
             let first = loop.stats.heartbeat.load(ordering: .relaxed)
             #expect(waitUntil(2) { loop.stats.heartbeat.load(ordering: .relaxed) > first })
         }
     }
 
-    @Test("an event for a closed and reused descriptor is not delivered to the new owner")
-    func staleEvents() throws {
+    @Test("an event for a closed and reused descriptor is not delivered to the new owner", arguments: backends)
+    func staleEvents(backend: IOBackend) throws {
         // Two eventfds made readable in one batch; the first handler closes the second and opens a new descriptor,
         // which the kernel gives the same number. The stale event from the same batch must not reach the new
         // registration (nor the old handler): removing the generation check in `EventLoop.dispatch` fails this.
-        try withRunningLoop { loop in
+        try withRunningLoop(backend: backend) { loop in
             let delivered = Locked<[String]>([])
             final class Recorder: EventHandler {
                 let name: String
@@ -118,6 +121,114 @@ struct EventLoopTests {
             #expect(!log.contains("reused"), "stale event delivered to a reused fd: \(log)")
             #expect(!log.contains("second"), "event delivered to a closed fd's handler: \(log)")
             #expect(log.first == "first", "the batch did not start with the first descriptor: \(log)")
+        }
+    }
+}
+
+/// A connected pair of Unix stream sockets.
+func socketPair() throws -> [Int32] {
+    var pair: [Int32] = [0, 0]
+    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+        throw IOError("socketpair", errno: errno)
+    }
+    return pair
+}
+
+@Suite("Event loop on io_uring: completions", .enabled(if: backends.contains(.ioUring)))
+struct CompletionTests {
+    /// Records the completions it gets; with `rearm`, starts the next receive after each one that brought data.
+    final class Recorder: CompletionHandler, @unchecked Sendable {
+        var rearm = false
+        let log: Locked<[(operation: UInt8, result: Int32, bytes: [UInt8])]>
+        unowned(unsafe) let loop: EventLoop
+        init(_ log: Locked<[(operation: UInt8, result: Int32, bytes: [UInt8])]>, loop: EventLoop) {
+            self.log = log
+            self.loop = loop
+        }
+        override func handleCompletion(fd: Int32, operation: UInt8, result: Int32, flags: UInt32) {
+            var bytes: [UInt8] = []
+            if let id = Completion.buffer(flags) {
+                if result > 0 { bytes = Array(UnsafeRawBufferPointer(start: loop.buffers![id], count: Int(result))) }
+                loop.recycleBuffer(id)
+            }
+            log.update { $0.append((operation, result, bytes)) }
+            guard rearm else { return }
+            if result == -ENOBUFS {
+                #expect(loop.provideMoreBuffers(1))
+                loop.receive(fd: fd, operation: operation)
+            } else if result > 0 && Completion.buffer(flags) != nil {
+                loop.receive(fd: fd, operation: operation)
+            }
+        }
+    }
+
+    @Test("receives fill provided buffers, given as they run out, and a send goes out, each completion to its handler")
+    func receiveAndSend() throws {
+        try withRunningLoop(backend: .ioUring) { loop in
+            let pair = try socketPair()
+            defer { close(pair[1]) }
+            let log = Locked<[(operation: UInt8, result: Int32, bytes: [UInt8])]>([])
+            let recorder = Recorder(log, loop: loop)
+            recorder.rearm = true
+            let message: [UInt8] = Array("ring".utf8)
+            loop.execute {
+                _ = try! loop.provideBuffers(count: 4, size: 64, initial: 0)
+                try! loop.attach(fd: pair[0], handler: recorder)
+                loop.receive(fd: pair[0], operation: 7)
+                message.withUnsafeBytes { loop.send(fd: pair[0], bytes: $0.baseAddress!, count: $0.count, operation: 9) }
+            }
+            var got = [UInt8](repeating: 0, count: 16)
+            setReceiveTimeout(pair[1], seconds: 5)
+            #expect(read(pair[1], &got, 16) == 4)
+            #expect(Array(got[..<4]) == message)
+            // More chunks than buffers: each one goes back, and a receive that finds none (ENOBUFS) gets more given.
+            for chunk in ["one", "two", "three", "four", "five", "six"] {
+                #expect(write(pair[1], chunk, chunk.utf8.count) == chunk.utf8.count)
+                #expect(waitUntil { log.value.contains { $0.operation == 7 && String(decoding: $0.bytes, as: UTF8.self) == chunk } })
+            }
+            #expect(log.value.contains { $0.operation == 9 && $0.result == 4 })
+            #expect(log.value.first { $0.operation == 7 }?.result == -ENOBUFS, "the first receive found no buffer given")
+            loop.execute {
+                loop.detach(fd: pair[0])
+                close(pair[0])  // its last receive is still in flight: its completion is discarded (detached)
+            }
+            #expect(waitUntil { loop.stats.turns.load > 0 })
+        }
+    }
+
+    @Test("a completion for a detached descriptor does not reach the handler attached to its number next")
+    func staleCompletions() throws {
+        // The first handler's receive stays in flight after it is detached; the descriptor number is attached again
+        // to a second handler. Data then completes the old receive: the loop must drop that completion (and give its
+        // buffer back), not hand it to the second handler. Removing the generation check in
+        // `EventLoop.dispatchCompletions` fails this.
+        try withRunningLoop(backend: .ioUring) { loop in
+            let pair = try socketPair()
+            defer {
+                close(pair[0])
+                close(pair[1])
+            }
+            let first = Locked<[(operation: UInt8, result: Int32, bytes: [UInt8])]>([])
+            let second = Locked<[(operation: UInt8, result: Int32, bytes: [UInt8])]>([])
+            let a = Recorder(first, loop: loop)
+            let b = Recorder(second, loop: loop)
+            let attached = Locked(false)
+            loop.execute {
+                _ = try! loop.provideBuffers(count: 4, size: 64, initial: 4)
+                try! loop.attach(fd: pair[0], handler: a)
+                loop.receive(fd: pair[0], operation: 1)
+                loop.detach(fd: pair[0])
+                try! loop.attach(fd: pair[0], handler: b)
+                attached.value = true
+            }
+            #expect(waitUntil { attached.value })
+            #expect(write(pair[1], "late", 4) == 4)
+            // The old receive took the bytes (nothing is left to read here), and nobody got them.
+            var left = [UInt8](repeating: 0, count: 8)
+            #expect(waitUntil { recv(pair[0], &left, 8, Int32(MSG_DONTWAIT | MSG_PEEK)) < 0 && errno == EAGAIN })
+            usleep(100_000)
+            #expect(first.value.isEmpty && second.value.isEmpty, "stale completion delivered: \(first.value) \(second.value)")
+            loop.execute { loop.detach(fd: pair[0]) }
         }
     }
 }
