@@ -248,9 +248,12 @@ package final class Daemon: @unchecked Sendable {
             let worker: Worker
             do {
                 worker = Worker(loop: try EventLoop(index: i))
-                worker.thread = try LoopThread(loop: worker.loop, name: "echod-loop-\(i)") { [unowned self] error in
+                worker.thread = try LoopThread(loop: worker.loop, name: "echod-loop-\(i)") { [unowned self, unowned worker] error in
                     if let error {
-                        self.control.execute { self.loopFailed(i, error) }
+                        self.control.execute {
+                            worker.loopEnded = true
+                            self.loopFailed(i, error)
+                        }
                     }
                 }
             } catch {
@@ -349,9 +352,10 @@ package final class Daemon: @unchecked Sendable {
         }
     }
 
-    /// Runs `work` on every worker loop; when all have done it, runs `then` on the control loop.
+    /// Runs `work` on every worker loop still running; when all have done it, runs `then` on the control loop. A loop
+    /// that ended on an error is left out, else the shutdown after its failure would wait for it for ever.
     func whenAllLoops(_ work: @escaping (Worker) -> Void, then: @escaping () -> Void) {
-        Worker.onEach(workers, reportingTo: control, work, then: then)
+        Worker.onEach(workers.filter { !$0.loopEnded }, reportingTo: control, work, then: then)
     }
 
     /// The STATUS= line now (``StatusReport``); starts the next rate window.
