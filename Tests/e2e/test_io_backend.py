@@ -13,9 +13,11 @@ import errno
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import echod_binary, free_port, recv_exactly
@@ -234,3 +236,21 @@ def test_epoll_makes_no_io_uring_call(start_echod, port, no_io_uring, monkeypatc
     echo_once(port)
     assert chosen_backend(e) == "epoll"
     assert "io_uring" not in e.log()
+
+
+def test_a_reload_keeps_the_backend_and_says_a_change_needs_a_restart(start_echod, port):
+    config = f'listen: ["127.0.0.1:{port}"]\nio:\n  backend: epoll\n'
+    e = start_echod(["--log-format", "text"], config=config, ready=True)
+    e.config_path.write_text(config.replace("backend: epoll", "backend: auto"))
+    e.signal(signal.SIGHUP)
+    log = e.wait_log("configuration reloaded")
+    line = next(line for line in log.splitlines() if "io.backend changed" in line)
+    assert "takes effect at the next restart" in line and "running=epoll" in line and "configured=auto" in line, line
+    echo_once(port)
+    # A reload compares with what runs, as for threads: while the file differs from it, each reload says so again.
+    e.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while e.log().count("configuration reloaded") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert e.log().count("configuration reloaded") == 2
+    assert e.log().count("io.backend changed") == 2
