@@ -62,6 +62,7 @@ package final class MetricsExporter: Sendable {
     /// Every metric family this exporter writes: name, Prometheus type, labels, help text.
     package static let families: [(name: String, type: String, labels: [String], help: String)] = [
         ("echod_build_info", "gauge", ["version"], "Always 1; the version label says which echod is running."),
+        ("echod_io_backend", "gauge", ["backend"], "Always 1; the backend label says what the event loops wait on (epoll or io_uring, io.backend)."),
         ("echod_connections_accepted_total", "counter", [], "Echo connections accepted, including those then closed at once by a connection limit."),
         ("echod_connections_active", "gauge", [], "Echo connections open now."),
         ("echod_connections_closed_total", "counter", ["reason"], "Echo connections closed, by reason."),
@@ -118,6 +119,7 @@ package final class MetricsExporter: Sendable {
 
     private func update(_ st: inout State, _ s: MetricsSnapshot, _ p: ProcessSample) {
         gauge(&st, "echod_build_info", [("version", version)], 1)
+        gauge(&st, "echod_io_backend", [("backend", s.ioBackend.rawValue)], 1)
 
         counter(&st, "echod_connections_accepted_total", [], s.accepted)
         gauge(&st, "echod_connections_active", [], Double(s.active))

@@ -40,6 +40,8 @@ package struct MetricsSnapshot: Sendable {
 
     /// Per worker loop.
     package var loops: [LoopSample] = []
+    /// What the worker loops wait on (`io.backend`, as the daemon chose it at start).
+    package var ioBackend: IOBackend = .epoll
 
     /// Echo connections accepted (including those then rejected by a limit), all loops.
     package var accepted: UInt64 = 0

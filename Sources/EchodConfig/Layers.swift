@@ -39,6 +39,7 @@ enum Layer {
         set("user", overrides.user.map { .string($0) })
         set("udp.listen", overrides.udpListen.map { .stringArray($0) })
         set("instance", overrides.instance.map { .string($0) })
+        set("io.backend", overrides.ioBackend.map { .string($0) })
         return .commandLine(InMemoryProvider(name: "command line", values: values))
     }
 

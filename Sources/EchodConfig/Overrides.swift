@@ -16,12 +16,15 @@ package struct ConfigOverrides: Sendable {
     package var udpListen: [String]?
     /// `--instance`: the name in `{instance}`; an empty string means the host name.
     package var instance: String?
+    /// `--io-backend`: `epoll`, `io_uring` or `auto`.
+    package var ioBackend: String?
 
     /// Creates overrides; every value is text exactly as typed, validated by the loader like any other layer.
     package init(
         listen: [String]? = nil, threads: String? = nil, logLevel: String? = nil, logFormat: String? = nil, adminListen: String? = nil,
-        user: String? = nil, udpListen: [String]? = nil, instance: String? = nil
+        user: String? = nil, udpListen: [String]? = nil, instance: String? = nil, ioBackend: String? = nil
     ) {
+        self.ioBackend = ioBackend
         self.instance = instance
         self.udpListen = udpListen
         self.listen = listen

@@ -107,6 +107,10 @@ extension SettingKey {
                 },
                 render: { $0.threadsIsAuto ? "auto" : "\($0.threads)" }),
             scalar(
+                "io.backend", flag: "--io-backend", expected: "epoll, io_uring or auto",
+                set: { text, s throws(InvalidValue) in s.ioBackend = try Values.choice(text, of: IOBackendName.self) },
+                render: { $0.ioBackend.rawValue }),
+            scalar(
                 "limits.max_connections", expected: "a whole number",
                 set: { text, s throws(InvalidValue) in s.maxConnections = try Values.integer(text, in: 1...10_000_000) },
                 render: { "\($0.maxConnections)" }),

@@ -14,6 +14,17 @@ package enum LogLevelName: String, Sendable, CaseIterable {
     case trace, debug, info, notice, warning, error, critical
 }
 
+/// `io.backend`: the kernel interface the worker loops wait on. The daemon maps it to the event loop's backend (this
+/// layer does not know the loops) and resolves `auto` at start, when it can ask the kernel.
+package enum IOBackendName: String, Sendable, CaseIterable {
+    /// Readiness (`epoll_wait`, then `read` and `write`): the default, available wherever echod runs.
+    case epoll
+    /// Completions on an io_uring; start-up fails when the kernel or a seccomp filter does not allow it.
+    case ioUring = "io_uring"
+    /// io_uring when the kernel allows it, else epoll.
+    case auto
+}
+
 /// The validated, effective configuration of the daemon. Every field is in range and ready to use.
 package struct EchodSettings: Sendable, Equatable {
     /// Addresses (TCP, Unix) to accept echo connections on, each with its options; never empty, no duplicate addresses
@@ -27,6 +38,8 @@ package struct EchodSettings: Sendable, Equatable {
     package var threads: Int
     /// Whether `threads` was `auto`, so that `check-config` can say so.
     package var threadsIsAuto: Bool
+    /// What the worker loops wait on (`io.backend`); only a restart applies a change.
+    package var ioBackend = IOBackendName.epoll
     /// Connections open at once, over all listeners.
     package var maxConnections: Int
     /// Connections open at once from one peer address (for Unix-socket peers, one uid); 0 = unlimited.

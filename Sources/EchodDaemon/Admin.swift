@@ -72,6 +72,7 @@ extension Daemon {
     func metricsSnapshot() -> MetricsSnapshot {
         var s = MetricsSnapshot()
         s.loops = workers.map { MetricsSnapshot.LoopSample($0.loop) }
+        s.ioBackend = ioBackend
         var closed = [UInt64](repeating: 0, count: CloseReason.allCases.count)
         var rejectedTotal: UInt64 = 0
         var rejectedPerIP: UInt64 = 0

@@ -35,7 +35,8 @@ package enum ExitStatus {
 ///
 /// Threads: the main thread runs the control loop (signals, timers, reload, systemd notifications); `threads`
 /// worker loops serve echo; the log backend has its writer thread, and each configuration read a short-lived one
-/// (``BackgroundWork``). The control loop owns everything on this object; workers are reached through `execute`,
+/// (``BackgroundWork``). The worker loops run on the backend `io.backend` chose (``IOBackendChoice``); the control
+/// loop stays on epoll. The control loop owns everything on this object; workers are reached through `execute`,
 /// and report back the same way.
 package final class Daemon: @unchecked Sendable {
     package static let version = "0.1.0"
@@ -55,6 +56,8 @@ package final class Daemon: @unchecked Sendable {
     var datagramRoundRobin = 0
     var socketActivated = false
     var workers: [Worker] = []
+    /// What the worker loops wait on (``chooseIOBackend(_:)``), chosen once at start.
+    var ioBackend = IOBackend.epoll
     var limiter = ConnectionLimiter(maxConnections: 1, maxPerIP: 0)
     var signals: SignalSource?
     var status = StatusReport()
@@ -228,6 +231,7 @@ package final class Daemon: @unchecked Sendable {
         try startAdmin(settings.adminListen, passed: passedAdmin)
         // Every socket is bound and the log file open: the rest (loops, READY=1) runs as the configured user.
         try dropPrivileges(privileges)
+        ioBackend = try chooseIOBackend(settings.ioBackend)
         assignPolicies(settings)
         if socketActivated {
             logger.info(
@@ -247,10 +251,13 @@ package final class Daemon: @unchecked Sendable {
         for i in 0..<count {
             let worker: Worker
             do {
-                worker = Worker(loop: try EventLoop(index: i))
-                worker.thread = try LoopThread(loop: worker.loop, name: "echod-loop-\(i)") { [unowned self] error in
+                worker = Worker(loop: try EventLoop(index: i, backend: ioBackend))
+                worker.thread = try LoopThread(loop: worker.loop, name: "echod-loop-\(i)") { [unowned self, unowned worker] error in
                     if let error {
-                        self.control.execute { self.loopFailed(i, error) }
+                        self.control.execute {
+                            worker.loopEnded = true
+                            self.loopFailed(i, error)
+                        }
                     }
                 }
             } catch {
@@ -331,6 +338,7 @@ package final class Daemon: @unchecked Sendable {
                 "version": .string(Self.version),
                 "listeners": .string((listeners.map { "\($0.role.rawValue) \($0.summary)" } + datagramListeners.map(\.label)).joined(separator: ", ")),
                 "threads": .stringConvertible(settings.threads),
+                "io_backend": .stringConvertible(ioBackend),
                 "config": .string(config!.filePath ?? "embedded defaults"),
                 "startup_ms": .string(NumberText.fixed(elapsed, decimals: 1)),
             ])
@@ -349,9 +357,10 @@ package final class Daemon: @unchecked Sendable {
         }
     }
 
-    /// Runs `work` on every worker loop; when all have done it, runs `then` on the control loop.
+    /// Runs `work` on every worker loop still running; when all have done it, runs `then` on the control loop. A loop
+    /// that ended on an error is left out, else the shutdown after its failure would wait for it for ever.
     func whenAllLoops(_ work: @escaping (Worker) -> Void, then: @escaping () -> Void) {
-        Worker.onEach(workers, reportingTo: control, work, then: then)
+        Worker.onEach(workers.filter { !$0.loopEnded }, reportingTo: control, work, then: then)
     }
 
     /// The STATUS= line now (``StatusReport``); starts the next rate window.
@@ -360,7 +369,7 @@ package final class Daemon: @unchecked Sendable {
             listeners: listeners.filter { $0.role == .echo }.count,
             connections: limiter.openConnections,
             reads: workers.reduce(0) { $0 &+ $1.stats.reads.load },
-            reloadFailure: reloads.lastFailure)
+            reloadFailure: reloads.lastFailure, backend: ioBackend)
         return status.line(sample, now: Syscall.monotonicNanoseconds())
     }
 }

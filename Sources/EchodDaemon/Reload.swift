@@ -84,6 +84,11 @@ extension Daemon {
                 "threads changed: takes effect at the next restart",
                 metadata: ["running": .stringConvertible(old.threads), "configured": .stringConvertible(new.threads)])
         }
+        if new.ioBackend != old.ioBackend {
+            logger.warning(
+                "io.backend changed: takes effect at the next restart",
+                metadata: ["running": .stringConvertible(ioBackend), "configured": .string(new.ioBackend.rawValue)])
+        }
         if new.adminListen != old.adminListen {
             logger.warning("admin.listen changed: takes effect at the next restart")
         }
@@ -104,6 +109,7 @@ extension Daemon {
         var kept = loaded
         kept.settings.threads = old.threads
         kept.settings.user = old.user
+        kept.settings.ioBackend = old.ioBackend
         config = kept
     }
 

@@ -1,8 +1,10 @@
+import EchodEventLoop
 import EchodSystem
 import EchodText
 
 /// The STATUS= line `systemctl status` shows: `serving 2 listeners, 124 connections, 1.2k msg/s`, followed by
-/// `; last reload failed: REASON` while the last reload was rejected.
+/// `; last reload failed: REASON` while the last reload was rejected. On the io_uring backend the line says so
+/// (`serving 2 listeners on io_uring, …`); epoll, the default, is not named, so that the line reads as it always did.
 ///
 /// The rate is the reads of every loop since the previous line, per second of monotonic time: each line starts a new
 /// sampling window. The first line (the one sent with READY=1) has no window and says 0.
@@ -16,6 +18,8 @@ struct StatusReport {
         var reads: UInt64
         /// Why the last reload was rejected; nil once a reload succeeded (or none failed).
         var reloadFailure: String?
+        /// What the worker loops wait on (`io.backend`).
+        var backend: IOBackend = .epoll
     }
 
     /// How often the line is refreshed (and sent if it changed).
@@ -32,7 +36,8 @@ struct StatusReport {
         }
         previous = (sample.reads, now)
         let n = sample.listeners
-        var text = "serving \(n) listener\(n == 1 ? "" : "s"), \(sample.connections) connections, \(Self.humanRate(rate)) msg/s"
+        let on = sample.backend == .epoll ? "" : " on \(sample.backend)"
+        var text = "serving \(n) listener\(n == 1 ? "" : "s")\(on), \(sample.connections) connections, \(Self.humanRate(rate)) msg/s"
         if let failure = sample.reloadFailure { text += "; last reload failed: \(failure)" }
         return text
     }

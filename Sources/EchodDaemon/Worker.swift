@@ -15,6 +15,8 @@ final class Worker: @unchecked Sendable {
     /// Whether an acceptor of this loop is paused for descriptor exhaustion (for /readyz and metrics).
     let acceptPaused = Atomic<Bool>(false)
     var thread: LoopThread?
+    /// Whether the loop's thread has ended on an error (control loop only): work queued to the loop would never run.
+    var loopEnded = false
     var service: EchoService?
     var acceptors: [Int32: Acceptor] = [:]
     /// Which policy each listener's new connections get (loop thread only).

@@ -57,10 +57,17 @@ struct ConfigOptions: ParsableArguments {
         help: ArgumentHelp("This echod's name in listener tags ({instance}); an empty name means the host name (the default).", valueName: "name"))
     var instance: String?
 
+    @Option(
+        name: .customLong("io-backend"),
+        help: ArgumentHelp(
+            "What the worker loops wait on: epoll (the default), io_uring (refuse to start where the kernel does not allow it) or auto (io_uring where allowed, else epoll).",
+            valueName: "backend"))
+    var ioBackend: String?
+
     var overrides: ConfigOverrides {
         ConfigOverrides(
             listen: listen.isEmpty ? nil : listen, threads: threads, logLevel: logLevel, logFormat: logFormat, adminListen: admin, user: user,
-            udpListen: udp.isEmpty ? nil : udp, instance: instance)
+            udpListen: udp.isEmpty ? nil : udp, instance: instance, ioBackend: ioBackend)
     }
 }
 

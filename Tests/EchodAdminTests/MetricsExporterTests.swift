@@ -145,6 +145,17 @@ struct MetricsExporterTests {
         #expect(v["echod_process_cpu_seconds_total"] != nil)
     }
 
+    @Test("echod_io_backend names the backend the loops run on, epoll by default")
+    func ioBackend() {
+        let v = parseExposition(String(decoding: MetricsExporter(version: "0").render(MetricsSnapshot()), as: UTF8.self))
+        #expect(v["echod_io_backend{backend=\"epoll\"}"] == 1)
+        var s = MetricsSnapshot()
+        s.ioBackend = .ioUring
+        let ring = parseExposition(String(decoding: MetricsExporter(version: "0").render(s), as: UTF8.self))
+        #expect(ring["echod_io_backend{backend=\"io_uring\"}"] == 1)
+        #expect(ring["echod_io_backend{backend=\"epoll\"}"] == nil)
+    }
+
     @Test("a snapshot without values still renders valid exposition")
     func emptySnapshot() throws {
         let text = String(decoding: MetricsExporter(version: "0").render(MetricsSnapshot()), as: UTF8.self)

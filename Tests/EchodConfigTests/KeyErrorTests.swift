@@ -142,7 +142,7 @@ struct StructureErrorTests {
         ("max_connections: 5\n", "max_connections", "did you mean \"limits.max_connections\"?"),
         ("thread: 2\n", "thread", "did you mean \"threads\"?"),
         ("log:\n  reeds: true\n", "log.reeds", "did you mean \"reads\"?"),
-        ("colour: red\n", "colour", "valid keys here: listen, instance, threads, limits, shutdown, restart, log, admin"),
+        ("colour: red\n", "colour", "valid keys here: listen, instance, threads, io, limits, shutdown, restart, log, admin"),
         ("admin:\n  port: 80\n", "admin.port", "valid keys here: listen"),
         ("limits.max_connections: 5\n", "limits.max_connections", "write a nested key inside its section"),
     ])

@@ -9,6 +9,8 @@ struct LayeringTests {
         listen: ["0.0.0.0:7", "[::]:7"]
         instance: web-1
         threads: 3
+        io:
+          backend: io_uring
         limits:
           max_connections: 1000
           max_connections_per_ip: 10
@@ -45,6 +47,7 @@ struct LayeringTests {
         #expect(s.listen == [ListenEntry(try ListenTarget(parsing: "0.0.0.0:7")), ListenEntry(try ListenTarget(parsing: "[::]:7"))])
         #expect(s.instance == "web-1" && !s.instanceIsHostName)
         #expect(s.threads == 3 && !s.threadsIsAuto)
+        #expect(s.ioBackend == .ioUring)
         #expect(s.maxConnections == 1000)
         #expect(s.maxConnectionsPerIP == 10)
         #expect(s.idleTimeout == .seconds(90))
@@ -75,6 +78,7 @@ struct LayeringTests {
         "ECHOD_LISTEN": "0.0.0.0:7, [::]:7",
         "ECHOD_INSTANCE": "web-1",
         "ECHOD_THREADS": "3",
+        "ECHOD_IO_BACKEND": "io_uring",
         "ECHOD_LIMITS_MAX_CONNECTIONS": "1000",
         "ECHOD_LIMITS_MAX_CONNECTIONS_PER_IP": "10",
         "ECHOD_LIMITS_IDLE_TIMEOUT": "90s",
@@ -114,7 +118,8 @@ struct LayeringTests {
         let loaded = try load(
             nil,
             overrides: ConfigOverrides(
-                listen: ["127.0.0.2:7", "[::1]:7"], threads: "auto", logLevel: "error", logFormat: "text", adminListen: "[::1]:9090"))
+                listen: ["127.0.0.2:7", "[::1]:7"], threads: "auto", logLevel: "error", logFormat: "text", adminListen: "[::1]:9090",
+                ioBackend: "auto"))
         let s = loaded.settings
         #expect(s.listen.map(\.description) == ["127.0.0.2:7", "[::1]:7"])
         #expect(s.threadsIsAuto)
@@ -125,6 +130,7 @@ struct LayeringTests {
         #expect(loaded.origins["log.level"] == .commandLine("--log-level"))
         #expect(loaded.origins["log.format"] == .commandLine("--log-format"))
         #expect(loaded.origins["admin.listen"] == .commandLine("--admin"))
+        #expect(s.ioBackend == .auto && loaded.origins["io.backend"] == .commandLine("--io-backend"))
         #expect(loaded.origins["limits.max_connections"] == .defaultValue)
     }
 

@@ -18,6 +18,14 @@ import Testing
         #expect(other.line(sample(2, reads: 0), now: second) == "serving 2 listeners, 0 connections, 0 msg/s")
     }
 
+    /// epoll, the default, is not named (the line reads as it always did); io_uring is.
+    @Test func theIOUringBackendIsNamed() {
+        var report = StatusReport()
+        var onRing = sample(2, connections: 3, reads: 0)
+        onRing.backend = .ioUring
+        #expect(report.line(onRing, now: second) == "serving 2 listeners on io_uring, 3 connections, 0 msg/s")
+    }
+
     @Test func rateIsReadsSinceThePreviousLinePerSecond() {
         var report = StatusReport()
         _ = report.line(sample(reads: 1000), now: 10 * second)
