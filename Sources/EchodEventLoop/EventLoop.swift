@@ -376,9 +376,10 @@ package final class EventLoop: @unchecked Sendable {
                 continue
             }
             // Only `attach` (which takes a CompletionHandler) gives a descriptor requests with completions.
-            let receiver = unsafeDowncast(handler.takeUnretainedValue(), to: CompletionHandler.self)
-            receiver.handleCompletion(
-                fd: fd, operation: UInt8(truncatingIfNeeded: data >> 56), result: completion.res, flags: completion.flags)
+            handler._withUnsafeGuaranteedRef {
+                unsafeDowncast($0, to: CompletionHandler.self).handleCompletion(
+                    fd: fd, operation: UInt8(truncatingIfNeeded: data >> 56), result: completion.res, flags: completion.flags)
+            }
         }
         stats.events.add(UInt64(count))
     }
