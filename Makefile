@@ -77,11 +77,13 @@ TEST_CHECKS :=
 # make test stays within its 15-minute budget on a 2-core machine by leaving the shipped artefacts to make
 # test-shipping (a release build and three artefacts, about 5 minutes cold), which CI (.ci/run) runs after it.
 SHIPPING_TESTS := Tests/e2e/test_deb.py Tests/e2e/test_image.py Tests/e2e/test_kubernetes.py Tests/e2e/test_release_hooks.py
+# make test's end-to-end selection (make test-e2e-uring runs it again on io_uring).
+E2E_TESTS := Tests/e2e $(addprefix --ignore=,$(SHIPPING_TESTS))
 
 test: deps build
 	$(SWIFT) test
 	$(PYTHON) -m pytest -q bench/tests
-	ECHOD_BIN=$(abspath $(DEBUG_BIN)) $(PYTHON) -m pytest -q -rs Tests/e2e $(addprefix --ignore=,$(SHIPPING_TESTS))
+	ECHOD_BIN=$(abspath $(DEBUG_BIN)) $(PYTHON) -m pytest -q -rs $(E2E_TESTS)
 	$(if $(strip $(TEST_CHECKS)),$(MAKE) --no-print-directory $(TEST_CHECKS))
 
 test-shipping: deps build $(SHIPPING)

@@ -25,11 +25,74 @@ def echod_binary() -> str:
     return path
 
 
-def sanitizer_setenv() -> list[str]:
-    """systemd-socket-activate's --setenv flags for the sanitizer options set here (make sanitize): it gives the
-    program it starts only the variables it is told to, and without its suppressions a sanitized echod exits 66."""
+# The I/O backend every echod of this run serves on (io.backend): ECHOD_E2E_IO_BACKEND, epoll or io_uring (make
+# test-e2e-uring sets it); unset, echod's own default. It reaches each echod as ECHOD_IO_BACKEND, through
+# echod_environ() and socket_activate_setenv(), and each real-systemd test's unit through a drop-in
+# (test_real_systemd.run_io_backend_drop_in).
+IO_BACKENDS = ("epoll", "io_uring")
+IO_BACKEND = os.environ.get("ECHOD_E2E_IO_BACKEND") or None
+
+# What a child echod must not inherit from this process: its configuration (ECHOD_*: the run's own variables, e.g.
+# ECHOD_BIN, and whatever the caller's shell has) and systemd's hand-over (a NOTIFY_SOCKET, LISTEN_FDS, a watchdog or
+# a journal stream of pytest's own service would make echod believe systemd started it).
+INHERITED_NOT = ("ECHOD_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_", "JOURNAL_STREAM")
+
+
+def echod_environ(env: dict[str, str | None] | None = None) -> dict[str, str]:
+    """The environment for an echod this suite starts: this process's without INHERITED_NOT, plus the run's I/O
+    backend (ECHOD_IO_BACKEND), then `env` on top. A name `env` maps to None is left out: a test of echod's own
+    default backend passes {"ECHOD_IO_BACKEND": None}."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED_NOT)}
+    if IO_BACKEND:
+        full["ECHOD_IO_BACKEND"] = IO_BACKEND
+    full.update(env or {})
+    return {k: v for k, v in full.items() if v is not None}
+
+
+def socket_activate_setenv() -> list[str]:
+    """systemd-socket-activate's --setenv flags for what the echod it starts must see, since it gives that program
+    only the variables it is told to: the sanitizer options set here (make sanitize; without its suppressions a
+    sanitized echod exits 66) and the run's I/O backend."""
     names = ("TSAN_OPTIONS", "ASAN_OPTIONS", "LSAN_OPTIONS", "SWIFT_BACKTRACE")
-    return [f"--setenv={name}" for name in names if name in os.environ]
+    flags = [f"--setenv={name}" for name in names if name in os.environ]
+    return flags + ([f"--setenv=ECHOD_IO_BACKEND={IO_BACKEND}"] if IO_BACKEND else [])
+
+
+def echod_knows_io_backend(path: str) -> bool:
+    """Whether the echod at `path` has the io.backend key (its flag, --io-backend, is in `echod run --help`); one
+    without it ignores ECHOD_IO_BACKEND and serves on epoll."""
+    done = subprocess.run([path, "run", "--help"], capture_output=True, text=True, timeout=30, env=echod_environ())
+    return "--io-backend" in done.stdout
+
+
+def pytest_configure(config):
+    """A run asked for a backend echod cannot be given stops here: its tests would pass on epoll under another
+    name."""
+    if IO_BACKEND is None:
+        return
+    if IO_BACKEND not in IO_BACKENDS:
+        raise pytest.UsageError(f"ECHOD_E2E_IO_BACKEND={IO_BACKEND!r}: expected one of {', '.join(IO_BACKENDS)}")
+    path = os.environ.get("ECHOD_BIN") or str(REPO / ".build" / "debug" / "echod")
+    if os.access(path, os.X_OK) and not echod_knows_io_backend(path):
+        raise pytest.UsageError(
+            f"ECHOD_E2E_IO_BACKEND={IO_BACKEND}, but {path} has no io.backend key (no --io-backend in `echod run "
+            "--help`): every echod would serve on its default backend"
+        )
+
+
+def io_backend_line() -> str:
+    if IO_BACKEND:
+        return f"echod I/O backend: {IO_BACKEND} (ECHOD_E2E_IO_BACKEND)"
+    return "echod I/O backend: echod's default (ECHOD_E2E_IO_BACKEND unset)"
+
+
+def pytest_report_header(config):
+    return io_backend_line()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Again at the end: make test's pytest -q prints no header."""
+    terminalreporter.write_line(io_backend_line())
 
 
 _handed_out: set[tuple[int, int]] = set()
@@ -65,9 +128,10 @@ class Echod:
     """One echod process. Its stderr goes to a file (or a pipe the caller controls)."""
 
     def __init__(self, args=(), config: str | None = None, env=None, stderr=None, preexec_fn=None, ready=False):
-        """ready: wait until echod says READY=1 on a NOTIFY_SOCKET of this test's own (it does once every listener
-        is bound and every loop serves); the test then starts on a serving daemon with no probe connection of ours
-        open. A test that passes its own NOTIFY_SOCKET reads it itself."""
+        """env: on top of echod_environ() (a name mapped to None is removed). ready: wait until echod says READY=1 on
+        a NOTIFY_SOCKET of this test's own (it does once every listener is bound and every loop serves); the test
+        then starts on a serving daemon with no probe connection of ours open. A test that passes its own
+        NOTIFY_SOCKET reads it itself."""
         self.tmp = tempfile.TemporaryDirectory(prefix="echod-e2e-")
         self.dir = Path(self.tmp.name)
         self.log_path = self.dir / "stderr.log"
@@ -78,12 +142,7 @@ class Echod:
             self.config_path = cfg
             cmd += ["--config", str(cfg)]
         cmd += list(args)
-        full_env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_", "JOURNAL_STREAM"))
-        }
-        full_env.update(env or {})
+        full_env = echod_environ(env)
         self.notify = None
         if ready:
             if "NOTIFY_SOCKET" in full_env:

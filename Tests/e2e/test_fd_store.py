@@ -37,7 +37,7 @@ import pytest
 from conftest import free_port
 from keepalive_client import KeepaliveClient, gap_stats
 from nspawn import Container
-from test_real_systemd import binary_under_test, main_pid, wait_until
+from test_real_systemd import binary_under_test, main_pid, run_io_backend_drop_in, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -247,6 +247,7 @@ def box(tmp_path_factory):
         c.binary = f"/opt/echod/{binary.name}"
         point_echod_at(c, c.binary)
         c.write(f"{DROP_IN_DIR}/{FEATURE_DROP_IN}", feature_drop_in())
+        run_io_backend_drop_in(c)
         c.run("systemctl", "daemon-reload", check=True)
         yield c
 
@@ -259,7 +260,7 @@ def point_echod_at(box, target: str):
 @pytest.fixture
 def c(box):
     """The container with echod stopped, the base configuration, the binary under test and only the feature's
-    drop-in."""
+    drop-in (and the run's I/O backend's, under /run)."""
     reset(box)
     yield box
     reset(box)

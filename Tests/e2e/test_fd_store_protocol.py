@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import echod_binary, free_port, recv_exactly, wait_for_port
+from conftest import echod_binary, echod_environ, free_port, recv_exactly, wait_for_port
 
 
 class FakeStore:
@@ -123,11 +123,7 @@ class Instance:
         self.log_path = directory / f"echod-{time.monotonic_ns()}.log"
         names = list(store.fds)
         fds = [store.fds[n] for n in names]
-        env_extra = env
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_"))
-        }
-        env.update(NOTIFY_SOCKET=str(store.path), ECHOD_RESTART_KEEP_CONNECTIONS=keep, **(env_extra or {}))
+        env = echod_environ({"NOTIFY_SOCKET": str(store.path), "ECHOD_RESTART_KEEP_CONNECTIONS": keep, **(env or {})})
         if fds:
             env.update(LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=":".join(names))
 

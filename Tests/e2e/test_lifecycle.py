@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import Echod, echod_binary, free_port, recv_exactly
+from conftest import Echod, echod_binary, echod_environ, free_port, recv_exactly
 
 
 def run(args, env=None, timeout=20):
@@ -157,6 +157,7 @@ def test_defaults_serve_ipv4_where_ipv6_is_switched_off(tmp_path):
         capture_output=True,
         text=True,
         timeout=30,
+        env=echod_environ(),
     )
     text = log.read_text()
     assert result.stdout.splitlines() == ["hello over IPv4", "exit=0"], result.stdout + result.stderr + text

@@ -1,7 +1,6 @@
 """Per-listener options (issue 13) where listeners come and go: sockets systemd passes in (matched by
 FileDescriptorName= or by address) and reloads that change a listener's options under open connections."""
 
-import os
 import shutil
 import signal
 import socket
@@ -10,7 +9,7 @@ import tempfile
 import time
 
 import pytest
-from conftest import echod_binary, free_port, recv_exactly, sanitizer_setenv
+from conftest import echod_binary, echod_environ, free_port, recv_exactly, socket_activate_setenv
 
 
 def v1(source: str, sport: int) -> bytes:
@@ -54,12 +53,12 @@ def test_passed_sockets_take_the_options_of_the_entry_named_or_addressed(tmp_pat
         "    tag: banner\n"
         '    tag_text: "by-address"\n'
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_"))}
+    env = echod_environ()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [
                 "systemd-socket-activate",
-                *sanitizer_setenv(),
+                *socket_activate_setenv(),
                 "-l",
                 f"127.0.0.1:{named}",
                 "-l",

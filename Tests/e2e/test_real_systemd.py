@@ -7,12 +7,14 @@ What a user of the units relies on, checked through systemctl as they would do i
 - `systemctl reload` puts a changed configuration in force without dropping an open connection;
 - `systemctl stop` drains (open connections still echo), then the unit is inactive with Result=success;
 - a stalled event loop gets echod killed by the watchdog and restarted;
-- echod.socket: the first connection starts echod; `systemctl restart echod` under load refuses no connection.
+- echod.socket: the first connection starts echod; `systemctl restart echod` under load refuses no connection;
+- the unit's system-call filter lets echod serve on io_uring (io.backend), and where a drop-in forbids io_uring,
+  io.backend: auto falls back to epoll.
 
 The binary under test is $ECHOD_BIN (default .build/debug/echod); its directory is bound read-only into the container
 at /opt/echod and /usr/local/bin/echod (the unit's ExecStart=) is a symlink to it in the container's overlay.
 One container serves the whole module (boot and halt take well under a second each); every test starts from
-stopped units, the base configuration and no drop-in.
+stopped units, the base configuration and no drop-in but the run's I/O backend's (ECHOD_E2E_IO_BACKEND, under /run).
 """
 
 import json
@@ -25,11 +27,15 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import IO_BACKEND, Echod, echod_knows_io_backend, free_port
 from nspawn import Container
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 DROP_IN_DIR = "/etc/systemd/system/echod.service.d"
+# The run's I/O backend: under /run, which reset() leaves alone, and named to sort before any test's drop-in (systemd
+# applies the drop-ins of every directory in the order of their names), so that a test's own ECHOD_IO_BACKEND wins.
+RUN_DROP_IN = "/run/systemd/system/echod.service.d/00-e2e-io-backend.conf"
 CONFIG_PATH = "/etc/echod/echod.yaml"
 BASE_CONFIG = "listen: ['127.0.0.1:7']\nshutdown:\n  drain_timeout: 5s\n"
 MAX_EXPOSURE = 1.5
@@ -50,8 +56,16 @@ def box(tmp_path_factory):
         shutil.copy(DEPLOY / name, units / name)
     with Container(units=units, binds={"/opt/echod": binary.parent}) as c:
         c.symlink("/usr/local/bin/echod", f"/opt/echod/{binary.name}")
+        run_io_backend_drop_in(c)
         c.run("systemctl", "daemon-reload", check=True)
         yield c
+
+
+def run_io_backend_drop_in(box):
+    """Every start of echod.service in `box` on the run's I/O backend (conftest.IO_BACKEND), when it names one; the
+    caller reloads systemd."""
+    if IO_BACKEND:
+        box.write(RUN_DROP_IN, f"[Service]\nEnvironment=ECHOD_IO_BACKEND={IO_BACKEND}\n")
 
 
 @pytest.fixture
@@ -362,3 +376,79 @@ def test_socket_only_drop_in_still_serves(c):
     status = c.run("cat", f"/proc/{main_pid(c)}/status", check=True).stdout
     assert re.search(r"^CapEff:\s+0+$", status, re.M), status
     assert c.run("readlink", f"/proc/{main_pid(c)}/ns/net").stdout != c.run("readlink", "/proc/1/ns/net").stdout
+
+
+# -- io_uring ---------------------------------------------------------------------------------------------------
+
+
+def io_uring_rings(box, pid: int) -> int:
+    """How many io_uring instances the process holds open (one per event loop on that backend)."""
+    fds = box.run("ls", "-l", f"/proc/{pid}/fd", check=True).stdout
+    return fds.count("anon_inode:[io_uring]")
+
+
+def started_record(box) -> dict:
+    """The start-up record ("echod started") of the running echod.service, its own fields only (systemd's
+    trusted fields, _*, left out)."""
+    invocation = box.show("echod.service", "InvocationID")["InvocationID"]
+    started = [
+        r
+        for r in journal_records(box)
+        if r.get("_SYSTEMD_INVOCATION_ID") == invocation and r.get("MESSAGE") == "echod started"
+    ]
+    assert started, "no start-up record of this invocation" + journal(box)
+    return {k: v for k, v in started[-1].items() if not k.startswith("_")}
+
+
+def io_uring_unavailable_here() -> str | None:
+    """None when the echod under test serves on io_uring on this host outside any unit (so that a failure under the
+    unit is the unit's), else why not: an echod without the io.backend key, or a kernel, sysctl or seccomp filter of
+    the host's own that refuses io_uring."""
+    binary = str(binary_under_test())
+    if not echod_knows_io_backend(binary):
+        return f"{binary} has no io.backend key yet (no --io-backend in `echod run --help`)"
+    try:
+        e = Echod(["--listen", f"127.0.0.1:{free_port()}", "--io-backend", "io_uring"], ready=True)
+    except AssertionError as error:
+        return f"echod --io-backend io_uring does not start on this host: {str(error)[-500:]}"
+    try:
+        rings = sum(os.readlink(f) == "anon_inode:[io_uring]" for f in Path(f"/proc/{e.pid}/fd").iterdir())
+        return None if rings else f"echod --io-backend io_uring runs without a ring on this host:\n{e.log()[-500:]}"
+    finally:
+        e.close()
+
+
+def test_the_unit_lets_echod_serve_on_io_uring(c):
+    # The shipped filter (@system-service, which holds @aio and with it io_uring_setup/_enter/_register, minus
+    # @privileged and @resources) must not refuse what io.backend: io_uring needs.
+    why = io_uring_unavailable_here()
+    if why:
+        pytest.skip(f"io_uring under the unit not tested: {why}")
+    c.write(f"{DROP_IN_DIR}/io-uring.conf", "[Service]\nEnvironment=ECHOD_IO_BACKEND=io_uring\n")
+    c.run("systemctl", "daemon-reload", check=True)
+
+    start(c)
+
+    assert round_trip(c, 7, b"through the ring\n") == b"through the ring\n", journal(c)
+    assert io_uring_rings(c, main_pid(c)) >= 1, "echod runs without a ring" + journal(c)
+    record = started_record(c)
+    assert "io_uring" in " ".join(map(str, record.values())), f"start-up record: {record}"
+
+
+def test_io_uring_forbidden_by_a_drop_in_falls_back_to_epoll(c):
+    # An operator who forbids io_uring (as some hardening guides do) with io.backend: auto still gets an echo service.
+    c.write(
+        f"{DROP_IN_DIR}/no-io-uring.conf",
+        "[Service]\nSystemCallFilter=~io_uring_setup io_uring_enter io_uring_register\n"
+        "Environment=ECHOD_IO_BACKEND=auto\n",
+    )
+    c.run("systemctl", "daemon-reload", check=True)
+
+    start(c)
+
+    assert round_trip(c, 7, b"on epoll\n") == b"on epoll\n", journal(c)
+    assert io_uring_rings(c, main_pid(c)) == 0, "echod holds a ring that the filter forbids" + journal(c)
+    if not echod_knows_io_backend(str(binary_under_test())):
+        pytest.skip(f"the start-up record's backend not checked: {binary_under_test()} has no io.backend key yet")
+    record = started_record(c)
+    assert "epoll" in " ".join(map(str, record.values())), f"start-up record: {record}"

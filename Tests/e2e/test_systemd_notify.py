@@ -1,7 +1,6 @@
 """systemd integration without systemd: a test-only NOTIFY_SOCKET receiver, and systemd-socket-activate."""
 
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -11,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import echod_binary, free_port, recv_exactly, sanitizer_setenv, wait_for_port
+from conftest import echod_binary, echod_environ, free_port, recv_exactly, socket_activate_setenv, wait_for_port
 
 
 class NotifyReceiver:
@@ -166,12 +165,11 @@ def _socket_activate(ports, names, extra_args=(), env=None):
     """systemd-socket-activate running echod on the given ports; killed (by PID) if still running at the end."""
     if not shutil.which("systemd-socket-activate"):
         pytest.fail("systemd-socket-activate is missing (Debian package systemd; make test installs it)")
-    cmd = ["systemd-socket-activate", *sanitizer_setenv()]
+    cmd = ["systemd-socket-activate", *socket_activate_setenv()]
     for p in ports:
         cmd += ["-l", f"127.0.0.1:{p}"]
     cmd += [f"--fdname={':'.join(names)}", echod_binary(), *extra_args]
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_"))}
-    full_env.update(env or {})
+    full_env = echod_environ(env)
     log = tempfile.TemporaryFile()  # noqa: SIM115 (echod's stderr while it runs; closed below)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=full_env)
     try:
@@ -221,7 +219,7 @@ def test_passed_datagram_socket_is_refused_clearly(port):
         pytest.fail("systemd-socket-activate is missing")
     cmd = [
         "systemd-socket-activate",
-        *sanitizer_setenv(),
+        *socket_activate_setenv(),
         "--datagram",
         "-l",
         f"127.0.0.1:{port}",

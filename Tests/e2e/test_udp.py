@@ -14,7 +14,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import echod_binary, free_port, sanitizer_setenv, vm_rss_kib
+from conftest import echod_binary, echod_environ, free_port, socket_activate_setenv, vm_rss_kib
 
 LISTED_PORTS = (0, 7, 13, 17, 19, 37, 53, 123, 161, 1900, 11211, 69, 111, 137, 389, 520, 1434, 3702, 5353, 5683, 10001)
 
@@ -317,10 +317,10 @@ def test_duplicate_udp_address_is_a_config_error():
 def socket_activated(args):
     if not shutil.which("systemd-socket-activate"):
         pytest.fail("systemd-socket-activate is missing (Debian package systemd; make test installs it)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_"))}
+    env = echod_environ()
     log = tempfile.TemporaryFile()  # noqa: SIM115 (echod's stderr while it runs; closed below)
     proc = subprocess.Popen(
-        ["systemd-socket-activate", *sanitizer_setenv(), *args],
+        ["systemd-socket-activate", *socket_activate_setenv(), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=log,

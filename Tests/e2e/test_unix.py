@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import echod_binary, recv_exactly, sanitizer_setenv, seeded_bytes
+from conftest import echod_binary, echod_environ, recv_exactly, seeded_bytes, socket_activate_setenv
 
 NOBODY = 65534  # nobody:nogroup on Debian
 
@@ -334,12 +334,12 @@ def test_a_unix_socket_passed_by_systemd_is_served_and_never_removed(sockdir):
     if not shutil.which("systemd-socket-activate"):
         pytest.fail("systemd-socket-activate is missing (Debian package systemd; make test installs it)")
     path = sockdir / "passed.sock"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOD_", "NOTIFY_SOCKET", "LISTEN_"))}
+    env = echod_environ()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [
                 "systemd-socket-activate",
-                *sanitizer_setenv(),
+                *socket_activate_setenv(),
                 "-l",
                 str(path),
                 "--fdname=echo",
