@@ -35,12 +35,21 @@ extension EchoService {
         case cancel = 3
     }
 
-    /// The loop's provided buffers: at most as many as pingpong with 1,000 connections keeps busy at once, each the
-    /// size of a large read; given to the kernel 64 at a time as receives run out (``EventLoop/provideMoreBuffers``),
-    /// so that memory follows the load.
+    /// The loop's provided buffers: at most as many as pingpong with 1,000 connections keeps busy at once, given to
+    /// the kernel 16 at a time as receives run out (``EventLoop/provideMoreBuffers``): the kernel writes every given
+    /// buffer in turn, so each costs memory once given, and the free ones are at most one step's worth.
     static let ringBufferCount = 1024
-    static let ringBufferSize = 32 * 1024
-    static let ringBufferStep = 64
+    static let ringBufferStep = 16
+
+    /// A buffer's size: a quarter of `max_pending_bytes` (so that a connection at its bound holds four buffers, and a
+    /// slow reader's memory is its bound, not a buffer rounded up), a power of two between 4 KiB and 64 KiB (a
+    /// large read: 64 KiB with the default 256 KiB bound). Fixed for the loop's life: a reload that changes the bound
+    /// changes how many buffers a connection may hold (``maxQueued``).
+    static func ringBufferSize(maxPending: Int) -> Int {
+        var size = 4 * 1024
+        while size < 64 * 1024 && size * 2 <= maxPending / 4 { size *= 2 }
+        return size
+    }
 
     /// Whether a connection of `policy` accepted now is served by completions.
     func servedByCompletions(_ policy: ListenerPolicy) -> Bool {
@@ -50,10 +59,12 @@ extension EchoService {
     /// Sets up the loop's provided buffers (io_uring backend only). Called once, at start.
     func prepareCompletions() throws(IOError) {
         guard loop.backend == .ioUring else { return }
-        let buffers = try loop.provideBuffers(count: Self.ringBufferCount, size: Self.ringBufferSize, initial: Self.ringBufferStep)
+        let size = Self.ringBufferSize(maxPending: machine.pointee.maxPending)
+        let buffers = try loop.provideBuffers(count: Self.ringBufferCount, size: size, initial: Self.ringBufferStep)
         ringBuffers = buffers
         bufferNext = .allocate(capacity: buffers.count)
         bufferLength = .allocate(capacity: buffers.count)
+        updateMaxQueued()
     }
 
     /// Starts serving an attached connection whose slot is filled (open, counted) by completions.
@@ -75,9 +86,10 @@ extension EchoService {
         settle(c, fd: fd)
     }
 
-    /// The most buffers one connection holds: `max_pending_bytes` of them, at least one.
-    var maxQueued: UInt16 {
-        UInt16(clamping: max(1, (machine.pointee.maxPending + Self.ringBufferSize - 1) / Self.ringBufferSize))
+    /// Sets the most buffers one connection holds: `max_pending_bytes` of them, at least one (at start and reload).
+    func updateMaxQueued() {
+        guard let ringBuffers else { return }
+        maxQueued = UInt16(clamping: max(1, machine.pointee.maxPending / ringBuffers.size))
     }
 
     private func received(_ c: UnsafeMutablePointer<Connection>, fd: Int32, result: Int32, flags: UInt32) {

@@ -63,6 +63,8 @@ package final class EchoService: CompletionHandler, @unchecked Sendable {
     var bufferNext: UnsafeMutablePointer<UInt16>?
     var bufferLength: UnsafeMutablePointer<UInt32>?
     var starved: [Int32] = []
+    /// The most buffers one connection holds (``updateMaxQueued()``).
+    var maxQueued: UInt16 = 1
 
     /// Where per-read records go when `log.reads` is on: a sink that copies the fields and the first bytes
     /// without allocating or formatting (the daemon passes the log backend's `ReadLogger`). Reads are not logged
@@ -448,6 +450,7 @@ package final class EchoService: CompletionHandler, @unchecked Sendable {
         loop.assertInLoop()
         settings = new
         machine.pointee.setMaxPending(new.maxPendingBytes)
+        updateMaxQueued()
         idleTicks = Self.ticks(new.idleTimeout)
     }
 

@@ -13,6 +13,8 @@ package final class ProvidedBuffers {
     package let count: Int
     package let size: Int
     package internal(set) var given: Int
+    /// More were given in this turn (``EventLoop/provideMoreBuffers(_:)``).
+    var grewThisTurn = false
     let base: UnsafeMutableRawPointer
     private let byteCount: Int
 

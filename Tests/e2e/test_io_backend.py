@@ -28,6 +28,10 @@ IO_URING_SETUP = 425  # the same number on every architecture
 STARTED = re.compile(r"echod started.*\bio_backend=(\w+)")
 
 
+# For the tests of what echod does without being told a backend (or told by its file): the run's own backend
+# (ECHOD_E2E_IO_BACKEND, which conftest gives every echod as ECHOD_IO_BACKEND) left out.
+DEFAULT_BACKEND = {"ECHOD_IO_BACKEND": None}
+
 def host_allows_io_uring() -> bool:
     """Whether this process may make an io_uring (one io_uring_setup, closed at once)."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -135,7 +139,8 @@ def test_metrics_name_the_backend(start_echod, port):
 
 def test_metrics_say_epoll_by_default(start_echod, port):
     admin = free_port()
-    start_echod(["--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}"], ready=True)
+    # The default itself: not the backend a make test-e2e-uring run gives every echod.
+    start_echod(["--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}"], ready=True, env=DEFAULT_BACKEND)
     assert metric(scrape(admin), "echod_io_backend", {"backend": "epoll"}) == 1
 
 
@@ -232,7 +237,7 @@ def test_epoll_makes_no_io_uring_call(start_echod, port, no_io_uring, monkeypatc
     """With the default, a filter against io_uring changes nothing: not even a warning."""
     real = echod_binary()
     monkeypatch.setenv("ECHOD_BIN", no_io_uring)
-    e = start_echod([real, "--listen", f"127.0.0.1:{port}", "--log-format", "text"], ready=True)
+    e = start_echod([real, "--listen", f"127.0.0.1:{port}", "--log-format", "text"], ready=True, env=DEFAULT_BACKEND)
     echo_once(port)
     assert chosen_backend(e) == "epoll"
     assert "io_uring" not in e.log()
@@ -240,7 +245,7 @@ def test_epoll_makes_no_io_uring_call(start_echod, port, no_io_uring, monkeypatc
 
 def test_a_reload_keeps_the_backend_and_says_a_change_needs_a_restart(start_echod, port):
     config = f'listen: ["127.0.0.1:{port}"]\nio:\n  backend: epoll\n'
-    e = start_echod(["--log-format", "text"], config=config, ready=True)
+    e = start_echod(["--log-format", "text"], config=config, ready=True, env=DEFAULT_BACKEND)
     e.config_path.write_text(config.replace("backend: epoll", "backend: auto"))
     e.signal(signal.SIGHUP)
     log = e.wait_log("configuration reloaded")
