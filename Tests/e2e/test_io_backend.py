@@ -32,6 +32,7 @@ STARTED = re.compile(r"echod started.*\bio_backend=(\w+)")
 # (ECHOD_E2E_IO_BACKEND, which conftest gives every echod as ECHOD_IO_BACKEND) left out.
 DEFAULT_BACKEND = {"ECHOD_IO_BACKEND": None}
 
+
 def host_allows_io_uring() -> bool:
     """Whether this process may make an io_uring (one io_uring_setup, closed at once)."""
     libc = ctypes.CDLL(None, use_errno=True)
