@@ -10,7 +10,7 @@ import time
 
 from .model import Run, SyscallCount, from_json
 from .peers import Tools
-from .procs import run_cmd, send_signal
+from .procs import run_cmd, signal_and_wait
 from .workloads import Workload
 
 
@@ -91,12 +91,7 @@ def perf_works(t: Tools) -> tuple[bool, str]:
 
 def perf_finish(p: subprocess.Popen, path: str) -> int | None:
     """Stops perf (SIGINT makes it write its counts) and returns the syscall count it wrote."""
-    send_signal(p.pid, signal.SIGINT)
-    try:
-        p.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        send_signal(p.pid, signal.SIGKILL)
-        p.wait(timeout=5)
+    signal_and_wait(p, signal.SIGINT)
     try:
         with open(path) as f:
             m = re.search(r"^(\d+),", f.read(), re.M)

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from . import workloads
 from .log import Log
-from .procs import free_port, run_cmd, send_signal, wait_listening
+from .procs import free_port, run_cmd, signal_and_wait, wait_listening
 
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(BENCH)
@@ -218,14 +218,8 @@ def echod_uring_unavailable(echod: str, timeout: float = 10.0) -> str | None:
 
 
 def _stop_probe(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    send_signal(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        send_signal(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
+    if proc.poll() is None:
+        signal_and_wait(proc, signal.SIGTERM)
 
 
 def _build_go(b: Builder) -> str | None:

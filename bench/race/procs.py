@@ -73,6 +73,16 @@ def send_signal(pid: int, sig: int) -> None:
         pass
 
 
+def signal_and_wait(proc: subprocess.Popen, sig: int, timeout: float = 5.0) -> None:
+    """Sends `sig` to one process this script started and waits for it to exit; SIGKILL after `timeout` s."""
+    send_signal(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        send_signal(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+
 _handed_out: set[int] = set()
 
 
