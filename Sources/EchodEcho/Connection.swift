@@ -39,7 +39,7 @@ package enum CloseReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     }
 }
 
-/// One echo connection's state, stored inline in the loop's fd-indexed table. About 112 bytes, no heap while idle
+/// One echo connection's state, stored inline in the loop's fd-indexed table. 130 bytes, no heap while idle
 /// (a connection on a `tag: prefix` listener holds its rendered prefix, a few dozen bytes).
 /// All zeroes is a free entry (`flags` empty), as `FDTable` requires.
 package struct Connection {

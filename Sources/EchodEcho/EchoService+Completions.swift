@@ -138,7 +138,6 @@ extension EchoService {
             stats.bytesOut.add(UInt64(n))
         }
         c.pointee.ring.sent &+= n
-        c.pointee.ring.queuedBytes &-= n
         let head = c.pointee.ring.head
         if c.pointee.ring.sent == bufferLength![Int(head)] {
             c.pointee.ring.sent = 0
@@ -220,7 +219,6 @@ extension EchoService {
         }
         c.pointee.ring.tail = id
         c.pointee.ring.queued &+= 1
-        c.pointee.ring.queuedBytes &+= UInt32(count)
     }
 
     /// Gives back every buffer a closed connection still held.
@@ -232,7 +230,6 @@ extension EchoService {
             recycle(id)
         }
         c.pointee.ring.sent = 0
-        c.pointee.ring.queuedBytes = 0
     }
 
     /// Gives buffer `id` back to the kernel, and starts again the receives that ran out of buffers (the loop
@@ -252,7 +249,6 @@ extension EchoService {
     /// The bytes a ring-served connection has received and not yet sent back, in order (for a handover).
     func queuedBytes(_ c: UnsafeMutablePointer<Connection>) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(Int(c.pointee.ring.queuedBytes))
         var id = c.pointee.ring.head
         var skip = Int(c.pointee.ring.sent)
         for _ in 0..<c.pointee.ring.queued {
@@ -343,9 +339,8 @@ package struct RingState {
     var head: UInt16 = 0
     var tail: UInt16 = 0
     var queued: UInt16 = 0
-    /// Bytes of the head buffer already sent, and of the whole queue not yet sent.
+    /// Bytes of the head buffer already sent.
     var sent: UInt32 = 0
-    var queuedBytes: UInt32 = 0
 
     init(flags: Flags = []) { self.flags = flags }
 }

@@ -21,7 +21,9 @@ struct EchoMachineTests {
 
     @Test("a connection table entry keeps its size with Unix peers in SocketAddress")
     func entrySize() {
-        #expect(MemoryLayout<Connection>.size == 122)
+        // 122 bytes before the io_uring backend's per-connection state (``RingState``: its queue and flags, 11 bytes
+        // with padding 8 more per entry); idle memory per connection stays about 160 B (bench/README.md).
+        #expect(MemoryLayout<Connection>.size == 130)
         #expect(Connection(peer: .unixPeer(uid: 1, gid: 2, pid: 3), openedAt: 0, tick: 0).peer.unixUID == 1)
     }
 

@@ -221,8 +221,9 @@ def test_real_perf_counts_three_calls_per_round_trip_of_the_c_epoll_reference(tm
         proc.kill()
         proc.wait(timeout=5)
     # level-triggered epoll at one connection: epoll_wait, read, send per round trip, and nothing else in the
-    # measured interval (no accept, no close): within the few calls perf's switching lets in at its ends.
-    assert c.error is None and c.ops > 1000 and 2.98 <= c.per_op <= 3.02, c
+    # measured interval (no accept, no close): within the few calls perf's switching lets in at its ends (an
+    # absolute slack, so that a busy machine, with fewer round trips in the interval, does not fail it).
+    assert c.error is None and c.ops > 200 and abs(c.syscalls - 3 * c.ops) <= 30, c
 
 
 # The table and results.json
