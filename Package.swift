@@ -174,7 +174,12 @@ let package = Package(
         .testTarget(name: "EchodTextTests", dependencies: ["EchodText"]),
         .testTarget(name: "EchodProxyProtocolTests", dependencies: ["EchodProxyProtocol", "EchodText", "EchodTestSupport"]),
         .testTarget(name: "EchodSystemTests", dependencies: ["EchodSystem", "EchodTestSupport"]),
-        .testTarget(name: "EchodEchoTests", dependencies: ["EchodEcho", "EchodEventLoop", "EchodProxyProtocol", "EchodSystem"]),
+        .testTarget(
+            name: "EchodEchoTests",
+            dependencies: [
+                "EchodEcho", "EchodEventLoop", "EchodProxyProtocol", "EchodSystem", "EchodTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "EchodConfigTests", dependencies: ["EchodConfig", "EchodText", "EchodTestSupport"]),
         .testTarget(
             name: "EchodLogTests",

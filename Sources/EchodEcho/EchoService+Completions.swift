@@ -18,7 +18,7 @@ import Glibc
 ///   before the loop can stop it, so a peer that does not read would hold several times the bound. A receive costs
 ///   a submission entry, not a system call.
 /// - `ENOBUFS` (other connections hold every buffer given so far): the loop gives the kernel more of its buffers, up
-///   to ``ringBufferCount``; past that the connection waits until buffers come back.
+///   to ``ringBufferLimit``; past that the connection waits until buffers come back.
 /// - EOF (half-close): the queue is sent, then the connection closes, as RFC 862 and the epoll path do.
 /// - A descriptor is closed only when no request on it is in flight: a reused descriptor number can never meet a
 ///   stale completion, and the peer sees the close at once (a request in flight holds the socket open). Closing
@@ -35,10 +35,12 @@ extension EchoService {
         case cancel = 3
     }
 
-    /// The loop's provided buffers: at most as many as pingpong with 1,000 connections keeps busy at once, given to
-    /// the kernel 16 at a time as receives run out (``EventLoop/provideMoreBuffers``): the kernel writes every given
-    /// buffer in turn, so each costs memory once given, and the free ones are at most one step's worth.
-    static let ringBufferCount = 1024
+    /// The most provided buffers a loop has (the kernel's limit for one buffer ring): its connections share them,
+    /// each holding at most `max_pending_bytes` of them, so that memory is bounded as with epoll's pending buffers;
+    /// when even these are all held, receives wait for buffers to come back instead of memory growing. They are
+    /// given to the kernel 16 at a time as receives run out (``EventLoop/provideMoreBuffers``): the kernel writes
+    /// every given buffer in turn, so each costs memory once given, and the free ones are at most one step's worth.
+    package static let ringBufferLimit = 32768
     static let ringBufferStep = 16
 
     /// A buffer's size: a quarter of `max_pending_bytes` (so that a connection at its bound holds four buffers, and a
@@ -60,7 +62,7 @@ extension EchoService {
     func prepareCompletions() throws(IOError) {
         guard loop.backend == .ioUring else { return }
         let size = Self.ringBufferSize(maxPending: machine.pointee.maxPending)
-        let buffers = try loop.provideBuffers(count: Self.ringBufferCount, size: size, initial: Self.ringBufferStep)
+        let buffers = try loop.provideBuffers(count: ringBufferCount, size: size, initial: min(Self.ringBufferStep, ringBufferCount))
         ringBuffers = buffers
         bufferNext = .allocate(capacity: buffers.count)
         bufferLength = .allocate(capacity: buffers.count)

@@ -63,6 +63,7 @@ package final class EchoService: CompletionHandler, @unchecked Sendable {
     var bufferNext: UnsafeMutablePointer<UInt16>?
     var bufferLength: UnsafeMutablePointer<UInt32>?
     var starved: [Int32] = []
+    let ringBufferCount: Int
     /// The most buffers one connection holds (``updateMaxQueued()``).
     var maxQueued: UInt16 = 1
 
@@ -75,11 +76,14 @@ package final class EchoService: CompletionHandler, @unchecked Sendable {
     /// How often the idle sweep runs; also the resolution of `idle_timeout`.
     package static let tickInterval: Duration = .seconds(1)
 
+    /// - Parameter ringBufferCount: with the io_uring backend, the most provided buffers (a power of two, at most
+    ///   ``ringBufferLimit``; fewer in tests of running out).
     package init(
         loop: EventLoop, limiter: ConnectionLimiter, settings: Settings, logger: Logger, stats: EchoStats = EchoStats(),
-        readLogSink: @escaping ReadLogSink
+        ringBufferCount: Int = EchoService.ringBufferLimit, readLogSink: @escaping ReadLogSink
     ) throws(IOError) {
         self.loop = loop
+        self.ringBufferCount = ringBufferCount
         self.readLogSink = readLogSink
         self.stats = stats
         self.limiter = limiter

@@ -125,15 +125,6 @@ struct EventLoopTests {
     }
 }
 
-/// A connected pair of Unix stream sockets.
-func socketPair() throws -> [Int32] {
-    var pair: [Int32] = [0, 0]
-    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-        throw IOError("socketpair", errno: errno)
-    }
-    return pair
-}
-
 @Suite("Event loop on io_uring: completions", .enabled(if: backends.contains(.ioUring)))
 struct CompletionTests {
     /// Records the completions it gets; with `rearm`, starts the next receive after each one that brought data.
@@ -165,7 +156,7 @@ struct CompletionTests {
     @Test("receives fill provided buffers, given as they run out, and a send goes out, each completion to its handler")
     func receiveAndSend() throws {
         try withRunningLoop(backend: .ioUring) { loop in
-            let pair = try socketPair()
+            let pair = try #require(socketPair())
             defer { close(pair[1]) }
             let log = Locked<[(operation: UInt8, result: Int32, bytes: [UInt8])]>([])
             let recorder = Recorder(log, loop: loop)
@@ -203,7 +194,7 @@ struct CompletionTests {
         // buffer back), not hand it to the second handler. Removing the generation check in
         // `EventLoop.dispatchCompletions` fails this.
         try withRunningLoop(backend: .ioUring) { loop in
-            let pair = try socketPair()
+            let pair = try #require(socketPair())
             defer {
                 close(pair[0])
                 close(pair[1])

@@ -208,3 +208,12 @@ package func receiveWithRights(_ fd: Int32) -> (text: String, descriptors: [Int3
     }
     return (text, descriptors)
 }
+
+/// A connected pair of Unix stream sockets (close-on-exec); nil when the kernel refuses one.
+package func socketPair() -> [Int32]? {
+    var pair: [Int32] = [0, 0]
+    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+        return nil
+    }
+    return pair
+}
