@@ -6,8 +6,9 @@ SWIFT ?= swift
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Debian packages the build and the tests need: libsystemd, http-parser and libyaml (linked), the tools the end-to-end tests drive,
-# and gcc with liburing-dev for bench/tests, which build and check the race's C references (c-epoll, c-uring).
+# Debian packages the build and the tests need: libsystemd, http-parser, libyaml and liburing (linked; liburing for the
+# io_uring backend), the tools the end-to-end tests drive, and gcc, for bench/tests (which build and check the race's C
+# references, c-epoll and c-uring) and the end-to-end tests' seccomp helper.
 # pytest and pexpect come from Debian too, so that a stock Debian python (which refuses pip installs, PEP 668) has
 # them; a python that cannot see Debian's packages (pyenv, a venv) gets them from PyPI instead.
 APT_PACKAGES := pkg-config libsystemd-dev libhttp-parser-dev libyaml-dev prometheus netcat-openbsd telnet socat curl systemd systemd-container iproute2 procps python3-pytest python3-pexpect haproxy gcc liburing-dev
