@@ -1,7 +1,7 @@
 /*
  * uring-probe.c - exits 0 when echod's io_uring backend can run on this machine, else says why on stderr and exits
  * 3: the same probe echod runs (echod_uring_probe in Sources/CEchodUring: a ring, a provided buffer ring and a
- * multishot receive into it), so that make test-e2e-uring skips exactly where echod could not serve on io_uring.
+ * receive into it), so that make test-e2e-uring skips exactly where echod could not serve on io_uring.
  */
 #include <stdio.h>
 #include <string.h>

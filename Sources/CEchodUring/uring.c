@@ -67,8 +67,6 @@ void echod_uring_destroy(echod_uring *r) {
     free(r);
 }
 
-unsigned echod_uring_setup_flags(const echod_uring *r) { return r->flags; }
-
 int echod_uring_enable(echod_uring *r) {
     if (!(r->flags & IORING_SETUP_R_DISABLED)) return 0;
     // liburing 2.3 declares io_uring_enable_rings but does not export it: the system call itself.
@@ -168,8 +166,6 @@ int echod_uring_submit_and_wait(echod_uring *r, unsigned wait, int64_t timeout_n
     if (ret == -ETIME || ret == -EINTR || ret == -EAGAIN || ret == -EBUSY) return 0;
     return ret;
 }
-
-int echod_uring_submit(echod_uring *r) { return io_uring_submit(&r->ring); }
 
 unsigned echod_uring_take(echod_uring *r, echod_cqe *out, unsigned max) {
     struct io_uring_cqe *c;

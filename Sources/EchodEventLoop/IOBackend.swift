@@ -5,9 +5,9 @@ import Glibc
 /// The kernel interface an event loop waits on (`io.backend`).
 ///
 /// - `epoll`: readiness for everything; one `epoll_wait`, then a `read` and a `write` per echo round trip.
-/// - `ioUring`: the same loop on an io_uring: echo connections are served by completions (a multishot receive into
-///   a provided buffer ring, the received buffer sent back as it is), so that one `io_uring_enter` per turn submits
-///   every send and waits for what comes next; everything else on the loop (timers, signals, wake-ups, listeners,
+/// - `ioUring`: the same loop on an io_uring: echo connections are served by completions (a receive into a
+///   provided buffer ring, the received buffer sent back as it is), so that one `io_uring_enter` per turn submits
+///   every receive and send and waits for what comes next; everything else on the loop (timers, signals, wake-ups, listeners,
 ///   the admin endpoint) keeps its readiness handler on the loop's epoll set, which the ring watches.
 package enum IOBackend: String, Sendable, CaseIterable, CustomStringConvertible {
     case epoll
@@ -16,9 +16,9 @@ package enum IOBackend: String, Sendable, CaseIterable, CustomStringConvertible 
     package var description: String { rawValue }
 
     /// Nil when this kernel and process can run the io_uring backend, else why not (for a log line or a start-up
-    /// error). Tries what the backend stands on: a ring, a provided buffer ring, and a multishot receive into it on
-    /// a socket pair, so that `kernel.io_uring_disabled`, a seccomp filter (systemd's `SystemCallFilter=`,
-    /// container runtimes' default profiles) and kernels older than 6.0 are all caught here, not at the first
+    /// error). Tries what the backend stands on: a ring, a provided buffer ring, and a receive into it on a
+    /// socket pair, so that `kernel.io_uring_disabled`, a seccomp filter (systemd's `SystemCallFilter=`, container
+    /// runtimes' default profiles) and kernels without buffer rings (before 5.19) are all caught here, not at the first
     /// connection.
     package static func ioUringUnavailableReason() -> String? {
         var step: UnsafePointer<CChar>? = nil

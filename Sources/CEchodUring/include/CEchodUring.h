@@ -29,8 +29,6 @@ extern const uint32_t ECHOD_CQE_BUFFER_SHIFT;
 // neither; never SQPOLL. Sets *out on success.
 int echod_uring_create(unsigned entries, unsigned cq_entries, echod_uring **out);
 void echod_uring_destroy(echod_uring *ring);
-// The IORING_SETUP_* flags the ring runs with (for the start-up log).
-unsigned echod_uring_setup_flags(const echod_uring *ring);
 // Enables a ring created disabled (with SINGLE_ISSUER): the calling thread becomes the only one that may submit
 // and wait. Requests prepared before wait in the queue until the first submit.
 int echod_uring_enable(echod_uring *ring);
@@ -55,8 +53,6 @@ void echod_uring_poll_multishot(echod_uring *ring, int fd, uint32_t events, uint
 // takes in what the kernel has finished). Returns the number submitted (0 as well when the wait was cut short by
 // the timeout or a signal) or a negative errno.
 int echod_uring_submit_and_wait(echod_uring *ring, unsigned wait, int64_t timeout_ns);
-// Submits what was prepared without waiting.
-int echod_uring_submit(echod_uring *ring);
 // Copies up to `max` completions into `out` and marks them seen; returns how many.
 unsigned echod_uring_take(echod_uring *ring, echod_cqe *out, unsigned max);
 
