@@ -67,9 +67,9 @@ struct EventLoopTests {
 
     @Test("an event for a closed and reused descriptor is not delivered to the new owner", arguments: backends)
     func staleEvents(backend: IOBackend) throws {
-        // Two eventfds made readable in one batch; the first handler closes the second and opens a new descriptor,
-        // which the kernel gives the same number. The stale event from the same batch must not reach the new
-        // registration (nor the old handler): removing the generation check in `EventLoop.dispatch` fails this.
+        // Two eventfds made readable in one batch; the first handler closes the second and puts a new descriptor
+        // at the same number. The stale event from the same batch must not reach the new registration (nor the old
+        // handler): removing the generation check in `EventLoop.dispatch` fails this.
         try withRunningLoop(backend: backend) { loop in
             let delivered = Locked<[String]>([])
             final class Recorder: EventHandler {
@@ -86,6 +86,7 @@ struct EventLoopTests {
                 }
             }
             let done = Locked(false)
+            let failure = Locked<String?>(nil)
             let handlers = Locked<[EventHandler]>([])
             loop.execute {
                 let a = try! Syscall.eventFD()
@@ -96,9 +97,19 @@ struct EventLoopTests {
                 first.onEvent = { fd in
                     Syscall.drainCounter(fd)
                     loop.deregister(fd: b, willClose: true)
-                    Syscall.close(b)
-                    let c = try! Syscall.eventFD()  // lowest free number: b's
-                    precondition(c == b)
+                    // dup2 closes b and gives its number to a new eventfd in one step. Closing b and counting on
+                    // the kernel to hand out the lowest free number again raced the other tests' threads (tests run
+                    // in parallel, this one on both backends at once): one of them could take the number first.
+                    let fresh = try! Syscall.eventFD()
+                    let c = dup2(fresh, b)
+                    let error = errno
+                    Syscall.close(fresh)
+                    _ = fcntl(b, F_SETFD, FD_CLOEXEC)
+                    guard c == b else {
+                        failure.value = "dup2 onto \(b): errno \(error)"
+                        done.value = true
+                        return
+                    }
                     try! loop.register(fd: c, interest: .read, handler: reused)
                     loop.deregister(fd: fd, willClose: true)
                     Syscall.close(fd)
@@ -117,6 +128,7 @@ struct EventLoopTests {
                 handlers.value = [first, second, reused]
             }
             #expect(waitUntil { done.value })
+            #expect(failure.value == nil)
             let log = delivered.value
             #expect(!log.contains("reused"), "stale event delivered to a reused fd: \(log)")
             #expect(!log.contains("second"), "event delivered to a closed fd's handler: \(log)")
