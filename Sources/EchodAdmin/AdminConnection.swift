@@ -96,6 +96,14 @@ final class AdminConnection: EventHandler {
     /// The sweep found this connection past its deadline.
     func deadlinePassed(now: Int64) {
         withExtendedLifetime(self) {
+            if state == .reading {
+                // Bytes already in the socket count as received, though their readiness event may not have been
+                // handled yet (a busy loop's batch can hold the sweep's timer first): read them.
+                // A request they complete is answered (which sets a new deadline); a partial one gets its 408 below
+                // instead of a silent close.
+                readRequests()
+                if deadline > now { return }
+            }
             switch state {
             case .reading where receivedForRequest > 0 || inputCount > 0:
                 fail(408, "request timeout: the request was not received in time")

@@ -270,6 +270,29 @@ struct AdminServerTests {
         }
     }
 
+    @Test("a partial request still unread at the deadline gets 408, not a silent close (the sweep reads it first)")
+    func slowSenderWhileTheLoopIsBusy() throws {
+        // The loop is kept busy past the request timeout; the partial request arrives after the sweep's timer has
+        // expired, so that the loop's next batch holds the timer before the connection's readiness. Without the read
+        // in `AdminConnection.deadlinePassed` the sweep closes the connection as idle: the client gets no response.
+        let limits = AdminServer.Limits(requestTimeout: .milliseconds(300))
+        try withAdmin(limits: limits) { admin in
+            let slow = try TestClient(port: admin.port)
+            #expect(waitUntil { admin.connectionCount() == 1 })
+            let busy = Locked(false)
+            admin.loop.execute {
+                busy.value = true
+                usleep(900_000)
+            }
+            #expect(waitUntil { busy.value })
+            usleep(600_000)  // past the deadline (300 ms) and a sweep period (75 ms) with margin: the timer expired
+            try slow.send("GET /livez HTTP/1.1\r\nHost: x\r\n")
+            let r = try slow.readResponse()
+            #expect(r.status == 408)
+            #expect(try slow.isClosedByPeer())
+        }
+    }
+
     @Test("the timeout is per request: a keep-alive client that keeps asking is not cut off")
     func timeoutRestartsPerRequest() throws {
         let limits = AdminServer.Limits(requestTimeout: .milliseconds(300))
