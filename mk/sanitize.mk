@@ -42,10 +42,14 @@ sanitize: sanitize-tsan-unit sanitize-asan-unit sanitize-tsan-e2e sanitize-asan-
 # test process whose precondition fails) otherwise runs the Swift backtracer, whose clone from the signal handler trips
 # TSan's fork handling (CHECK failed in ForkAfter, then often a segfault: seen here). A child or a backtracer stuck
 # there would leave the parent waiting with no output; without the backtracer a crash is a plain SIGILL at once.
+# --no-parallel: one test at a time (75 s here instead of 40). TSan still watches every thread a test starts (loops,
+# the log writer, servers), which is where the product's races would be; what goes is the tests' interference with
+# one another under TSan's slowdown (descriptor numbers, the process's umask, the 2 threads of Swift's pool held by
+# blocking tests), which `make test` still runs in parallel. A CI run froze in this step's first seconds (stop 18).
 sanitize-tsan-unit: deps
 	$(call sanitizer_reset,$(TSAN_SCRATCH))
 	$(call sanitizer_env,$(TSAN_SCRATCH)) SWIFT_BACKTRACE=enable=no \
-	  $(SWIFT) test --sanitize=thread --scratch-path $(TSAN_SCRATCH)
+	  $(SWIFT) test --sanitize=thread --scratch-path $(TSAN_SCRATCH) --no-parallel
 	$(call sanitizer_check,$(TSAN_SCRATCH))
 
 sanitize-asan-unit: deps
@@ -73,7 +77,8 @@ sanitize-asan-e2e: deps
 	$(call sanitizer_check,$(ASAN_SCRATCH))
 
 # make test and the ThreadSanitizer unit tests: measured on this 2-core machine, a cold .build-tsan (what a fresh CI
-# checkout has) took 271 s to build and run (with a release build running alongside), a warm one 41 s. Cold is over
+# checkout has) took 271 s to build and run (with a release build running alongside; tests in parallel then), a
+# warm one 75 s (one test at a time). Cold is over
 # the ~4-minute budget this check has in make test, so make test runs them only when asked (TEST_SANITIZE=1, e.g. on
 # a CI that keeps .build-tsan between runs); make sanitize always does.
 ifeq ($(TEST_SANITIZE),1)
