@@ -221,16 +221,22 @@ package final class EventLoop: @unchecked Sendable {
     }
 
     /// Gives the kernel up to `count` buffers it never had, once per turn (the receives that ran out in this turn
-    /// share them); false when every buffer is given already.
+    /// share them); false when every buffer is given already, or when the kernel backs no more (tried once a turn).
     ///
     /// Buffers are given as the load asks for them, not all at once: the kernel takes them in ring order, so every
     /// buffer it has ever been given gets written in turn, and given ones all end up costing memory. Growing only
     /// when receives run out keeps the memory at what the load needs at once.
     package func provideMoreBuffers(_ count: Int) -> Bool {
-        guard let buffers, buffers.given < buffers.count else { return false }
+        guard let buffers, buffers.given < buffers.count, !buffers.refusedThisTurn else { return false }
         if buffers.grewThisTurn { return true }
-        buffers.grewThisTurn = true
         let first = buffers.given
+        // Where the kernel will not back more (the commit limit under strict overcommit), none are given: as when
+        // every buffer is given, receives wait for one to come back.
+        guard buffers.makeUsable(upTo: min(buffers.count, first + count)) else {
+            buffers.refusedThisTurn = true
+            return false
+        }
+        buffers.grewThisTurn = true
         buffers.given = min(buffers.count, first + count)
         for id in first..<buffers.given { echod_uring_recycle_buffer(ring, UInt16(id)) }
         return true
@@ -336,6 +342,7 @@ package final class EventLoop: @unchecked Sendable {
             }
             echod_uring_publish_buffers(ring)
             buffers?.grewThisTurn = false
+            buffers?.refusedThisTurn = false
             let wanted = 1 &+ sendsPrepared
             sendsPrepared = 0
             let timeout: Int64 = epollCount > 0 ? 0 : (wanted > 1 ? 1_000_000 : -1)

@@ -234,6 +234,26 @@ struct CompletionTests {
             loop.execute { loop.detach(fd: pair[0]) }
         }
     }
+
+    @Test("buffers are address space only until given: the rest of their mapping stays PROT_NONE")
+    func buffersBecomeWritableAsGiven() throws {
+        // Under strict overcommit a writable private mapping is charged in full (2 GiB for 32,768 buffers of
+        // 64 KiB): the buffers must become writable as they are given, not all at start. Mapping them all
+        // writable (ProvidedBuffers' init) fails this. 6,000 bytes: buffers that do not start on a page boundary.
+        try withRunningLoop(backend: .ioUring) { loop in
+            let seen = Locked<[String]>([])
+            loop.execute {
+                let buffers = try! loop.provideBuffers(count: 64, size: 6000, initial: 16)
+                func at(_ id: Int, _ offset: Int) -> String { protection(of: buffers[UInt16(id)] + offset) }
+                var found = [at(0, 0), at(15, 5999), at(17, 0), at(63, 5999)]
+                _ = loop.provideMoreBuffers(16)
+                found += [at(31, 5999), at(33, 0), "\(buffers.given) \(buffers.usable)"]
+                seen.value = found
+            }
+            #expect(waitUntil { !seen.value.isEmpty })
+            #expect(seen.value == ["rw", "rw", "--", "--", "rw", "--", "32 32"])
+        }
+    }
 }
 
 @Suite("Socket addresses")
@@ -250,4 +270,16 @@ struct SocketAddressTests {
     func ioErrorText() {
         #expect(IOError("accept4", errno: EMFILE).description == "accept4: Too many open files (errno 24)")
     }
+}
+
+/// The protection ("rw", "r-", "--", ...) of the mapping holding `address`, from /proc/self/maps.
+func protection(of address: UnsafeRawPointer) -> String {
+    let target = UInt(bitPattern: address)
+    guard let maps = try? readFile("/proc/self/maps") else { return "no /proc/self/maps" }
+    for line in maps.split(separator: "\n") {
+        let fields = line.split(separator: " ")
+        let range = fields[0].split(separator: "-").compactMap { UInt($0, radix: 16) }
+        if range.count == 2 && range[0] <= target && target < range[1] { return String(fields[1].prefix(2)) }
+    }
+    return "unmapped"
 }
