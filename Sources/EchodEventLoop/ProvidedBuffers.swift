@@ -1,3 +1,4 @@
+import CEchodLinux
 import EchodSystem
 import Glibc
 
