@@ -22,7 +22,7 @@ package struct ProcessSample: Sendable, Equatable {
     /// Reads the current values.
     package static func read() -> ProcessSample {
         var sample = ProcessSample()
-        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        let page = UInt64(Syscall.pageSize)
         if let statm = readSmallFile("/proc/self/statm") {
             let fields = statm.split(separator: " ")
             if fields.count >= 2, let size = UInt64(fields[0]), let resident = UInt64(fields[1]) {

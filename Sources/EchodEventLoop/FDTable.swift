@@ -21,7 +21,7 @@ package struct FDTable<Element> {
     package init(capacity requested: Int? = nil) throws(IOError) {
         let limit = requested ?? Int(Syscall.descriptorLimit())
         capacity = max(1024, min(limit, Self.maximumCapacity))
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let page = Syscall.pageSize
         byteCount = (capacity * MemoryLayout<Element>.stride + page - 1) / page * page
         let raw = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let raw, raw != MAP_FAILED else { throw IOError("mmap", errno: echod_errno()) }

@@ -224,6 +224,9 @@ package enum Syscall {
         return UInt64(limit.rlim_cur)
     }
 
+    /// The size of a memory page in bytes (`sysconf(_SC_PAGESIZE)`).
+    package static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
     /// The soft limit on open descriptors (RLIMIT_NOFILE).
     package static func descriptorLimit() -> UInt64 {
         var limit = rlimit()
