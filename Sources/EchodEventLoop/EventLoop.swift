@@ -232,12 +232,11 @@ package final class EventLoop: @unchecked Sendable {
         let first = buffers.given
         // Where the kernel will not back more (the commit limit under strict overcommit), none are given: as when
         // every buffer is given, receives wait for one to come back.
-        guard buffers.makeUsable(upTo: min(buffers.count, first + count)) else {
+        guard buffers.give(upTo: min(buffers.count, first + count)) else {
             buffers.refusedThisTurn = true
             return false
         }
         buffers.grewThisTurn = true
-        buffers.given = min(buffers.count, first + count)
         for id in first..<buffers.given { echod_uring_recycle_buffer(ring, UInt16(id)) }
         return true
     }
